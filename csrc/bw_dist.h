@@ -1,0 +1,103 @@
+/*
+ * bw_dist.h -- the posterior quantities of bayesworker and the pure-C kernels over them.
+ *
+ * No Python.h here. A "quantity" is what a posterior proxy reports on: either one
+ * distribution (the conversion rate, the mean of the data, ...) or the product of two
+ * independent ones (revenue per user = conversion rate x value per converter).
+ *
+ * Summaries (summary.c) are exact: closed forms or deterministic adaptive quadrature.
+ * Draws (sample.c) come from a counter-based Philox4x32-10 stream: draw number i of a
+ * stream depends only on (key, tag, i), never on how a request was split into blocks.
+ */
+#ifndef BW_DIST_H
+#define BW_DIST_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---------------------------------------------------------------------------------------- */
+/* Distributions                                                                            */
+/* ---------------------------------------------------------------------------------------- */
+
+enum bw_kind {
+    /* p ~ Beta(a, b).                                     p = {a, b}                        */
+    BW_KIND_BETA = 1,
+    /* mu under a normal-inverse-gamma posterior:
+     *   sigma^2 ~ InvGamma(alpha, beta), mu | sigma^2 ~ N(m, sigma^2 / kappa);
+     *   marginal: m + sqrt(beta / (alpha kappa)) * t_{2 alpha}.  p = {m, kappa, alpha, beta} */
+    BW_KIND_NIG_MEAN = 2,
+    /* exp(mu + sigma^2 / 2) under the same NIG posterior (the data-scale mean of a
+     * lognormal).  p = {m, kappa, alpha, beta}.  Its mean is infinite: see bw_mean.        */
+    BW_KIND_NIG_LNMEAN = 3,
+    /* lambda ~ Gamma(shape a, rate b).                    p = {a, b}                        */
+    BW_KIND_GAMMA = 4,
+    /* 1 / lambda, lambda ~ Gamma(shape a, rate b), i.e. InvGamma(a, scale b).  p = {a, b}  */
+    BW_KIND_INVGAMMA = 5,
+};
+
+typedef struct {
+    int kind;       /* enum bw_kind */
+    double p[4];
+} bw_dist;
+
+/* One distribution (nfactors == 1: f[0]) or the product of two independent ones
+ * (nfactors == 2: f[0] * f[1], f[0] the frequency, f[1] the severity). */
+typedef struct {
+    int nfactors;
+    bw_dist f[2];
+} bw_quantity;
+
+/* Truncation used wherever a moment is infinite (BW_KIND_NIG_LNMEAN): moments are those of
+ * the quantity conditional on quantity <= its BW_TRUNC_LEVEL quantile. */
+#define BW_TRUNC_LEVEL 0.9999
+
+/* Return codes of the summary kernels. */
+enum bw_status {
+    BW_OK = 0,
+    BW_E_DOMAIN = 1,     /* a parameter or level outside its domain */
+    BW_E_NOCONV = 2,     /* a root finder or quadrature did not reach its tolerance */
+};
+
+/* ---------------------------------------------------------------------------------------- */
+/* Summaries (summary.c): exact, deterministic, thread-safe (no global state).               */
+/* ---------------------------------------------------------------------------------------- */
+
+/* Posterior mean of the quantity.  For BW_KIND_NIG_LNMEAN (alone or as a factor) the
+ * truncated mean E[X | X <= q_{BW_TRUNC_LEVEL}] is reported for that factor.  A product's
+ * mean is the product of its factors' (possibly truncated) means.  +inf where the mean is
+ * infinite in closed form (InvGamma with a <= 1). */
+int bw_mean(const bw_quantity *q, double *out);
+
+/* Posterior variance; same truncation rule; for a product of independent factors
+ * Var = E[X^2] E[Y^2] - (E[X] E[Y])^2 using the (possibly truncated) moments.
+ * +inf where infinite in closed form (InvGamma with a <= 2). */
+int bw_variance(const bw_quantity *q, double *out);
+
+/* P(quantity <= x). */
+int bw_cdf(const bw_quantity *q, double x, double *out);
+
+/* The level-quantile, 0 < level < 1, to ~1e-13 relative. */
+int bw_quantile(const bw_quantity *q, double level, double *out);
+
+/* Central (equal-tailed) credible interval: quantiles (1-level)/2 and (1+level)/2. */
+int bw_interval(const bw_quantity *q, double level, double out[2]);
+
+/* ---------------------------------------------------------------------------------------- */
+/* Draws (sample.c)                                                                          */
+/* ---------------------------------------------------------------------------------------- */
+
+/* A stream: a 64-bit Philox key and a 32-bit tag (which part of a posterior is drawn).
+ * The 128-bit Philox counter of draw i is {j, lo32(i), hi32(i), tag}, j counting the
+ * Philox blocks that draw consumes, so draw i never depends on any other draw. */
+typedef struct {
+    uint64_t key;
+    uint32_t tag;
+} bw_stream;
+
+/* Derive a stream key from a worker seed and a posterior's sequence number. */
+uint64_t bw_stream_key(uint64_t seed, uint64_t posterior_seq);
+
+/* Fill out[0 .. n) with draws number start .. start+n-1 of the quantity on stream st. */
+void bw_sample(const bw_quantity *q, bw_stream st, uint64_t start, size_t n, double *out);
+
+#endif /* BW_DIST_H */
