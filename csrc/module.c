@@ -1,0 +1,927 @@
+/*
+ * module.c -- the CPython binding of bayesworker's C core.
+ *
+ * It only translates: arguments in, NumPy buffers checked, C jobs submitted, results and
+ * errors out.  Three heap types live in the module state: Core (one pool and one store),
+ * Job (a handle on a submitted job that keeps its arrays alive until the job is finished)
+ * and Channel (a completion queue with a file descriptor for the event loop).
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <structmember.h>
+
+#define NPY_NO_DEPRECATED_API NPY_1_7_API_VERSION
+#define PY_ARRAY_UNIQUE_SYMBOL bayesworker_ARRAY_API
+#include <numpy/arrayobject.h>
+
+#include <errno.h>
+#include <math.h>
+
+#include "bw_dist.h"
+#include "jobs.h"
+#include "pool.h"
+#include "store.h"
+
+/* ======================================================================================== */
+/* Module state                                                                             */
+/* ======================================================================================== */
+
+typedef struct {
+    PyTypeObject *CoreType;
+    PyTypeObject *JobType;
+    PyTypeObject *ChannelType;
+} module_state;
+
+static module_state *state_of_type(PyTypeObject *tp)
+{
+    return (module_state *)PyType_GetModuleState(tp);
+}
+
+typedef struct {
+    PyObject_HEAD
+    bw_pool *pool;
+    bw_store *store;
+    uint64_t seed;
+    int threads;
+} CoreObject;
+
+typedef struct {
+    PyObject_HEAD
+    bw_job *job;
+    PyObject *keep;             /* arrays the C job reads or writes */
+    int kind;                   /* JOB_FIT, JOB_SAMPLE, JOB_INTERVAL */
+} JobObject;
+
+typedef struct {
+    PyObject_HEAD
+    bw_channel *ch;
+} ChannelObject;
+
+enum { JOB_FIT = 0, JOB_SAMPLE = 1, JOB_INTERVAL = 2 };
+
+/* ======================================================================================== */
+/* Channel                                                                                  */
+/* ======================================================================================== */
+
+static void Channel_dealloc(ChannelObject *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    bw_channel_decref(self->ch);
+    tp->tp_free((PyObject *)self);
+    Py_DECREF(tp);
+}
+
+static PyObject *Channel_fileno(ChannelObject *self, PyObject *Py_UNUSED(ignored))
+{
+    return PyLong_FromLong(bw_channel_fd(self->ch));
+}
+
+static PyObject *Channel_drain(ChannelObject *self, PyObject *Py_UNUSED(ignored))
+{
+    PyObject *list = PyList_New(0);
+    if (!list)
+        return NULL;
+    uint64_t ids[256];
+    size_t n;
+    do {
+        Py_BEGIN_ALLOW_THREADS
+        n = bw_channel_drain(self->ch, ids, 256);
+        Py_END_ALLOW_THREADS
+        for (size_t i = 0; i < n; i++) {
+            PyObject *v = PyLong_FromUnsignedLongLong(ids[i]);
+            if (!v || PyList_Append(list, v) < 0) {
+                Py_XDECREF(v);
+                Py_DECREF(list);
+                return NULL;
+            }
+            Py_DECREF(v);
+        }
+    } while (n == 256);
+    return list;
+}
+
+static PyMethodDef Channel_methods[] = {
+    {"fileno", (PyCFunction)Channel_fileno, METH_NOARGS,
+     "The file descriptor that becomes readable when jobs finish."},
+    {"drain", (PyCFunction)Channel_drain, METH_NOARGS,
+     "Ids of the jobs finished since the last drain."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyType_Slot Channel_slots[] = {
+    {Py_tp_dealloc, Channel_dealloc},
+    {Py_tp_methods, Channel_methods},
+    {Py_tp_doc, "A completion channel: finished jobs, and a file descriptor to watch."},
+    {0, NULL},
+};
+
+static PyType_Spec Channel_spec = {
+    "bayesworker._core.Channel", sizeof(ChannelObject), 0,
+    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE | Py_TPFLAGS_DISALLOW_INSTANTIATION,
+    Channel_slots,
+};
+
+/* ======================================================================================== */
+/* Job                                                                                      */
+/* ======================================================================================== */
+
+static void Job_dealloc(JobObject *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    if (self->job) {
+        if (!bw_job_finished(self->job)) {
+            /* The arrays must outlive the C work: stop it and wait (about a block). */
+            bw_job_cancel(self->job);
+            Py_BEGIN_ALLOW_THREADS
+            bw_job_wait(self->job, -1.0);
+            Py_END_ALLOW_THREADS
+        }
+        bw_job_decref(self->job);
+    }
+    Py_XDECREF(self->keep);
+    tp->tp_free((PyObject *)self);
+    Py_DECREF(tp);
+}
+
+static PyObject *Job_cancel(JobObject *self, PyObject *Py_UNUSED(ignored))
+{
+    bw_job_cancel(self->job);
+    Py_RETURN_NONE;
+}
+
+static PyObject *Job_wait(JobObject *self, PyObject *arg)
+{
+    double timeout = -1.0;
+    if (arg != Py_None) {
+        timeout = PyFloat_AsDouble(arg);
+        if (timeout == -1.0 && PyErr_Occurred())
+            return NULL;
+        if (!(timeout >= 0))
+            timeout = 0;
+    }
+    int done;
+    Py_BEGIN_ALLOW_THREADS
+    done = bw_job_wait(self->job, timeout);
+    Py_END_ALLOW_THREADS
+    return PyBool_FromLong(done);
+}
+
+static PyObject *Job_get_id(JobObject *self, void *c)
+{
+    (void)c;
+    return PyLong_FromUnsignedLongLong(self->job->id);
+}
+
+static PyObject *Job_get_done(JobObject *self, void *c)
+{
+    (void)c;
+    return PyBool_FromLong(bw_job_finished(self->job));
+}
+
+static PyObject *Job_get_status(JobObject *self, void *c)
+{
+    (void)c;
+    static const char *const names[] = {"pending", "ok", "cancelled", "failed"};
+    int s = atomic_load(&self->job->status);
+    return PyUnicode_FromString(names[s]);
+}
+
+static PyObject *Job_get_error(JobObject *self, void *c)
+{
+    (void)c;
+    if (atomic_load(&self->job->status) != BW_JOB_FAILED)
+        Py_RETURN_NONE;
+    return PyUnicode_FromString(self->job->errmsg[0] ? self->job->errmsg : "job failed");
+}
+
+static PyObject *Job_get_progress(JobObject *self, void *c)
+{
+    (void)c;
+    size_t done = atomic_load(&self->job->done_blocks);
+    return Py_BuildValue("(nn)", (Py_ssize_t)done, (Py_ssize_t)self->job->nblocks);
+}
+
+static PyObject *Job_get_result(JobObject *self, void *c)
+{
+    (void)c;
+    if (atomic_load(&self->job->status) != BW_JOB_OK)
+        Py_RETURN_NONE;
+    switch (self->kind) {
+    case JOB_FIT:
+        return PyLong_FromUnsignedLongLong(self->job->result_id);
+    case JOB_INTERVAL:
+        return Py_BuildValue("(dd)", self->job->result[0], self->job->result[1]);
+    default:
+        Py_RETURN_NONE;
+    }
+}
+
+static PyObject *Job_get_runtime(JobObject *self, void *c)
+{
+    (void)c;
+    if (!bw_job_finished(self->job))
+        return PyFloat_FromDouble(bw_monotonic() - self->job->t_submit);
+    return PyFloat_FromDouble(self->job->t_end - self->job->t_submit);
+}
+
+static PyMethodDef Job_methods[] = {
+    {"cancel", (PyCFunction)Job_cancel, METH_NOARGS,
+     "Ask the job to stop; it finishes within a block."},
+    {"wait", (PyCFunction)Job_wait, METH_O,
+     "wait(timeout) -> bool: block (GIL released) until finished or timeout (None: forever)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef Job_getset[] = {
+    {"id", (getter)Job_get_id, NULL, "Job id, unique within its Core.", NULL},
+    {"done", (getter)Job_get_done, NULL, "True once finished (ok, cancelled or failed).", NULL},
+    {"status", (getter)Job_get_status, NULL, "'pending', 'ok', 'cancelled' or 'failed'.", NULL},
+    {"error", (getter)Job_get_error, NULL, "The failure message, or None.", NULL},
+    {"progress", (getter)Job_get_progress, NULL, "(blocks done, blocks in all).", NULL},
+    {"result", (getter)Job_get_result, NULL,
+     "A fit's posterior id, an interval's (lo, hi), or None.", NULL},
+    {"runtime", (getter)Job_get_runtime, NULL, "Seconds from submission to finish.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyType_Slot Job_slots[] = {
+    {Py_tp_dealloc, Job_dealloc},
+    {Py_tp_methods, Job_methods},
+    {Py_tp_getset, Job_getset},
+    {Py_tp_doc, "A submitted job of the C core."},
+    {0, NULL},
+};
+
+static PyType_Spec Job_spec = {
+    "bayesworker._core.Job", sizeof(JobObject), 0,
+    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE | Py_TPFLAGS_DISALLOW_INSTANTIATION,
+    Job_slots,
+};
+
+/* Wrap and submit a C job; takes the C job's reference and a new reference to keep. */
+static PyObject *submit(CoreObject *self, bw_job *cjob, int kind, PyObject *keep,
+                        PyObject *channel)
+{
+    module_state *st = state_of_type(Py_TYPE(self));
+    if (!cjob) {
+        Py_XDECREF(keep);
+        return PyErr_NoMemory();
+    }
+    bw_channel *ch = NULL;
+    if (channel != Py_None) {
+        if (!Py_IS_TYPE(channel, st->ChannelType)) {
+            bw_job_decref(cjob);
+            Py_XDECREF(keep);
+            PyErr_SetString(PyExc_TypeError, "channel must be a Channel or None");
+            return NULL;
+        }
+        ch = ((ChannelObject *)channel)->ch;
+    }
+    JobObject *job = PyObject_New(JobObject, st->JobType);
+    if (!job) {
+        bw_job_decref(cjob);
+        Py_XDECREF(keep);
+        return NULL;
+    }
+    job->job = cjob;
+    job->keep = keep;
+    job->kind = kind;
+    bw_pool *pool = self->pool;
+    if (bw_pool_threads(pool) == 0) {
+        Py_BEGIN_ALLOW_THREADS
+        bw_pool_submit(pool, cjob, ch);
+        Py_END_ALLOW_THREADS
+    } else {
+        bw_pool_submit(pool, cjob, ch);
+    }
+    return (PyObject *)job;
+}
+
+/* ======================================================================================== */
+/* Core                                                                                     */
+/* ======================================================================================== */
+
+static int core_check_open(CoreObject *self)
+{
+    if (!self->pool) {
+        PyErr_SetString(PyExc_RuntimeError, "the worker is closed");
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *Core_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"threads", "seed", NULL};
+    int threads;
+    unsigned long long seed;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "iK", kwlist, &threads, &seed))
+        return NULL;
+    if (threads < 0 || threads > 1024) {
+        PyErr_Format(PyExc_ValueError, "threads = %d must be between 0 and 1024", threads);
+        return NULL;
+    }
+    CoreObject *self = (CoreObject *)type->tp_alloc(type, 0);
+    if (!self)
+        return NULL;
+    self->seed = seed;
+    self->threads = threads;
+    self->store = bw_store_new();
+    if (!self->store) {
+        Py_DECREF(self);
+        return PyErr_NoMemory();
+    }
+    self->pool = bw_pool_new(threads);
+    if (!self->pool) {
+        Py_DECREF(self);
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    return (PyObject *)self;
+}
+
+static void core_close(CoreObject *self)
+{
+    bw_pool *pool = self->pool;
+    bw_store *store = self->store;
+    self->pool = NULL;
+    self->store = NULL;
+    if (pool) {
+        Py_BEGIN_ALLOW_THREADS
+        bw_pool_free(pool);
+        Py_END_ALLOW_THREADS
+    }
+    bw_store_free(store);
+}
+
+static void Core_dealloc(CoreObject *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    core_close(self);
+    tp->tp_free((PyObject *)self);
+    Py_DECREF(tp);
+}
+
+static PyObject *Core_close(CoreObject *self, PyObject *Py_UNUSED(ignored))
+{
+    core_close(self);
+    Py_RETURN_NONE;
+}
+
+static PyObject *Core_new_channel(CoreObject *self, PyObject *Py_UNUSED(ignored))
+{
+    module_state *st = state_of_type(Py_TYPE(self));
+    ChannelObject *ch = PyObject_New(ChannelObject, st->ChannelType);
+    if (!ch)
+        return NULL;
+    ch->ch = bw_channel_new();
+    if (!ch->ch) {
+        ch->ch = NULL;
+        Py_DECREF(ch);
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    return (PyObject *)ch;
+}
+
+/* A 1-D, C-contiguous, aligned, native float64 array (writeable if asked), or an error
+ * naming the argument. */
+static int check_f64(PyObject *obj, const char *name, int writeable)
+{
+    if (!PyArray_Check(obj)) {
+        PyErr_Format(PyExc_TypeError, "%s must be a NumPy array, not %.80s", name,
+                     Py_TYPE(obj)->tp_name);
+        return -1;
+    }
+    PyArrayObject *a = (PyArrayObject *)obj;
+    int need = NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_ALIGNED | (writeable ? NPY_ARRAY_WRITEABLE : 0);
+    if (PyArray_NDIM(a) != 1 || PyArray_TYPE(a) != NPY_DOUBLE ||
+        !PyArray_ISNOTSWAPPED(a) || !PyArray_CHKFLAGS(a, need)) {
+        PyErr_Format(PyExc_ValueError,
+                     "%s must be a 1-D C-contiguous aligned native float64%s array", name,
+                     writeable ? " writeable" : "");
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *Core_fit(CoreObject *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"model", "prior", "successes", "trials", "values", "stats",
+                             "channel", NULL};
+    int model;
+    PyObject *prior, *values, *stats, *channel;
+    long long successes, trials;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "iOLLOOO", kwlist, &model, &prior,
+                                     &successes, &trials, &values, &stats, &channel))
+        return NULL;
+    if (core_check_open(self) < 0)
+        return NULL;
+    if (model < BW_M_BETA_BINOMIAL || model > BW_M_COMPOUND_EXPONENTIAL) {
+        PyErr_Format(PyExc_ValueError, "model code %d is unknown", model);
+        return NULL;
+    }
+    bw_fit_spec spec;
+    memset(&spec, 0, sizeof spec);
+    spec.model = model;
+    PyObject *seq = PySequence_Fast(prior, "prior must be a sequence of floats");
+    if (!seq)
+        return NULL;
+    Py_ssize_t np = PySequence_Fast_GET_SIZE(seq);
+    if (np > 6) {
+        Py_DECREF(seq);
+        PyErr_SetString(PyExc_ValueError, "prior has more than 6 numbers");
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < np; i++) {
+        spec.prior[i] = PyFloat_AsDouble(PySequence_Fast_GET_ITEM(seq, i));
+        if (spec.prior[i] == -1.0 && PyErr_Occurred()) {
+            Py_DECREF(seq);
+            return NULL;
+        }
+    }
+    Py_DECREF(seq);
+    if (successes < 0 || trials < 0 || successes > trials) {
+        PyErr_Format(PyExc_ValueError, "successes = %lld and trials = %lld are inconsistent",
+                     successes, trials);
+        return NULL;
+    }
+    spec.successes = successes;
+    spec.trials = trials;
+    PyObject *keep = NULL;
+    if (values != Py_None) {
+        if (check_f64(values, "values", 0) < 0)
+            return NULL;
+        spec.values = (const double *)PyArray_DATA((PyArrayObject *)values);
+        spec.n = (size_t)PyArray_DIM((PyArrayObject *)values, 0);
+        keep = values;
+        Py_INCREF(keep);
+    }
+    if (stats != Py_None) {
+        if (!PyArg_ParseTuple(stats, "ddd;stats must be a tuple of three floats", &spec.stats[0],
+                              &spec.stats[1], &spec.stats[2])) {
+            Py_XDECREF(keep);
+            return NULL;
+        }
+        spec.have_stats = 1;
+    }
+    uint64_t id = bw_store_next_id(self->store);
+    return submit(self, bw_fit_job(self->store, id, &spec), JOB_FIT, keep, channel);
+}
+
+static int reserve_or_get(CoreObject *self, unsigned long long id, int part, Py_ssize_t n,
+                          long long start, uint64_t *pos, bw_quantity *q)
+{
+    int rc;
+    if (start < 0) {
+        rc = bw_store_reserve(self->store, id, part, (uint64_t)n, pos, q);
+    } else {
+        bw_posterior post;
+        rc = bw_store_get(self->store, id, &post);
+        if (rc) {
+            if (part < 0 || part >= post.nparts) {
+                rc = -1;
+            } else {
+                *q = post.part[part].q;
+                *pos = (uint64_t)start;
+            }
+        }
+    }
+    if (rc == 0) {
+        PyErr_Format(PyExc_KeyError, "posterior %llu is not in the store", id);
+        return -1;
+    }
+    if (rc < 0) {
+        PyErr_Format(PyExc_ValueError, "posterior %llu has no part %d (or its stream is spent)",
+                     id, part);
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *Core_reserve(CoreObject *self, PyObject *args)
+{
+    unsigned long long id;
+    int part;
+    long long n;
+    if (!PyArg_ParseTuple(args, "KiL", &id, &part, &n))
+        return NULL;
+    if (core_check_open(self) < 0)
+        return NULL;
+    if (n < 0) {
+        PyErr_Format(PyExc_ValueError, "n = %lld must be >= 0", n);
+        return NULL;
+    }
+    uint64_t pos;
+    bw_quantity q;
+    if (reserve_or_get(self, id, part, (Py_ssize_t)n, -1, &pos, &q) < 0)
+        return NULL;
+    return PyLong_FromUnsignedLongLong(pos);
+}
+
+static PyObject *Core_sample(CoreObject *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"post_id", "part", "out", "channel", "start", NULL};
+    unsigned long long id;
+    int part;
+    PyObject *out, *channel;
+    long long start = -1;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "KiOO|L", kwlist, &id, &part, &out, &channel,
+                                     &start))
+        return NULL;
+    if (core_check_open(self) < 0 || check_f64(out, "out", 1) < 0)
+        return NULL;
+    Py_ssize_t n = PyArray_DIM((PyArrayObject *)out, 0);
+    uint64_t pos;
+    bw_quantity q;
+    if (reserve_or_get(self, id, part, n, start, &pos, &q) < 0)
+        return NULL;
+    bw_stream st = {bw_stream_key(self->seed, id), (uint32_t)part};
+    Py_INCREF(out);
+    return submit(self,
+                  bw_sample_job(&q, st, pos, (size_t)n,
+                                (double *)PyArray_DATA((PyArrayObject *)out)),
+                  JOB_SAMPLE, out, channel);
+}
+
+static int check_level(double level)
+{
+    if (!(level > 0.0 && level < 1.0)) {
+        char *text = PyOS_double_to_string(level, 'r', 0, 0, NULL);
+        PyErr_Format(PyExc_ValueError, "level = %s must be strictly between 0 and 1",
+                     text ? text : "?");
+        PyMem_Free(text);
+        return -1;
+    }
+    return 0;
+}
+
+static int get_quantity(CoreObject *self, unsigned long long id, int part, bw_quantity *q)
+{
+    bw_posterior post;
+    if (!bw_store_get(self->store, id, &post)) {
+        PyErr_Format(PyExc_KeyError, "posterior %llu is not in the store", id);
+        return -1;
+    }
+    if (part < 0 || part >= post.nparts) {
+        PyErr_Format(PyExc_ValueError, "posterior %llu has no part %d", id, part);
+        return -1;
+    }
+    *q = post.part[part].q;
+    return 0;
+}
+
+static PyObject *Core_interval(CoreObject *self, PyObject *args)
+{
+    unsigned long long id;
+    int part;
+    double level;
+    PyObject *channel;
+    if (!PyArg_ParseTuple(args, "KidO", &id, &part, &level, &channel))
+        return NULL;
+    if (core_check_open(self) < 0 || check_level(level) < 0)
+        return NULL;
+    bw_quantity q;
+    if (get_quantity(self, id, part, &q) < 0)
+        return NULL;
+    return submit(self, bw_interval_job(&q, level), JOB_INTERVAL, NULL, channel);
+}
+
+static PyObject *Core_interval_now(CoreObject *self, PyObject *args)
+{
+    unsigned long long id;
+    int part;
+    double level;
+    if (!PyArg_ParseTuple(args, "Kid", &id, &part, &level))
+        return NULL;
+    if (core_check_open(self) < 0 || check_level(level) < 0)
+        return NULL;
+    bw_quantity q;
+    if (get_quantity(self, id, part, &q) < 0)
+        return NULL;
+    double out[2];
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = bw_interval(&q, level, out);
+    Py_END_ALLOW_THREADS
+    if (rc != BW_OK) {
+        PyErr_Format(PyExc_ArithmeticError,
+                     "credible interval at level %d/1e6 of posterior %llu failed (status %d)",
+                     (int)(level * 1e6), id, rc);
+        return NULL;
+    }
+    return Py_BuildValue("(dd)", out[0], out[1]);
+}
+
+static PyObject *part_dict(const bw_part *p)
+{
+    PyObject *intervals = PyTuple_New(BW_NCACHED);
+    if (!intervals)
+        return NULL;
+    for (int i = 0; i < BW_NCACHED; i++) {
+        PyObject *t = Py_BuildValue("(ddd)", bw_cached_levels[i], p->ci[i][0], p->ci[i][1]);
+        if (!t) {
+            Py_DECREF(intervals);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(intervals, i, t);
+    }
+    PyObject *factors = PyTuple_New(p->q.nfactors);
+    if (!factors) {
+        Py_DECREF(intervals);
+        return NULL;
+    }
+    for (int i = 0; i < p->q.nfactors; i++) {
+        const bw_dist *d = &p->q.f[i];
+        PyObject *t = Py_BuildValue("(idddd)", d->kind, d->p[0], d->p[1], d->p[2], d->p[3]);
+        if (!t) {
+            Py_DECREF(intervals);
+            Py_DECREF(factors);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(factors, i, t);
+    }
+    return Py_BuildValue("{s:N,s:d,s:d,s:N,s:K}", "factors", factors, "mean", p->mean,
+                         "variance", p->variance, "intervals", intervals, "cursor",
+                         (unsigned long long)p->cursor);
+}
+
+static PyObject *posterior_dict(const bw_posterior *post)
+{
+    PyObject *parts = PyTuple_New(post->nparts);
+    if (!parts)
+        return NULL;
+    for (int i = 0; i < post->nparts; i++) {
+        PyObject *d = part_dict(&post->part[i]);
+        if (!d) {
+            Py_DECREF(parts);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(parts, i, d);
+    }
+    return Py_BuildValue("{s:K,s:i,s:N,s:(dddddd),s:d,s:d,s:d,s:n}", "id",
+                         (unsigned long long)post->id, "model", post->model, "parts", parts,
+                         "stats", post->stats[0], post->stats[1], post->stats[2],
+                         post->stats[3], post->stats[4], post->stats[5], "created",
+                         post->created, "last_access", post->last_access, "fit_seconds",
+                         post->fit_seconds, "bytes", (Py_ssize_t)sizeof(bw_posterior));
+}
+
+static PyObject *Core_get(CoreObject *self, PyObject *arg)
+{
+    unsigned long long id = PyLong_AsUnsignedLongLong(arg);
+    if (id == (unsigned long long)-1 && PyErr_Occurred())
+        return NULL;
+    if (core_check_open(self) < 0)
+        return NULL;
+    bw_posterior post;
+    if (!bw_store_get(self->store, id, &post)) {
+        PyErr_Format(PyExc_KeyError, "posterior %llu is not in the store", id);
+        return NULL;
+    }
+    return posterior_dict(&post);
+}
+
+static PyObject *Core_touch(CoreObject *self, PyObject *arg)
+{
+    unsigned long long id = PyLong_AsUnsignedLongLong(arg);
+    if (id == (unsigned long long)-1 && PyErr_Occurred())
+        return NULL;
+    if (!self->store)
+        Py_RETURN_FALSE;
+    return PyBool_FromLong(bw_store_get(self->store, id, NULL));
+}
+
+static PyObject *Core_remove(CoreObject *self, PyObject *arg)
+{
+    unsigned long long id = PyLong_AsUnsignedLongLong(arg);
+    if (id == (unsigned long long)-1 && PyErr_Occurred())
+        return NULL;
+    if (!self->store)
+        Py_RETURN_FALSE;
+    return PyBool_FromLong(bw_store_remove(self->store, id));
+}
+
+static PyObject *ids_list(uint64_t *ids, size_t n)
+{
+    PyObject *list = PyList_New((Py_ssize_t)n);
+    if (!list) {
+        free(ids);
+        return NULL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        PyObject *v = PyLong_FromUnsignedLongLong(ids[i]);
+        if (!v) {
+            free(ids);
+            Py_DECREF(list);
+            return NULL;
+        }
+        PyList_SET_ITEM(list, (Py_ssize_t)i, v);
+    }
+    free(ids);
+    return list;
+}
+
+static PyObject *Core_clear(CoreObject *self, PyObject *Py_UNUSED(ignored))
+{
+    if (!self->store)
+        return PyList_New(0);
+    uint64_t *ids = NULL;
+    size_t n = bw_store_clear(self->store, &ids);
+    return ids_list(ids, n);
+}
+
+static PyObject *Core_evict(CoreObject *self, PyObject *arg)
+{
+    double before = PyFloat_AsDouble(arg);
+    if (before == -1.0 && PyErr_Occurred())
+        return NULL;
+    if (!self->store)
+        return PyList_New(0);
+    uint64_t *ids = NULL;
+    size_t n = bw_store_evict(self->store, before, &ids);
+    return ids_list(ids, n);
+}
+
+static PyObject *Core_snapshot(CoreObject *self, PyObject *Py_UNUSED(ignored))
+{
+    if (!self->store)
+        return PyList_New(0);
+    bw_posterior *arr = NULL;
+    size_t n = bw_store_snapshot(self->store, &arr);
+    if (!arr)
+        return PyErr_NoMemory();
+    PyObject *list = PyList_New((Py_ssize_t)n);
+    if (!list) {
+        free(arr);
+        return NULL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        PyObject *d = posterior_dict(&arr[i]);
+        if (!d) {
+            free(arr);
+            Py_DECREF(list);
+            return NULL;
+        }
+        PyList_SET_ITEM(list, (Py_ssize_t)i, d);
+    }
+    free(arr);
+    return list;
+}
+
+static PyObject *Core_live_jobs(CoreObject *self, PyObject *Py_UNUSED(ignored))
+{
+    if (!self->pool)
+        return PyLong_FromLong(0);
+    return PyLong_FromSize_t(bw_pool_live_jobs(self->pool));
+}
+
+static PyObject *Core_cancel_all(CoreObject *self, PyObject *Py_UNUSED(ignored))
+{
+    if (self->pool)
+        bw_pool_cancel_all(self->pool);
+    Py_RETURN_NONE;
+}
+
+static PyObject *Core_get_threads(CoreObject *self, void *c)
+{
+    (void)c;
+    return PyLong_FromLong(self->threads);
+}
+
+static PyObject *Core_get_seed(CoreObject *self, void *c)
+{
+    (void)c;
+    return PyLong_FromUnsignedLongLong(self->seed);
+}
+
+static PyObject *Core_get_closed(CoreObject *self, void *c)
+{
+    (void)c;
+    return PyBool_FromLong(self->pool == NULL);
+}
+
+static PyMethodDef Core_methods[] = {
+    {"close", (PyCFunction)Core_close, METH_NOARGS,
+     "Cancel every job, wait for them, stop the threads and free every posterior."},
+    {"new_channel", (PyCFunction)Core_new_channel, METH_NOARGS, "A new completion channel."},
+    {"fit", (PyCFunction)(void (*)(void))Core_fit, METH_VARARGS | METH_KEYWORDS,
+     "fit(model, prior, successes, trials, values, stats, channel) -> Job"},
+    {"reserve", (PyCFunction)Core_reserve, METH_VARARGS,
+     "reserve(post_id, part, n) -> first stream position of n reserved draws"},
+    {"sample", (PyCFunction)(void (*)(void))Core_sample, METH_VARARGS | METH_KEYWORDS,
+     "sample(post_id, part, out, channel, start=-1) -> Job filling out"},
+    {"interval", (PyCFunction)Core_interval, METH_VARARGS,
+     "interval(post_id, part, level, channel) -> Job"},
+    {"interval_now", (PyCFunction)Core_interval_now, METH_VARARGS,
+     "interval_now(post_id, part, level) -> (lo, hi), computed on this thread"},
+    {"get", (PyCFunction)Core_get, METH_O, "get(post_id) -> dict of the stored posterior"},
+    {"touch", (PyCFunction)Core_touch, METH_O,
+     "touch(post_id) -> bool: mark the posterior accessed; False if it is gone"},
+    {"remove", (PyCFunction)Core_remove, METH_O, "remove(post_id) -> bool"},
+    {"clear", (PyCFunction)Core_clear, METH_NOARGS, "clear() -> ids removed"},
+    {"evict", (PyCFunction)Core_evict, METH_O,
+     "evict(before) -> ids of posteriors last accessed before the wall-clock time"},
+    {"snapshot", (PyCFunction)Core_snapshot, METH_NOARGS, "every stored posterior, by id"},
+    {"live_jobs", (PyCFunction)Core_live_jobs, METH_NOARGS, "jobs not yet finished"},
+    {"cancel_all", (PyCFunction)Core_cancel_all, METH_NOARGS, "cancel every job"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef Core_getset[] = {
+    {"threads", (getter)Core_get_threads, NULL, "worker threads (0: inline)", NULL},
+    {"seed", (getter)Core_get_seed, NULL, "the 64-bit seed of every stream", NULL},
+    {"closed", (getter)Core_get_closed, NULL, "True after close()", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyType_Slot Core_slots[] = {
+    {Py_tp_new, Core_new},
+    {Py_tp_dealloc, Core_dealloc},
+    {Py_tp_methods, Core_methods},
+    {Py_tp_getset, Core_getset},
+    {Py_tp_doc, "Core(threads, seed): one worker pool and one posterior store."},
+    {0, NULL},
+};
+
+static PyType_Spec Core_spec = {
+    "bayesworker._core.Core", sizeof(CoreObject), 0,
+    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE, Core_slots,
+};
+
+/* ======================================================================================== */
+/* Module                                                                                   */
+/* ======================================================================================== */
+
+static PyObject *mod_stream_key(PyObject *m, PyObject *args)
+{
+    (void)m;
+    unsigned long long seed, seq;
+    if (!PyArg_ParseTuple(args, "KK", &seed, &seq))
+        return NULL;
+    return PyLong_FromUnsignedLongLong(bw_stream_key(seed, seq));
+}
+
+static PyMethodDef module_methods[] = {
+    {"stream_key", mod_stream_key, METH_VARARGS,
+     "stream_key(seed, posterior_id) -> the Philox key of that posterior's draws"},
+    {NULL, NULL, 0, NULL},
+};
+
+static int module_exec(PyObject *m)
+{
+    module_state *st = PyModule_GetState(m);
+    if (PyArray_ImportNumPyAPI() < 0)
+        return -1;
+    st->ChannelType = (PyTypeObject *)PyType_FromModuleAndSpec(m, &Channel_spec, NULL);
+    if (!st->ChannelType || PyModule_AddType(m, st->ChannelType) < 0)
+        return -1;
+    st->JobType = (PyTypeObject *)PyType_FromModuleAndSpec(m, &Job_spec, NULL);
+    if (!st->JobType || PyModule_AddType(m, st->JobType) < 0)
+        return -1;
+    st->CoreType = (PyTypeObject *)PyType_FromModuleAndSpec(m, &Core_spec, NULL);
+    if (!st->CoreType || PyModule_AddType(m, st->CoreType) < 0)
+        return -1;
+    if (PyModule_AddIntConstant(m, "SAMPLE_BLOCK", BW_SAMPLE_BLOCK) < 0 ||
+        PyModule_AddIntConstant(m, "FIT_BLOCK", BW_FIT_BLOCK) < 0 ||
+        PyModule_AddObject(m, "TRUNC_LEVEL", PyFloat_FromDouble(BW_TRUNC_LEVEL)) < 0)
+        return -1;
+    return 0;
+}
+
+static int module_traverse(PyObject *m, visitproc visit, void *arg)
+{
+    module_state *st = PyModule_GetState(m);
+    Py_VISIT(st->CoreType);
+    Py_VISIT(st->JobType);
+    Py_VISIT(st->ChannelType);
+    return 0;
+}
+
+static int module_clear(PyObject *m)
+{
+    module_state *st = PyModule_GetState(m);
+    Py_CLEAR(st->CoreType);
+    Py_CLEAR(st->JobType);
+    Py_CLEAR(st->ChannelType);
+    return 0;
+}
+
+static void module_free(void *m) { module_clear((PyObject *)m); }
+
+static PyModuleDef_Slot module_slots[] = {
+    {Py_mod_exec, module_exec},
+    {0, NULL},
+};
+
+static struct PyModuleDef moduledef = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "bayesworker._core",
+    .m_doc = "The C core of bayesworker: worker pool, posterior store, exact summaries, draws.",
+    .m_size = sizeof(module_state),
+    .m_methods = module_methods,
+    .m_slots = module_slots,
+    .m_traverse = module_traverse,
+    .m_clear = module_clear,
+    .m_free = module_free,
+};
+
+PyMODINIT_FUNC PyInit__core(void) { return PyModuleDef_Init(&moduledef); }

@@ -1,0 +1,493 @@
+/*
+ * pool.c -- worker threads, block scheduling, job lifetime and completion channels.
+ */
+#include "pool.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#ifdef __linux__
+#include <sys/eventfd.h>
+#endif
+
+/* ======================================================================================== */
+/* Clocks                                                                                   */
+/* ======================================================================================== */
+
+double bw_monotonic(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+double bw_wallclock(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* ======================================================================================== */
+/* Channels                                                                                 */
+/* ======================================================================================== */
+
+struct bw_channel {
+    atomic_int refs;
+    pthread_mutex_t mu;
+    bw_job *head, *tail;
+    int rfd, wfd;               /* eventfd: rfd == wfd; otherwise a pipe */
+    int signalled;              /* a wake-up is pending on the fd (guarded by mu) */
+};
+
+bw_channel *bw_channel_new(void)
+{
+    bw_channel *ch = calloc(1, sizeof *ch);
+    if (!ch)
+        return NULL;
+#ifdef __linux__
+    ch->rfd = ch->wfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (ch->rfd < 0) {
+        free(ch);
+        return NULL;
+    }
+#else
+    int fds[2];
+    if (pipe(fds) != 0) {
+        free(ch);
+        return NULL;
+    }
+    for (int i = 0; i < 2; i++) {
+        fcntl(fds[i], F_SETFL, fcntl(fds[i], F_GETFL) | O_NONBLOCK);
+        fcntl(fds[i], F_SETFD, FD_CLOEXEC);
+    }
+    ch->rfd = fds[0];
+    ch->wfd = fds[1];
+#endif
+    pthread_mutex_init(&ch->mu, NULL);
+    atomic_init(&ch->refs, 1);
+    return ch;
+}
+
+void bw_channel_incref(bw_channel *ch) { atomic_fetch_add(&ch->refs, 1); }
+
+void bw_channel_decref(bw_channel *ch)
+{
+    if (!ch || atomic_fetch_sub(&ch->refs, 1) != 1)
+        return;
+    /* Every queued job holds a reference to the channel, so the queue is empty here. */
+    close(ch->rfd);
+    if (ch->wfd != ch->rfd)
+        close(ch->wfd);
+    pthread_mutex_destroy(&ch->mu);
+    free(ch);
+}
+
+int bw_channel_fd(const bw_channel *ch) { return ch->rfd; }
+
+static void channel_push(bw_channel *ch, bw_job *job)
+{
+    int wake = 0;
+    bw_job_incref(job);
+    pthread_mutex_lock(&ch->mu);
+    job->chan_next = NULL;
+    if (ch->tail)
+        ch->tail->chan_next = job;
+    else
+        ch->head = job;
+    ch->tail = job;
+    if (!ch->signalled) {
+        ch->signalled = 1;
+        wake = 1;
+    }
+    pthread_mutex_unlock(&ch->mu);
+    if (wake) {
+#ifdef __linux__
+        uint64_t one = 1;
+        ssize_t r = write(ch->wfd, &one, sizeof one);
+#else
+        char one = 1;
+        ssize_t r = write(ch->wfd, &one, 1);
+#endif
+        (void)r;  /* a full pipe or counter already wakes the reader */
+    }
+}
+
+size_t bw_channel_drain(bw_channel *ch, uint64_t *ids, size_t cap)
+{
+    bw_job *taken = NULL;
+    size_t n = 0;
+
+    pthread_mutex_lock(&ch->mu);
+    if (ch->signalled) {
+        /* Clear the fd under the lock, so a push after this is never lost. */
+        char buf[64];
+        while (read(ch->rfd, buf, sizeof buf) > 0) {
+        }
+        ch->signalled = 0;
+    }
+    while (ch->head && n < cap) {
+        bw_job *job = ch->head;
+        ch->head = job->chan_next;
+        job->chan_next = taken;
+        taken = job;
+        ids[n++] = job->id;
+    }
+    if (!ch->head)
+        ch->tail = NULL;
+    else if (!ch->signalled) {
+        /* More remain: keep the fd readable so the caller comes back. */
+        ch->signalled = 1;
+#ifdef __linux__
+        uint64_t one = 1;
+        ssize_t r = write(ch->wfd, &one, sizeof one);
+#else
+        char one = 1;
+        ssize_t r = write(ch->wfd, &one, 1);
+#endif
+        (void)r;
+    }
+    pthread_mutex_unlock(&ch->mu);
+
+    while (taken) {
+        bw_job *next = taken->chan_next;
+        bw_job_decref(taken);
+        taken = next;
+    }
+    return n;
+}
+
+/* ======================================================================================== */
+/* Jobs                                                                                     */
+/* ======================================================================================== */
+
+bw_job *bw_job_new(size_t nblocks, bw_block_fn block, bw_finish_fn finish,
+                   void *ctx, void (*ctx_free)(void *))
+{
+    bw_job *job = calloc(1, sizeof *job);
+    if (!job) {
+        if (ctx && ctx_free)
+            ctx_free(ctx);
+        return NULL;
+    }
+    atomic_init(&job->refs, 1);
+    job->nblocks = nblocks;
+    atomic_init(&job->done_blocks, 0);
+    atomic_init(&job->cancel, 0);
+    atomic_init(&job->status, BW_JOB_PENDING);
+    atomic_init(&job->started, 0);
+    job->block = block;
+    job->finish = finish;
+    job->ctx = ctx;
+    job->ctx_free = ctx_free;
+    pthread_mutex_init(&job->mu, NULL);
+    pthread_cond_init(&job->cv, NULL);
+    job->t_submit = bw_monotonic();
+    return job;
+}
+
+void bw_job_incref(bw_job *job) { atomic_fetch_add(&job->refs, 1); }
+
+void bw_job_decref(bw_job *job)
+{
+    if (!job || atomic_fetch_sub(&job->refs, 1) != 1)
+        return;
+    if (job->ctx && job->ctx_free)
+        job->ctx_free(job->ctx);
+    if (job->channel)
+        bw_channel_decref(job->channel);
+    pthread_mutex_destroy(&job->mu);
+    pthread_cond_destroy(&job->cv);
+    free(job);
+}
+
+void bw_job_cancel(bw_job *job) { atomic_store(&job->cancel, 1); }
+
+int bw_job_finished(const bw_job *job)
+{
+    return atomic_load(&((bw_job *)job)->status) != BW_JOB_PENDING;
+}
+
+int bw_job_wait(bw_job *job, double timeout)
+{
+    int finished;
+    pthread_mutex_lock(&job->mu);
+    if (timeout < 0) {
+        while (!bw_job_finished(job))
+            pthread_cond_wait(&job->cv, &job->mu);
+    } else {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        double whole = (double)(long long)timeout;
+        ts.tv_sec += (time_t)whole;
+        ts.tv_nsec += (long)((timeout - whole) * 1e9);
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec += 1;
+            ts.tv_nsec -= 1000000000L;
+        }
+        while (!bw_job_finished(job)) {
+            if (pthread_cond_timedwait(&job->cv, &job->mu, &ts) == ETIMEDOUT)
+                break;
+        }
+    }
+    finished = bw_job_finished(job);
+    pthread_mutex_unlock(&job->mu);
+    return finished;
+}
+
+/* The job's last block is done (or it was abandoned): finish, publish, wake, release. */
+static void job_complete(bw_job *job, int failed)
+{
+    int status;
+    if (failed)
+        status = BW_JOB_FAILED;
+    else if (atomic_load(&job->cancel))
+        status = BW_JOB_CANCELLED;
+    else if (job->finish && job->finish(job) != 0)
+        status = BW_JOB_FAILED;
+    else
+        status = BW_JOB_OK;
+    job->t_end = bw_monotonic();
+
+    pthread_mutex_lock(&job->mu);
+    atomic_store(&job->status, status);
+    pthread_cond_broadcast(&job->cv);
+    pthread_mutex_unlock(&job->mu);
+    if (job->channel)
+        channel_push(job->channel, job);
+}
+
+/* ======================================================================================== */
+/* Pool                                                                                     */
+/* ======================================================================================== */
+
+struct bw_pool {
+    int nthreads;
+    pthread_t *threads;
+    pthread_mutex_t mu;
+    pthread_cond_t work;         /* a block is available, or shutdown */
+    pthread_cond_t idle;         /* live reached zero */
+    bw_job *head, *tail;         /* jobs with unclaimed blocks */
+    size_t live;                 /* submitted, not finished */
+    atomic_uint_fast64_t next_id;
+    int shutdown;
+    /* Every live job, for cancel_all: a small intrusive registry would need another link;
+     * a growable array of references is simpler and is only touched under mu. */
+    bw_job **all;
+    size_t nall, capall;
+};
+
+static void pool_forget(bw_pool *pool, bw_job *job)
+{
+    /* called with pool->mu held */
+    for (size_t i = 0; i < pool->nall; i++) {
+        if (pool->all[i] == job) {
+            pool->all[i] = pool->all[--pool->nall];
+            break;
+        }
+    }
+    pool->live--;
+    if (pool->live == 0)
+        pthread_cond_broadcast(&pool->idle);
+}
+
+/* One block of a job has been run (ok == 1) or failed (ok == 0) by the calling thread. */
+static void block_done(bw_pool *pool, bw_job *job, int failed)
+{
+    if (failed) {
+        /* Make the remaining blocks no-ops; the last one to finish reports the failure. */
+        atomic_store(&job->cancel, 2);
+    }
+    size_t done = atomic_fetch_add(&job->done_blocks, 1) + 1;
+    if (done == job->nblocks) {
+        int c = atomic_load(&job->cancel);
+        job_complete(job, c == 2);
+        if (pool) {
+            pthread_mutex_lock(&pool->mu);
+            pool_forget(pool, job);
+            pthread_mutex_unlock(&pool->mu);
+        }
+        bw_job_decref(job);        /* the pool's reference */
+    }
+}
+
+static int run_block(bw_job *job, size_t b)
+{
+    if (!atomic_exchange(&job->started, 1))
+        job->t_start = bw_monotonic();
+    if (atomic_load(&job->cancel))
+        return 0;
+    if (job->block && job->block(job, b) != 0) {
+        return 1;
+    }
+    return 0;
+}
+
+static void *worker_main(void *arg)
+{
+    bw_pool *pool = arg;
+    pthread_mutex_lock(&pool->mu);
+    for (;;) {
+        while (!pool->head && !pool->shutdown)
+            pthread_cond_wait(&pool->work, &pool->mu);
+        if (!pool->head) /* shutdown with nothing left */
+            break;
+        bw_job *job = pool->head;
+        size_t b = job->next_block++;
+        /* Round robin: the job goes to the back if it has more blocks, off the queue if not. */
+        pool->head = job->queue_next;
+        if (!pool->head)
+            pool->tail = NULL;
+        job->queue_next = NULL;
+        if (job->next_block < job->nblocks) {
+            if (pool->tail)
+                pool->tail->queue_next = job;
+            else
+                pool->head = job;
+            pool->tail = job;
+        }
+        pthread_mutex_unlock(&pool->mu);
+
+        int failed = run_block(job, b);
+        block_done(pool, job, failed);
+
+        pthread_mutex_lock(&pool->mu);
+    }
+    pthread_mutex_unlock(&pool->mu);
+    return NULL;
+}
+
+bw_pool *bw_pool_new(int nthreads)
+{
+    if (nthreads < 0 || nthreads > 1024) {
+        errno = EINVAL;
+        return NULL;
+    }
+    bw_pool *pool = calloc(1, sizeof *pool);
+    if (!pool)
+        return NULL;
+    pthread_mutex_init(&pool->mu, NULL);
+    pthread_cond_init(&pool->work, NULL);
+    pthread_cond_init(&pool->idle, NULL);
+    if (nthreads > 0) {
+        pool->threads = calloc((size_t)nthreads, sizeof *pool->threads);
+        if (!pool->threads) {
+            bw_pool_free(pool);
+            return NULL;
+        }
+        for (int i = 0; i < nthreads; i++) {
+            if (pthread_create(&pool->threads[i], NULL, worker_main, pool) != 0) {
+                int err = errno ? errno : EAGAIN;
+                bw_pool_free(pool);
+                errno = err;
+                return NULL;
+            }
+            pool->nthreads++;
+        }
+    }
+    return pool;
+}
+
+int bw_pool_threads(const bw_pool *pool) { return pool->nthreads; }
+
+size_t bw_pool_live_jobs(bw_pool *pool)
+{
+    pthread_mutex_lock(&pool->mu);
+    size_t n = pool->live;
+    pthread_mutex_unlock(&pool->mu);
+    return n;
+}
+
+void bw_pool_cancel_all(bw_pool *pool)
+{
+    pthread_mutex_lock(&pool->mu);
+    for (size_t i = 0; i < pool->nall; i++)
+        bw_job_cancel(pool->all[i]);
+    pthread_mutex_unlock(&pool->mu);
+}
+
+void bw_pool_free(bw_pool *pool)
+{
+    if (!pool)
+        return;
+    bw_pool_cancel_all(pool);
+    pthread_mutex_lock(&pool->mu);
+    while (pool->live > 0)
+        pthread_cond_wait(&pool->idle, &pool->mu);
+    pool->shutdown = 1;
+    pthread_cond_broadcast(&pool->work);
+    pthread_mutex_unlock(&pool->mu);
+    for (int i = 0; i < pool->nthreads; i++)
+        pthread_join(pool->threads[i], NULL);
+    free(pool->threads);
+    free(pool->all);
+    pthread_mutex_destroy(&pool->mu);
+    pthread_cond_destroy(&pool->work);
+    pthread_cond_destroy(&pool->idle);
+    free(pool);
+}
+
+void bw_pool_submit(bw_pool *pool, bw_job *job, bw_channel *channel)
+{
+    if (channel) {
+        bw_channel_incref(channel);
+        job->channel = channel;
+    }
+    job->id = atomic_fetch_add(&pool->next_id, 1) + 1;
+    bw_job_incref(job);                   /* the pool's reference, dropped at completion */
+    job->t_submit = bw_monotonic();
+
+    if (job->nblocks == 0) {
+        atomic_store(&job->started, 1);
+        job->t_start = job->t_submit;
+        job_complete(job, 0);
+        bw_job_decref(job);
+        return;
+    }
+
+    if (pool->nthreads == 0) {
+        /* Inline fallback: every block on the calling thread, in order. */
+        for (size_t b = 0; b < job->nblocks; b++) {
+            int failed = run_block(job, b);
+            block_done(NULL, job, failed);
+        }
+        return;
+    }
+
+    pthread_mutex_lock(&pool->mu);
+    if (pool->nall == pool->capall) {
+        size_t cap = pool->capall ? 2 * pool->capall : 64;
+        bw_job **grown = realloc(pool->all, cap * sizeof *grown);
+        if (!grown) {
+            pthread_mutex_unlock(&pool->mu);
+            /* Cannot track it: fail the job rather than lose it. */
+            snprintf(job->errmsg, sizeof job->errmsg, "out of memory while queueing a job");
+            job->error_code = ENOMEM;
+            atomic_store(&job->started, 1);
+            atomic_store(&job->cancel, 2);
+            job_complete(job, 1);
+            bw_job_decref(job);
+            return;
+        }
+        pool->all = grown;
+        pool->capall = cap;
+    }
+    pool->all[pool->nall++] = job;
+    pool->live++;
+    job->next_block = 0;
+    job->queue_next = NULL;
+    if (pool->tail)
+        pool->tail->queue_next = job;
+    else
+        pool->head = job;
+    pool->tail = job;
+    if (job->nblocks == 1)
+        pthread_cond_signal(&pool->work);
+    else
+        pthread_cond_broadcast(&pool->work);
+    pthread_mutex_unlock(&pool->mu);
+}

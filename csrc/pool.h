@@ -1,0 +1,96 @@
+/*
+ * pool.h -- the worker pool, its jobs and the completion channels.  Pure C, no Python.h.
+ *
+ * A job is split into blocks (about a millisecond of work each).  Worker threads claim
+ * blocks round-robin across the active jobs, so one large job uses every thread while many
+ * small ones run side by side, and no more than `nthreads` threads are ever busy.  When the
+ * last block of a job is done, the thread that did it runs the job's finish step, marks the
+ * job done, wakes any blocking waiter and puts the job on its completion channel, whose file
+ * descriptor the event loop watches.  Worker threads never call into Python.
+ *
+ * A pool with nthreads == 0 is the inline fallback: bw_pool_submit runs the whole job on
+ * the calling thread before it returns.
+ */
+#ifndef BW_POOL_H
+#define BW_POOL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct bw_job bw_job;
+typedef struct bw_pool bw_pool;
+typedef struct bw_channel bw_channel;
+
+/* Work of one block; returns 0, or nonzero after writing job->errmsg (the job fails). */
+typedef int (*bw_block_fn)(bw_job *job, size_t block);
+/* Runs once after every block succeeded (not after a cancel or a failure); may fail too. */
+typedef int (*bw_finish_fn)(bw_job *job);
+
+enum bw_job_status { BW_JOB_PENDING = 0, BW_JOB_OK = 1, BW_JOB_CANCELLED = 2, BW_JOB_FAILED = 3 };
+
+struct bw_job {
+    uint64_t id;                /* unique within its pool, set by bw_pool_submit */
+    atomic_int refs;
+    size_t nblocks;
+    size_t next_block;          /* guarded by the pool mutex */
+    atomic_size_t done_blocks;
+    atomic_int cancel;
+    atomic_int status;          /* enum bw_job_status; PENDING until finished */
+    bw_block_fn block;
+    bw_finish_fn finish;
+    void *ctx;                  /* owned by the job, released with ctx_free */
+    void (*ctx_free)(void *);
+    bw_channel *channel;        /* a counted reference, or NULL */
+    bw_job *queue_next;         /* run queue (pool mutex) */
+    bw_job *chan_next;          /* channel queue (channel mutex) */
+    pthread_mutex_t mu;         /* guards the wait below */
+    pthread_cond_t cv;
+    double t_submit, t_start, t_end;   /* monotonic seconds */
+    atomic_int started;
+    int error_code;             /* set with errmsg by a failing block or finish */
+    char errmsg[320];
+    double result[4];           /* a job's small results (an interval, ...) */
+    uint64_t result_id;         /* a fit's posterior id */
+};
+
+double bw_monotonic(void);
+double bw_wallclock(void);
+
+/* Pool ------------------------------------------------------------------------------------ */
+bw_pool *bw_pool_new(int nthreads);         /* NULL on failure (errno set) */
+int bw_pool_threads(const bw_pool *pool);
+/* Cancel every job, wait for all of them to finish, join the threads, free the pool. */
+void bw_pool_free(bw_pool *pool);
+/* Number of jobs submitted and not yet finished. */
+size_t bw_pool_live_jobs(bw_pool *pool);
+/* Ask every unfinished job to stop. */
+void bw_pool_cancel_all(bw_pool *pool);
+
+/* Job ------------------------------------------------------------------------------------- */
+/* A new job with one reference, owned by the caller; ctx is taken (freed with ctx_free even
+ * if this fails).  NULL on allocation failure. */
+bw_job *bw_job_new(size_t nblocks, bw_block_fn block, bw_finish_fn finish,
+                   void *ctx, void (*ctx_free)(void *));
+void bw_job_incref(bw_job *job);
+void bw_job_decref(bw_job *job);
+/* Hand the job to the pool (the pool takes its own reference).  With a channel, the job is
+ * put on it when it finishes.  Inline pools run it to the end here. */
+void bw_pool_submit(bw_pool *pool, bw_job *job, bw_channel *channel);
+void bw_job_cancel(bw_job *job);
+/* Wait until the job finished or timeout seconds passed (timeout < 0: forever).
+ * Returns 1 if finished. */
+int bw_job_wait(bw_job *job, double timeout);
+int bw_job_finished(const bw_job *job);
+
+/* Channel --------------------------------------------------------------------------------- */
+bw_channel *bw_channel_new(void);           /* one reference; NULL on failure */
+void bw_channel_incref(bw_channel *ch);
+void bw_channel_decref(bw_channel *ch);
+int bw_channel_fd(const bw_channel *ch);
+/* Take every finished job off the channel: fills ids[0..cap) and returns how many were
+ * taken (call again while it returns cap).  Releases the channel's job references. */
+size_t bw_channel_drain(bw_channel *ch, uint64_t *ids, size_t cap);
+
+#endif /* BW_POOL_H */

@@ -1,0 +1,47 @@
+"""bayesworker: Bayesian A/B-test inference on native worker threads.
+
+Fits run on C threads with the GIL released; results come back as posterior proxies
+whose mean, variance and credible intervals are exact and cached, and whose draws are
+awaitable and reproducible.
+
+>>> import bayesworker as bw
+>>> with bw.InferenceWorker(threads=0, seed=2024) as worker:
+...     post = worker.run_inference_sync("beta-binomial", {"successes": 65, "trials": 1000}).posterior
+...     print(post.mean().round(6), post.credible_interval(0.95).shape)
+[0.065868] (1, 2)
+"""
+
+from ._errors import BayesworkerError, DataError, DisposedError, ModelError
+from ._progress import Progress
+from ._proxy import CompoundPosteriorProxy, PosteriorProxy
+from ._results import Diagnostics, InferenceResult
+from ._worker import InferenceWorker, default_threads
+
+MODEL_TYPES = (
+    "beta-binomial",
+    "normal",
+    "lognormal",
+    "exponential",
+    "gamma",
+    "poisson",
+    "compound-beta-lognormal",
+    "compound-beta-exponential",
+    "auto",
+)
+
+__all__ = [
+    "InferenceWorker",
+    "PosteriorProxy",
+    "CompoundPosteriorProxy",
+    "InferenceResult",
+    "Diagnostics",
+    "Progress",
+    "BayesworkerError",
+    "ModelError",
+    "DataError",
+    "DisposedError",
+    "MODEL_TYPES",
+    "default_threads",
+]
+
+__version__ = "0.1.0"

@@ -1,0 +1,34 @@
+"""Progress reports: what a worker is doing, as the hook of the original design showed it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One progress report.
+
+    ``stage`` is ``"fitting"``, ``"sampling"``, ``"interval"``, ``"done"`` or ``"idle"``;
+    ``fraction`` runs from 0.0 to 1.0; ``iteration`` and ``total_iterations`` count the
+    blocks of work (about a millisecond each) done and to do.
+
+    >>> Progress("sampling", 0.5, 16, 32).fraction
+    0.5
+    """
+
+    stage: str
+    fraction: float
+    iteration: int
+    total_iterations: int
+
+    @classmethod
+    def of_job(cls, stage: str, job) -> "Progress":
+        """The progress of a C job handle right now."""
+        done, total = job.progress
+        if job.done:
+            return cls(stage, 1.0, total, total)
+        return cls(stage, done / total if total else 0.0, done, total)
+
+
+IDLE = Progress("idle", 0.0, 0, 0)

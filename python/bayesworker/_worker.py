@@ -1,0 +1,531 @@
+"""The inference worker: a pool of native threads, a posterior store and the asyncio bridge.
+
+C threads never call into Python. A finished job goes on a completion channel, one per
+event loop, whose file descriptor the loop watches with ``add_reader``; the loop thread
+drains it and resolves the futures. Blocking ``_sync`` twins wait in C with the GIL
+released.
+
+>>> import bayesworker as bw
+>>> with bw.InferenceWorker(threads=2, seed=1) as worker:
+...     res = worker.run_inference_sync("beta-binomial", {"successes": 2, "trials": 10},
+...                                     prior={"alpha": 80, "beta": 20})
+...     print(round(float(res.posterior.mean()[0]), 10))
+0.7454545455
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from . import _core
+from ._data import FitRequest, prepare
+from ._errors import DataError, ModelError
+from ._progress import IDLE, Progress
+from ._proxy import CompoundPosteriorProxy, PosteriorProxy
+from ._results import Diagnostics, InferenceResult
+
+MODEL_CODES = {
+    "beta-binomial": 1,
+    "normal": 2,
+    "lognormal": 3,
+    "exponential": 4,
+    "poisson": 5,
+    "compound-beta-lognormal": 6,
+    "compound-beta-exponential": 7,
+}
+_COMPOUND = {"compound-beta-lognormal", "compound-beta-exponential"}
+
+DEFAULT_TIMEOUT = 30.0
+DEFAULT_LONG_SAMPLE_TIMEOUT = 60.0
+LONG_SAMPLE = 10_000
+_MEMCHECK_BYTES = 1 << 26      # requests above 64 MiB are checked against available memory
+
+
+def default_threads() -> int:
+    """``OMP_NUM_THREADS`` if set to a positive integer, else the cores this process may use."""
+    env = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def _available_bytes() -> int | None:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:  # pragma: no cover
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # pragma: no cover
+        return None
+
+
+@dataclass
+class _Pending:
+    job: Any
+    fut: asyncio.Future
+    out: np.ndarray | None
+
+
+class InferenceWorker:
+    """Fits models on native worker threads and hands back posterior proxies.
+
+    ``threads``: the thread budget (default: ``OMP_NUM_THREADS`` or the cores this
+    process may use); ``threads=0`` is the inline fallback, which computes on the calling
+    thread with the same API and the same numbers. ``seed``: a 64-bit integer; two
+    workers with the same seed making the same calls in the same order give bit-identical
+    draws, whatever their thread counts. ``None`` draws a seed from the OS (see ``seed``).
+
+    Use it as ``async with`` or ``with``; ``close()`` cancels what is in flight and frees
+    every posterior.
+    """
+
+    def __init__(self, threads: int | None = None, seed: int | None = None) -> None:
+        if threads is None:
+            threads = default_threads()
+        if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)):
+            raise TypeError(f"threads = {threads!r} must be an integer or None")
+        threads = int(threads)
+        if not 0 <= threads <= 1024:
+            raise ValueError(f"threads = {threads} must be between 0 and 1024")
+        if seed is None:
+            seed = secrets.randbits(64)
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+            raise TypeError(f"seed = {seed!r} must be an integer or None")
+        seed = int(seed)
+        if not 0 <= seed < 2**64:
+            raise ValueError(f"seed = {seed} must be in [0, 2**64)")
+        self._core = _core.Core(threads, seed)
+        self._lock = threading.Lock()
+        self._pending: dict[int, _Pending] = {}
+        self._channels: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self._proxies: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+        self._active = 0
+        self._current: tuple[str, Any] | None = None
+        self._last_progress: Progress = IDLE
+        self._error: BaseException | None = None
+
+    # -- properties of the hook ----------------------------------------------------------
+    @property
+    def threads(self) -> int:
+        """The thread budget (0: inline)."""
+        return self._core.threads
+
+    @property
+    def seed(self) -> int:
+        """The 64-bit seed of every posterior's draws."""
+        return self._core.seed
+
+    @property
+    def closed(self) -> bool:
+        return self._core.closed
+
+    @property
+    def is_running(self) -> bool:
+        """True while any fit, sampling or interval request of this worker is in flight."""
+        return self._active > 0
+
+    @property
+    def progress(self) -> Progress:
+        """Progress of the latest request (stage, fraction, iteration, total_iterations)."""
+        current = self._current
+        if current is not None:
+            stage, job = current
+            if not job.done:
+                return Progress.of_job(stage, job)
+        return self._last_progress
+
+    @property
+    def error(self) -> BaseException | None:
+        """The exception of the latest request that failed, cleared when a new one starts."""
+        return self._error
+
+    # -- lifecycle -----------------------------------------------------------------------
+    def __enter__(self) -> "InferenceWorker":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    async def __aenter__(self) -> "InferenceWorker":
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the worker (see :meth:`close`)."""
+        self.close()
+
+    def close(self) -> None:
+        """Cancel every job, wait for them (about a block), free every posterior.
+
+        Requests still awaited raise ``RuntimeError``; proxies raise ``DisposedError``.
+        """
+        if self._core.closed:
+            return
+        ids = [p["id"] for p in self._core.snapshot()]
+        self._core.close()
+        self._mark_gone(ids, "its worker was closed")
+        pending, self._pending = self._pending, {}
+        for rec in pending.values():
+            self._settle_closed(rec.fut)
+        with self._lock:
+            channels = list(self._channels.items())
+            self._channels.clear()
+        for loop, ch in channels:
+            self._remove_reader(loop, ch)
+
+    @staticmethod
+    def _settle_closed(fut: asyncio.Future) -> None:
+        def settle() -> None:
+            if not fut.done():
+                fut.set_exception(RuntimeError("the worker was closed while this request "
+                                               "was in flight"))
+        loop = fut.get_loop()
+        if loop.is_closed():
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            settle()
+        else:
+            try:
+                loop.call_soon_threadsafe(settle)
+            except RuntimeError:  # closed in between
+                pass
+
+    @staticmethod
+    def _remove_reader(loop: asyncio.AbstractEventLoop, ch: Any) -> None:
+        if loop.is_closed():
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        try:
+            if running is loop:
+                loop.remove_reader(ch.fileno())
+            else:
+                loop.call_soon_threadsafe(loop.remove_reader, ch.fileno())
+        except RuntimeError:
+            pass
+
+    def _check_open(self) -> None:
+        if self._core.closed:
+            raise RuntimeError("the worker is closed")
+
+    # -- the store -----------------------------------------------------------------------
+    def _touch(self, post_id: int) -> bool:
+        return self._core.touch(post_id)
+
+    def _gone_reason(self, post_id: int) -> str:
+        if self._core.closed:
+            return "its worker was closed"
+        return "it is no longer in the store"
+
+    def _mark_gone(self, ids: list[int], reason: str) -> None:
+        for i in ids:
+            proxy = self._proxies.get(i)
+            if proxy is not None and proxy._gone is None:
+                proxy._gone = reason
+
+    def _dispose(self, post_id: int, reason: str) -> None:
+        self._core.remove(post_id)
+        self._mark_gone([post_id], reason)
+
+    def clear_all(self) -> int:
+        """Free every posterior; returns how many there were."""
+        ids = self._core.clear()
+        self._mark_gone(ids, "it was cleared by clear_all()")
+        return len(ids)
+
+    def evict_idle(self, seconds: float) -> list[int]:
+        """Free the posteriors not accessed for ``seconds``; returns their ids."""
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float, np.number)) \
+                or not seconds >= 0 or seconds == float("inf"):
+            raise ValueError(f"seconds = {seconds!r} must be a finite number >= 0")
+        ids = self._core.evict(time.time() - float(seconds))
+        self._mark_gone(ids, f"it was evicted by evict_idle({seconds!r}) after being idle")
+        return ids
+
+    def stats(self) -> dict[str, Any]:
+        """The store and the pool: posteriors held, bytes, per-posterior times, live jobs."""
+        now = time.time()
+        items = [{
+            "id": p["id"],
+            "model_type": _MODEL_NAMES.get(p["model"], str(p["model"])),
+            "created": p["created"],
+            "last_access": p["last_access"],
+            "idle_seconds": max(0.0, now - p["last_access"]),
+            "bytes": p["bytes"],
+        } for p in self._core.snapshot()]
+        return {
+            "posteriors": len(items),
+            "bytes": sum(i["bytes"] for i in items),
+            "live_jobs": self._core.live_jobs(),
+            "pending_requests": len(self._pending),
+            "threads": self.threads,
+            "items": items,
+        }
+
+    # -- the asyncio bridge --------------------------------------------------------------
+    def _channel(self) -> Any:
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            ch = self._channels.get(loop)
+            if ch is None:
+                self._check_open()
+                ch = self._core.new_channel()
+                loop.add_reader(ch.fileno(), self._drain, ch)
+                self._channels[loop] = ch
+        return ch
+
+    def _drain(self, ch: Any) -> None:
+        for job_id in ch.drain():
+            rec = self._pending.pop(job_id, None)
+            if rec is not None and not rec.fut.done():
+                rec.fut.set_result(None)
+
+    def _submit_async(self, job: Any, out: np.ndarray | None = None) -> _Pending:
+        rec = _Pending(job, asyncio.get_running_loop().create_future(), out)
+        self._pending[job.id] = rec
+        return rec
+
+    def _begin(self, stage: str, job: Any) -> None:
+        self._active += 1
+        self._error = None
+        self._current = (stage, job)
+
+    def _end(self, stage: str, job: Any, error: BaseException | None) -> None:
+        self._active -= 1
+        if self._current is not None and self._current[1] is job:
+            self._current = None
+            self._last_progress = Progress.of_job(stage if job.done else stage, job)
+        if error is not None:
+            self._error = error
+
+    @staticmethod
+    def _timeout(timeout: float | None, stage: str, n: int) -> float:
+        if timeout is None:
+            return DEFAULT_LONG_SAMPLE_TIMEOUT if (stage == "sampling" and n > LONG_SAMPLE) \
+                else DEFAULT_TIMEOUT
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float, np.number)) \
+                or not timeout >= 0:
+            raise ValueError(f"timeout = {timeout!r} must be a number of seconds >= 0")
+        return float(timeout)
+
+    @staticmethod
+    def _outcome(job: Any, stage: str) -> None:
+        status = job.status
+        if status == "ok":
+            return
+        if status == "failed":
+            raise ModelError(f"{stage} failed: {job.error}")
+        raise RuntimeError(f"{stage} was cancelled (the worker was closed or cancel_all() ran)")
+
+    async def _finish_async(self, rec: _Pending, *, stage: str, timeout: float | None,
+                            on_progress: Callable[[Progress], None] | None, n: int) -> Any:
+        job = rec.job
+        limit = self._timeout(timeout, stage, n)
+        loop = asyncio.get_running_loop()
+        self._begin(stage, job)
+        error: BaseException | None = None
+        ticker: list[asyncio.TimerHandle] = []
+        if on_progress is not None:
+            on_progress(Progress(stage, 0.0, 0, job.progress[1]))
+
+            def tick() -> None:
+                if not job.done:
+                    on_progress(Progress.of_job(stage, job))
+                    ticker[:] = [loop.call_later(0.1, tick)]
+            ticker.append(loop.call_later(0.1, tick))
+        try:
+            try:
+                await asyncio.wait_for(rec.fut, limit)
+            except asyncio.TimeoutError:
+                job.cancel()
+                raise TimeoutError(f"{stage} timed out after {limit:g} s; the work was "
+                                   f"stopped") from None
+            except asyncio.CancelledError:
+                job.cancel()
+                raise
+            self._outcome(job, stage)
+            if on_progress is not None:
+                on_progress(Progress.of_job(stage, job))
+        except BaseException as exc:
+            if not isinstance(exc, asyncio.CancelledError):
+                error = exc
+            raise
+        finally:
+            for h in ticker:
+                h.cancel()
+            self._end(stage, job, error)
+        return rec.out
+
+    async def _run_async(self, submit: Callable[[Any], Any], *, stage: str,
+                         timeout: float | None, on_progress: Callable[[Progress], None] | None,
+                         n: int) -> Any:
+        self._timeout(timeout, stage, n)            # validate before any work starts
+        self._check_open()
+        job = submit(self._channel())
+        rec = self._submit_async(job)
+        await self._finish_async(rec, stage=stage, timeout=timeout, on_progress=on_progress, n=n)
+        return job
+
+    def _run_sync(self, job: Any, *, stage: str, timeout: float | None,
+                  on_progress: Callable[[Progress], None] | None, n: int) -> None:
+        limit = self._timeout(timeout, stage, n)
+        deadline = time.monotonic() + limit
+        self._begin(stage, job)
+        error: BaseException | None = None
+        try:
+            if on_progress is not None:
+                on_progress(Progress(stage, 0.0, 0, job.progress[1]))
+            try:
+                while not job.wait(max(0.0, min(0.1, deadline - time.monotonic()))):
+                    if time.monotonic() >= deadline:
+                        raise TimeoutError(f"{stage} timed out after {limit:g} s; the work "
+                                           f"was stopped")
+                    if on_progress is not None:
+                        on_progress(Progress.of_job(stage, job))
+            except BaseException:
+                job.cancel()
+                job.wait(None)
+                raise
+            self._outcome(job, stage)
+            if on_progress is not None:
+                on_progress(Progress.of_job(stage, job))
+        except BaseException as exc:
+            error = exc if isinstance(exc, Exception) else None
+            raise
+        finally:
+            self._end(stage, job, error)
+
+    def _new_array(self, n: int) -> np.ndarray:
+        nbytes = 8 * n
+        if nbytes > _MEMCHECK_BYTES:
+            avail = _available_bytes()
+            if avail is not None and nbytes > avail:
+                raise MemoryError(f"n = {n} draws need {nbytes / 2**30:.1f} GiB; only "
+                                  f"{avail / 2**30:.1f} GiB of memory is available")
+        return np.empty(n, dtype=np.float64)
+
+    # -- fits ----------------------------------------------------------------------------
+    def _prepare(self, model_type: str, data: Any, prior: Any, options: dict) -> FitRequest:
+        try:
+            return prepare(model_type, data, prior, options)
+        except Exception as exc:
+            self._error = exc
+            raise
+
+    def _submit_fit(self, req: FitRequest, channel: Any) -> Any:
+        code = MODEL_CODES[req.model]
+        if req.model in _COMPOUND:
+            freq, sev = req.prior["frequency"], req.prior["severity"]
+            prior = (freq["alpha"], freq["beta"], *_prior_tuple(req.model, sev))
+        else:
+            prior = _prior_tuple(req.model, req.prior)
+        successes, trials = req.counts if req.counts is not None else (0, 0)
+        stats = None
+        if req.stats is not None:
+            s = req.stats
+            stats = (float(s["n"]), float(s["mean"]), float(s["m2"])) if "mean" in s \
+                else (float(s["n"]), float(s["sum"]), 0.0)
+        values = req.values
+        if values is None and stats is None and req.model != "beta-binomial":
+            values = np.empty(0, dtype=np.float64)
+        return self._core.fit(code, prior, successes, trials, values, stats, channel)
+
+    def _result(self, req: FitRequest, job: Any) -> InferenceResult:
+        post_id = job.result
+        info = self._core.get(post_id)
+        if req.model in _COMPOUND:
+            proxy: PosteriorProxy = CompoundPosteriorProxy(self, post_id, req.model, info)
+        else:
+            proxy = PosteriorProxy(self, post_id, 0, req.model, info)
+        self._proxies[post_id] = proxy
+        details: dict[str, Any] = {
+            "model": req.model,
+            "prior": req.prior,
+            "posterior": proxy._parameters,
+            "sufficient_statistics": _stats_dict(req.model, info["stats"]),
+        }
+        if req.reason is not None:
+            details["auto_choice"] = req.model
+            details["reason"] = req.reason
+        diagnostics = Diagnostics(converged=True, iterations=1, runtime=job.runtime,
+                                  model_type=req.model, details=details)
+        return InferenceResult(proxy, diagnostics)
+
+    async def run_inference(self, model_type: str, data: Any, *, prior: Any = None,
+                            timeout: float | None = None,
+                            on_progress: Callable[[Progress], None] | None = None,
+                            **options: Any) -> InferenceResult:
+        """Fit ``model_type`` to ``data`` on the workers; returns an :class:`InferenceResult`.
+
+        Data are validated first (``DataError``, ``ModelError``), before any work starts.
+        """
+        req = self._prepare(model_type, data, prior, options)
+        job = await self._run_async(lambda ch: self._submit_fit(req, ch), stage="fitting",
+                                    timeout=timeout, on_progress=on_progress, n=0)
+        return self._result(req, job)
+
+    def run_inference_sync(self, model_type: str, data: Any, *, prior: Any = None,
+                           timeout: float | None = None,
+                           on_progress: Callable[[Progress], None] | None = None,
+                           **options: Any) -> InferenceResult:
+        """Blocking twin of :meth:`run_inference`."""
+        req = self._prepare(model_type, data, prior, options)
+        self._timeout(timeout, "fitting", 0)
+        self._check_open()
+        job = self._submit_fit(req, None)
+        self._run_sync(job, stage="fitting", timeout=timeout, on_progress=on_progress, n=0)
+        return self._result(req, job)
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else f"threads={self.threads}, seed={self.seed}"
+        return f"<InferenceWorker {state}>"
+
+
+_MODEL_NAMES = {v: k for k, v in MODEL_CODES.items()}
+
+
+def _prior_tuple(model: str, prior: dict[str, float]) -> tuple[float, ...]:
+    if model in ("normal", "lognormal", "compound-beta-lognormal"):
+        return (prior["mu"], prior["kappa"], prior["alpha"], prior["beta"])
+    return (prior["alpha"], prior["beta"])
+
+
+def _stats_dict(model: str, stats: tuple) -> dict[str, float]:
+    if model == "beta-binomial":
+        return {"successes": stats[0], "trials": stats[1]}
+    if model in ("normal", "lognormal", "compound-beta-lognormal"):
+        scale = "log " if "lognormal" in model else ""
+        out = {"n": stats[0], f"{scale}mean".strip(): stats[1], f"{scale}m2".strip(): stats[2]}
+    elif model == "poisson":
+        out = {"exposure": stats[0], "sum": stats[1]}
+    else:
+        out = {"n": stats[0], "sum": stats[1]}
+    if model.startswith("compound"):
+        out = {"converters": stats[3], "users": stats[4], **{f"severity_{k}": v
+                                                             for k, v in out.items()}}
+    return {k.replace(" ", "_"): v for k, v in out.items()}
