@@ -1,0 +1,140 @@
+"""Draws: reproducibility across threads, batches and calls; correctness by KS tests."""
+
+import asyncio
+
+import numpy as np
+import pytest
+from scipy import stats
+
+import bayesworker as bw
+from conftest import run
+
+MODELS = {
+    "beta-binomial": {"successes": 65, "trials": 1000},
+    "normal": np.random.default_rng(1).normal(10, 2, 200),
+    "lognormal": np.random.default_rng(2).lognormal(2, 0.5, 200),
+    "exponential": np.random.default_rng(3).exponential(5, 200),
+    "poisson": np.random.default_rng(4).poisson(2.5, 200),
+    "compound-beta-lognormal": {"converted": [1, 0, 1, 1, 0, 0, 1],
+                                "value": [10.0, 0, 12.5, 30.0, 0, 0, 8.0]},
+    "compound-beta-exponential": {"converted": [1, 0, 1, 1, 0, 0, 1],
+                                  "value": [10.0, 0, 12.5, 30.0, 0, 0, 8.0]},
+}
+
+
+def draws_for(threads, model, seed=2024, sizes=(5000,)):
+    with bw.InferenceWorker(threads=threads, seed=seed) as w:
+        w.run_inference_sync("beta-binomial", {"successes": 1, "trials": 2})  # id 1
+        post = w.run_inference_sync(model, MODELS[model]).posterior           # id 2
+        return np.concatenate([post.sample_sync(n) for n in sizes])
+
+
+@pytest.mark.parametrize("model", sorted(MODELS))
+def test_same_seed_same_draws_any_thread_count(model):
+    ref = draws_for(2, model)
+    assert np.isfinite(ref).all()
+    for threads in (0, 1, 3):
+        np.testing.assert_array_equal(draws_for(threads, model), ref)
+    # sample(n) then sample(m) continues the stream
+    np.testing.assert_array_equal(draws_for(2, model, sizes=(1234, 3766)), ref)
+    assert not np.array_equal(draws_for(2, model, seed=2025), ref)
+
+
+def test_batched_equals_one_call_for_any_batch_size():
+    big = 3 * bw._core.SAMPLE_BLOCK + 17
+    with bw.InferenceWorker(threads=2, seed=9) as w:
+        post = w.run_inference_sync("lognormal", MODELS["lognormal"]).posterior
+        whole = post.sample_sync(big)
+    for bs, n in ((1, 3000), (1000, big), (bw._core.SAMPLE_BLOCK, big), (big, big),
+                  (big + 5, big), (7, 10)):
+        with bw.InferenceWorker(threads=2, seed=9) as w:
+            post = w.run_inference_sync("lognormal", MODELS["lognormal"]).posterior
+            parts = list(post.sample_batched_sync(n, bs))
+            assert all(p.size <= bs for p in parts)
+            assert sum(p.size for p in parts) == n
+            np.testing.assert_array_equal(np.concatenate(parts), whole[:n])
+
+
+def test_async_batched_equals_sample_and_continues_stream():
+    async def go(batched):
+        async with bw.InferenceWorker(threads=2, seed=10) as w:
+            post = (await w.run_inference("beta-binomial", MODELS["beta-binomial"])).posterior
+            if batched:
+                first = [b async for b in post.sample_batched(100_000, 7_000)]
+                assert [b.size for b in first] == [7_000] * 14 + [2_000]
+                first = np.concatenate(first)
+            else:
+                first = await post.sample(100_000)
+            return first, await post.sample(10)
+
+    a, tail_a = run(go(True))
+    b, tail_b = run(go(False))
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(tail_a, tail_b)
+
+
+def test_abandoned_async_batches_are_cancelled():
+    async def go():
+        async with bw.InferenceWorker(threads=2, seed=10) as w:
+            post = (await w.run_inference("beta-binomial", MODELS["beta-binomial"])).posterior
+            gen = post.sample_batched(10**9, 10**6)
+            first = await gen.__anext__()
+            await gen.aclose()
+            for _ in range(200):
+                if not w.stats()["live_jobs"]:
+                    break
+                await asyncio.sleep(0.005)
+            return first, w.stats()["live_jobs"]
+
+    first, live = run(go())
+    assert first.shape == (10**6,)
+    assert live == 0
+
+
+def ks(draws, cdf):
+    return stats.kstest(draws, cdf).pvalue
+
+
+def test_draws_follow_the_exact_posteriors():
+    with bw.InferenceWorker(threads=2, seed=31337) as w:
+        beta = w.run_inference_sync("beta-binomial", MODELS["beta-binomial"]).posterior
+        d = beta.sample_sync(200_000)
+        assert ks(d, stats.beta(66, 936).cdf) > 1e-3
+        assert ks(d, stats.beta(67, 936).cdf) < 1e-6        # the test has teeth
+
+        x = MODELS["normal"]
+        norm = w.run_inference_sync("normal", x).posterior
+        p = norm.parameters
+        t = stats.t(2 * p["alpha"], loc=p["mu"],
+                    scale=np.sqrt(p["beta"] / (p["alpha"] * p["kappa"])))
+        d = norm.sample_sync(200_000)
+        assert ks(d, t.cdf) > 1e-3
+        assert ks(d + 0.02 * t.std(), t.cdf) < 1e-6
+
+        expo = w.run_inference_sync("exponential", MODELS["exponential"]).posterior
+        p = expo.parameters
+        assert ks(expo.sample_sync(200_000), stats.invgamma(p["alpha"], scale=p["beta"]).cdf) > 1e-3
+
+        pois = w.run_inference_sync("poisson", MODELS["poisson"]).posterior
+        p = pois.parameters
+        assert ks(pois.sample_sync(200_000), stats.gamma(p["alpha"], scale=1 / p["beta"]).cdf) > 1e-3
+
+
+def test_lognormal_and_compound_draws_match_their_exact_cdf_at_quantiles():
+    # The exact quantiles are known to 1e-9: the fraction of draws below each should be
+    # its level within 5 binomial standard errors.
+    n = 400_000
+    with bw.InferenceWorker(threads=2, seed=4242) as w:
+        for model in ("lognormal", "compound-beta-lognormal", "compound-beta-exponential"):
+            post = w.run_inference_sync(model, MODELS[model]).posterior
+            d = post.sample_sync(n)
+            for level in (0.8, 0.9, 0.95, 0.99):
+                lo, hi = post.credible_interval(level)[0]
+                for q, x in (((1 - level) / 2, lo), ((1 + level) / 2, hi)):
+                    frac = np.mean(d <= x)
+                    se = np.sqrt(q * (1 - q) / n)
+                    assert abs(frac - q) < 5 * se, (model, level, q, frac)
+            # the compound's draws are the product of its parts' distributions
+            if model.startswith("compound"):
+                f, s = post.frequency.sample_sync(n), post.severity.sample_sync(n)
+                assert stats.ks_2samp(d, f * s).pvalue > 1e-3
