@@ -304,13 +304,14 @@ static void block_done(bw_pool *pool, bw_job *job, int failed)
     }
     size_t done = atomic_fetch_add(&job->done_blocks, 1) + 1;
     if (done == job->nblocks) {
-        int c = atomic_load(&job->cancel);
-        job_complete(job, c == 2);
+        /* Off the pool's books first, so a waiter woken by the completion sees it gone;
+         * bw_pool_free still joins this thread before the pool goes away. */
         if (pool) {
             pthread_mutex_lock(&pool->mu);
             pool_forget(pool, job);
             pthread_mutex_unlock(&pool->mu);
         }
+        job_complete(job, atomic_load(&job->cancel) == 2);
         bw_job_decref(job);        /* the pool's reference */
     }
 }
