@@ -1,0 +1,291 @@
+"""bayesworker against its baselines, measured in the same process, alternating.
+
+    python bench/run.py            # full sizes (a few minutes on 2 cores)
+    python bench/run.py --quick    # smaller sizes, under a minute
+
+Each case runs bayesworker and its baseline in turn, `repeat` times, and reports both
+medians and their ratio (baseline / bayesworker, so > 1 means bayesworker is faster), with
+the thread count. Memory cases run in a fresh subprocess each and report peak RSS growth.
+Timings on shared machines are noisy: compare ratios from one run, not absolute times.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+import bayesworker as bw
+
+ROWS: list[tuple[str, str, float, str, float, str, str]] = []
+
+
+def fmt_time(sec: float) -> str:
+    if sec < 1e-3:
+        return f"{sec * 1e6:.1f} us"
+    if sec < 1:
+        return f"{sec * 1e3:.1f} ms"
+    return f"{sec:.2f} s"
+
+
+def row(case: str, ours: float, base: float, threads: str, target: str, unit="time") -> None:
+    ratio = base / ours if ours > 0 else float("inf")
+    shown = (fmt_time(ours), fmt_time(base)) if unit == "time" else (f"{ours:.3g}", f"{base:.3g}")
+    ROWS.append((case, shown[0], ours, shown[1], ratio, threads, target))
+    print(f"  {case:<52} bw {shown[0]:>10}  base {shown[1]:>10}  ratio {ratio:6.2f}  "
+          f"threads {threads:<4} target {target}", flush=True)
+
+
+def alternate(ours, base, repeat: int) -> tuple[float, float]:
+    """Median seconds of ours() and base(), run alternately."""
+    t_ours, t_base = [], []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        ours()
+        t_ours.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        base()
+        t_base.append(time.perf_counter() - t0)
+    return statistics.median(t_ours), statistics.median(t_base)
+
+
+def beta_post(worker, a, b):
+    """A posterior Beta(a, b): prior Beta(a - floor(a/2)... ) built from a prior plus counts."""
+    s = int(a) - 1 if a > 2 else 0
+    f = int(b) - 1 if b > 2 else 0
+    prior = {"alpha": a - s, "beta": b - f}
+    return worker.run_inference_sync("beta-binomial", {"successes": s, "trials": s + f},
+                                     prior=prior).posterior
+
+
+# ------------------------------------------------------------------------------------------
+def case_draws(n: int, repeat: int, threads_all: int) -> None:
+    rng = np.random.default_rng(1)
+    for a, b in ((120.5, 880.5), (0.8, 0.9)):
+        for threads in (threads_all, 1):
+            with bw.InferenceWorker(threads=threads, seed=1) as w:
+                post = beta_post(w, a, b)
+                assert post.parameters == {"alpha": a, "beta": b}
+                ours, base = alternate(lambda: post.sample_sync(n), lambda: rng.beta(a, b, n),
+                                       repeat)
+            target = ">= 3x" if threads == threads_all and threads_all > 1 else ">= 1.5x"
+            row(f"{n:.0e} draws beta({a}, {b})", ours, base, str(threads), target)
+
+    x = np.random.default_rng(2).lognormal(3, 0.8, 1000)
+    with bw.InferenceWorker(threads=threads_all, seed=1) as w:
+        post = w.run_inference_sync("lognormal", x).posterior
+        p = post.parameters
+        mu, kappa, alpha, beta = p["mu"], p["kappa"], p["alpha"], p["beta"]
+
+        def numpy_lnmean():
+            s = beta / rng.standard_gamma(alpha, n)
+            m = mu + np.sqrt(s / kappa) * rng.standard_normal(n)
+            return np.exp(m + s / 2)
+
+        ours, base = alternate(lambda: post.sample_sync(n), numpy_lnmean, repeat)
+        row(f"{n:.0e} draws lognormal data-scale mean", ours, base, str(threads_all), ">= 3x")
+
+        conv = np.random.default_rng(3).random(20_000) < 0.05
+        val = np.where(conv, np.random.default_rng(4).lognormal(3, 0.8, 20_000), 0.0)
+        rev = w.run_inference_sync("compound-beta-lognormal",
+                                   {"converted": conv, "value": val}).posterior
+        fp, sp = rev.parameters["frequency"], rev.parameters["severity"]
+
+        def numpy_revenue():
+            p_ = rng.beta(fp["alpha"], fp["beta"], n)
+            s = sp["beta"] / rng.standard_gamma(sp["alpha"], n)
+            m = sp["mu"] + np.sqrt(s / sp["kappa"]) * rng.standard_normal(n)
+            return p_ * np.exp(m + s / 2)
+
+        ours, base = alternate(lambda: rev.sample_sync(n), numpy_revenue, repeat)
+        row(f"{n:.0e} draws revenue per user (compound)", ours, base, str(threads_all), ">= 3x")
+
+
+def case_scaling(sizes, repeat: int, threads_all: int) -> None:
+    for n in sizes:
+        with bw.InferenceWorker(threads=1, seed=1) as w1, \
+                bw.InferenceWorker(threads=threads_all, seed=1) as w2:
+            p1, p2 = beta_post(w1, 120.5, 880.5), beta_post(w2, 120.5, 880.5)
+            ours, base = alternate(lambda: p2.sample_sync(n), lambda: p1.sample_sync(n), repeat)
+        row(f"scaling {n:.0e} draws: {threads_all} threads vs 1", ours, base,
+            f"{threads_all}v1", ">= 1.8x")
+
+
+def case_roundtrip(repeat: int) -> None:
+    async def go():
+        rng = np.random.default_rng(5)
+        async with bw.InferenceWorker(seed=1) as w:
+            post = beta_post(w, 120.5, 880.5)
+            await post.sample(1)
+            await asyncio.to_thread(rng.beta, 120.5, 880.5, 1)
+            ours, base = [], []
+            for _ in range(repeat):
+                t0 = time.perf_counter()
+                await post.sample(1)
+                ours.append(time.perf_counter() - t0)
+                t0 = time.perf_counter()
+                await asyncio.to_thread(rng.beta, 120.5, 880.5, 1)
+                base.append(time.perf_counter() - t0)
+            return statistics.median(ours), statistics.median(base), w.threads
+
+    ours, base, threads = asyncio.run(go())
+    row("await post.sample(1) round trip", ours, base, str(threads), "<= 0.3x and <= 25 us")
+
+
+def case_loop_lag(n: int) -> None:
+    async def heartbeat(stop, period=0.001):
+        lags = []
+        while not stop.is_set():
+            t0 = time.perf_counter()
+            await asyncio.sleep(period)
+            lags.append(time.perf_counter() - t0 - period)
+        return lags
+
+    async def go():
+        async with bw.InferenceWorker(seed=1) as w:
+            stop = asyncio.Event()
+            hb = asyncio.create_task(heartbeat(stop))
+            await asyncio.sleep(0.5)
+            stop.set()
+            idle = await hb
+            post = beta_post(w, 120.5, 880.5)
+            x = np.random.default_rng(6).lognormal(3, 1, 200_000)
+            stop = asyncio.Event()
+            hb = asyncio.create_task(heartbeat(stop))
+            batches = 0
+            async def drain():
+                nonlocal batches
+                async for _ in post.sample_batched(n, 10**6):
+                    batches += 1
+            await asyncio.gather(drain(), *(w.run_inference("lognormal", x) for _ in range(16)))
+            stop.set()
+            busy = await hb
+            return idle, busy, w.threads
+
+    idle, busy, threads = asyncio.run(go())
+    p99 = lambda v: float(np.quantile(v, 0.99))
+    row(f"loop lag p99 while {n:.0e} draws + 16 fits", p99(busy), p99(idle), str(threads),
+        "p99 <= 1 ms")
+    row(f"loop lag max while {n:.0e} draws + 16 fits", max(busy), max(idle), str(threads),
+        "max <= 5 ms")
+
+
+def case_fit(n: int, repeat: int) -> None:
+    x = np.random.default_rng(7).lognormal(3, 1, n)
+    with bw.InferenceWorker(seed=1) as w:
+        def numpy_fit():
+            lx = np.log(x)
+            return lx.sum(), (lx * lx).sum()
+
+        ours, base = alternate(lambda: w.run_inference_sync("lognormal", x), numpy_fit, repeat)
+        w.clear_all()
+        row(f"fit lognormal to {n:.0e} values", ours, base, str(w.threads), ">= 2x")
+
+
+def case_many_fits(k: int, repeat: int) -> None:
+    from scipy import stats
+
+    rng = np.random.default_rng(8)
+    trials = rng.integers(100, 10_000, k)
+    succ = (trials * rng.uniform(0.01, 0.2, k)).astype(int)
+
+    async def ours_async(w):
+        res = await asyncio.gather(*(w.run_inference("beta-binomial",
+                                                     {"successes": int(s), "trials": int(t)})
+                                     for s, t in zip(succ, trials)))
+        for r in res:
+            p = r.posterior
+            p.mean(), p.variance(), p.credible_interval(0.95), p.credible_interval(0.9), \
+                p.credible_interval(0.8)
+        w.clear_all()
+
+    def base():
+        for s, t in zip(succ, trials):
+            d = stats.beta(1 + s, 1 + t - s)
+            d.mean(), d.var(), d.interval(0.95), d.interval(0.9), d.interval(0.8)
+
+    with bw.InferenceWorker(seed=1) as w:
+        loop = asyncio.new_event_loop()
+        try:
+            ours, basetime = alternate(lambda: loop.run_until_complete(ours_async(w)), base,
+                                       repeat)
+        finally:
+            loop.close()
+        row(f"{k} beta-binomial fits + summaries (gather)", ours, basetime, str(w.threads),
+            ">= 10x")
+
+
+MEMORY_SCRIPT = r"""
+import json, sys, numpy as np, bayesworker as bw
+def rss():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+kind, n, b = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+with bw.InferenceWorker(seed=1) as w:
+    post = w.run_inference_sync("beta-binomial", {"successes": 120, "trials": 1000})
+    post = post.posterior
+    post.sample_sync(1000)
+    base = rss()
+    if kind == "batched":
+        total = 0
+        for batch in post.sample_batched_sync(n, b):
+            total += batch.size
+        assert total == n
+        out = {"growth": rss() - base, "unit": 8 * b}
+    else:
+        a = post.sample_sync(n)
+        out = {"growth": rss() - base, "unit": a.nbytes}
+print(json.dumps(out))
+"""
+
+
+def case_memory(n_batched: int, batch: int, n_whole: int) -> None:
+    for kind, n, b, target in (("batched", n_batched, batch, "<= 4 batches"),
+                               ("whole", n_whole, 1, "<= array + 5 %")):
+        proc = subprocess.run([sys.executable, "-c", MEMORY_SCRIPT, kind, str(n), str(b)],
+                              capture_output=True, text=True, check=True)
+        res = json.loads(proc.stdout)
+        ratio = res["growth"] / res["unit"]
+        label = (f"sample_batched({n:.0e}, {b:.0e}) peak RSS growth / batch bytes"
+                 if kind == "batched" else f"sample({n:.0e}) peak RSS growth / array bytes")
+        ROWS.append((label, f"{res['growth'] / 2**20:.1f} MiB", res["growth"],
+                     f"{res['unit'] / 2**20:.1f} MiB", ratio, "all", target))
+        print(f"  {label:<52} growth {res['growth'] / 2**20:8.1f} MiB  unit "
+              f"{res['unit'] / 2**20:8.1f} MiB  ratio {ratio:6.3f}  target {target}", flush=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="smaller sizes, under a minute")
+    args = ap.parse_args()
+    q = args.quick
+    threads_all = bw.default_threads()
+    print(f"bayesworker {bw.__version__}, NumPy {np.__version__}, Python "
+          f"{platform.python_version()}, {platform.machine()}, {os.cpu_count()} CPUs, "
+          f"thread budget {threads_all}{' (quick)' if q else ''}")
+    case_draws(10**6 if q else 10**7, 3 if q else 5, threads_all)
+    case_scaling((10**6,) if q else (10**6, 10**7), 5 if q else 7, threads_all)
+    case_roundtrip(300 if q else 2000)
+    case_loop_lag(10**7 if q else 10**8)
+    case_fit(10**6 if q else 10**7, 3 if q else 5)
+    case_many_fits(1000 if q else 10_000, 1 if q else 3)
+    case_memory(10**8 if q else 10**9, 10**6, 10**7 if q else 10**8)
+
+    print("\n| case | bayesworker | baseline | ratio (baseline / bw) | threads | target |")
+    print("|---|---|---|---|---|---|")
+    for case, ours, _, base, ratio, threads, target in ROWS:
+        print(f"| {case} | {ours} | {base} | {ratio:.2f} | {threads} | {target} |")
+
+
+if __name__ == "__main__":
+    main()
