@@ -197,8 +197,11 @@ static PyObject *Job_get_error(JobObject *self, void *c)
 static PyObject *Job_get_progress(JobObject *self, void *c)
 {
     (void)c;
-    size_t done = atomic_load(&self->job->done_blocks);
-    return Py_BuildValue("(nn)", (Py_ssize_t)done, (Py_ssize_t)self->job->nblocks);
+    bw_job *job = self->job;
+    if (job->phases_total > 0)    /* iterative: count iterations, not blocks */
+        return Py_BuildValue("(nn)", (Py_ssize_t)job->phase, (Py_ssize_t)job->phases_total);
+    size_t done = atomic_load(&job->done_blocks);
+    return Py_BuildValue("(nn)", (Py_ssize_t)done, (Py_ssize_t)job->nblocks);
 }
 
 static PyObject *Job_get_result(JobObject *self, void *c)

@@ -239,26 +239,40 @@ int bw_job_wait(bw_job *job, double timeout)
     return finished;
 }
 
-/* The job's last block is done (or it was abandoned): finish, publish, wake, release. */
-static void job_complete(bw_job *job, int failed)
+/* Publish the job's end: status, wake the waiters, queue it on its channel. */
+static void job_complete(bw_job *job, int status)
 {
-    int status;
-    if (failed)
-        status = BW_JOB_FAILED;
-    else if (atomic_load(&job->cancel))
-        status = BW_JOB_CANCELLED;
-    else if (job->finish && job->finish(job) != 0)
-        status = BW_JOB_FAILED;
-    else
-        status = BW_JOB_OK;
     job->t_end = bw_monotonic();
-
     pthread_mutex_lock(&job->mu);
     atomic_store(&job->status, status);
     pthread_cond_broadcast(&job->cv);
     pthread_mutex_unlock(&job->mu);
     if (job->channel)
         channel_push(job->channel, job);
+}
+
+/* The last block of a phase is done: run the finish step.  Returns the job's final status,
+ * or BW_JOB_PENDING if the finish step asked for another phase (counters are reset). */
+static int phase_end(bw_job *job)
+{
+    int c = atomic_load(&job->cancel);
+    if (c == 2)
+        return BW_JOB_FAILED;
+    if (c)
+        return BW_JOB_CANCELLED;
+    if (!job->finish)
+        return BW_JOB_OK;
+    int r = job->finish(job);
+    if (r < 0)
+        return BW_JOB_FAILED;
+    if (r == BW_JOB_AGAIN && job->nblocks > 0) {
+        job->phase++;
+        job->next_block = 0;
+        atomic_store(&job->done_blocks, 0);
+        return BW_JOB_PENDING;
+    }
+    job->phase++;
+    return BW_JOB_OK;
 }
 
 /* ======================================================================================== */
@@ -295,25 +309,50 @@ static void pool_forget(bw_pool *pool, bw_job *job)
         pthread_cond_broadcast(&pool->idle);
 }
 
-/* One block of a job has been run (ok == 1) or failed (ok == 0) by the calling thread. */
-static void block_done(bw_pool *pool, bw_job *job, int failed)
+static void pool_enqueue_locked(bw_pool *pool, bw_job *job)
+{
+    job->queue_next = NULL;
+    if (pool->tail)
+        pool->tail->queue_next = job;
+    else
+        pool->head = job;
+    pool->tail = job;
+    if (job->nblocks == 1)
+        pthread_cond_signal(&pool->work);
+    else
+        pthread_cond_broadcast(&pool->work);
+}
+
+/* One block of a job has been run by the calling thread (failed: it returned nonzero).
+ * Returns 1 if the job went on to another phase. */
+static int block_done(bw_pool *pool, bw_job *job, int failed)
 {
     if (failed) {
         /* Make the remaining blocks no-ops; the last one to finish reports the failure. */
         atomic_store(&job->cancel, 2);
     }
     size_t done = atomic_fetch_add(&job->done_blocks, 1) + 1;
-    if (done == job->nblocks) {
-        /* Off the pool's books first, so a waiter woken by the completion sees it gone;
-         * bw_pool_free still joins this thread before the pool goes away. */
+    if (done != job->nblocks)
+        return 0;
+    int status = phase_end(job);
+    if (status == BW_JOB_PENDING) {
         if (pool) {
             pthread_mutex_lock(&pool->mu);
-            pool_forget(pool, job);
+            pool_enqueue_locked(pool, job);
             pthread_mutex_unlock(&pool->mu);
         }
-        job_complete(job, atomic_load(&job->cancel) == 2);
-        bw_job_decref(job);        /* the pool's reference */
+        return 1;
     }
+    /* Off the pool's books first, so a waiter woken by the completion sees it gone;
+     * bw_pool_free still joins this thread before the pool goes away. */
+    if (pool) {
+        pthread_mutex_lock(&pool->mu);
+        pool_forget(pool, job);
+        pthread_mutex_unlock(&pool->mu);
+    }
+    job_complete(job, status);
+    bw_job_decref(job);        /* the pool's reference */
+    return 0;
 }
 
 static int run_block(bw_job *job, size_t b)
@@ -445,17 +484,20 @@ void bw_pool_submit(bw_pool *pool, bw_job *job, bw_channel *channel)
     if (job->nblocks == 0) {
         atomic_store(&job->started, 1);
         job->t_start = job->t_submit;
-        job_complete(job, 0);
+        int status = phase_end(job);
+        job_complete(job, status == BW_JOB_PENDING ? BW_JOB_FAILED : status);
         bw_job_decref(job);
         return;
     }
 
     if (pool->nthreads == 0) {
-        /* Inline fallback: every block on the calling thread, in order. */
-        for (size_t b = 0; b < job->nblocks; b++) {
-            int failed = run_block(job, b);
-            block_done(NULL, job, failed);
-        }
+        /* Inline fallback: every block of every phase on the calling thread, in order. */
+        int again;
+        do {
+            again = 0;
+            for (size_t b = 0; b < job->nblocks && !again; b++)
+                again = block_done(NULL, job, run_block(job, b));
+        } while (again);
         return;
     }
 
@@ -469,8 +511,7 @@ void bw_pool_submit(bw_pool *pool, bw_job *job, bw_channel *channel)
             snprintf(job->errmsg, sizeof job->errmsg, "out of memory while queueing a job");
             job->error_code = ENOMEM;
             atomic_store(&job->started, 1);
-            atomic_store(&job->cancel, 2);
-            job_complete(job, 1);
+            job_complete(job, BW_JOB_FAILED);
             bw_job_decref(job);
             return;
         }
@@ -480,15 +521,6 @@ void bw_pool_submit(bw_pool *pool, bw_job *job, bw_channel *channel)
     pool->all[pool->nall++] = job;
     pool->live++;
     job->next_block = 0;
-    job->queue_next = NULL;
-    if (pool->tail)
-        pool->tail->queue_next = job;
-    else
-        pool->head = job;
-    pool->tail = job;
-    if (job->nblocks == 1)
-        pthread_cond_signal(&pool->work);
-    else
-        pthread_cond_broadcast(&pool->work);
+    pool_enqueue_locked(pool, job);
     pthread_mutex_unlock(&pool->mu);
 }

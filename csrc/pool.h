@@ -25,8 +25,12 @@ typedef struct bw_channel bw_channel;
 
 /* Work of one block; returns 0, or nonzero after writing job->errmsg (the job fails). */
 typedef int (*bw_block_fn)(bw_job *job, size_t block);
-/* Runs once after every block succeeded (not after a cancel or a failure); may fail too. */
+/* Runs after every block of a phase succeeded (not after a cancel or a failure).  Returns
+ * 0 when the job is done, BW_JOB_AGAIN to run another phase of job->nblocks blocks (it may
+ * change nblocks, >= 1; iterative fits run one iteration a phase, so cancellation is seen
+ * between iterations), or a negative number after writing job->errmsg (the job fails). */
 typedef int (*bw_finish_fn)(bw_job *job);
+#define BW_JOB_AGAIN 1
 
 enum bw_job_status { BW_JOB_PENDING = 0, BW_JOB_OK = 1, BW_JOB_CANCELLED = 2, BW_JOB_FAILED = 3 };
 
@@ -51,6 +55,8 @@ struct bw_job {
     atomic_int started;
     int error_code;             /* set with errmsg by a failing block or finish */
     char errmsg[320];
+    size_t phase;               /* phases finished (iterations of an iterative fit) */
+    size_t phases_total;        /* the most phases it may run (0: one-phase job) */
     double result[4];           /* a job's small results (an interval, ...) */
     uint64_t result_id;         /* a fit's posterior id */
 };
