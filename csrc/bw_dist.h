@@ -100,4 +100,8 @@ uint64_t bw_stream_key(uint64_t seed, uint64_t posterior_seq);
 /* Fill out[0 .. n) with draws number start .. start+n-1 of the quantity on stream st. */
 void bw_sample(const bw_quantity *q, bw_stream st, uint64_t start, size_t n, double *out);
 
+/* log of x[0 .. n) into out, every x finite and > 0: the samplers' vector log (about 1 ulp),
+ * bit-identical on every instruction-set variant, so fits agree across machines. */
+void bw_log_array(const double *x, double *out, size_t n);
+
 #endif /* BW_DIST_H */

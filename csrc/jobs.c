@@ -3,6 +3,7 @@
  */
 #include "jobs.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,7 +40,7 @@ int bw_part_summarise(bw_part *part, char *err, size_t errlen)
 /* Fits                                                                                     */
 /* ======================================================================================== */
 
-enum reduce_mode { REDUCE_NONE, REDUCE_MOMENTS, REDUCE_LOG_MOMENTS, REDUCE_SUM };
+enum reduce_mode { REDUCE_NONE, REDUCE_MOMENTS, REDUCE_LOG_MOMENTS, REDUCE_SUM, REDUCE_COUNTS };
 
 typedef struct {
     bw_store *store;
@@ -47,12 +48,16 @@ typedef struct {
     bw_fit_spec spec;
     int mode;
     double *partial;            /* 3 per block: count, mean, m2 (or count, sum, -) */
+    size_t *bad;                /* per block: the first invalid value's index, or SIZE_MAX */
+    int *bad_rule;              /* and which rule it broke (enum bw_value_rule) */
 } fit_ctx;
 
 static void fit_ctx_free(void *p)
 {
     fit_ctx *c = p;
     free(c->partial);
+    free(c->bad);
+    free(c->bad_rule);
     free(c);
 }
 
@@ -69,7 +74,103 @@ static void merge_moments(double *n, double *mean, double *m2, double nb, double
     *n = nn;
 }
 
+/* ---------------------------------------------------------------------------------------- */
+/* Validation and sums at memory speed, with the same bits on every machine: eight fixed     */
+/* accumulators (lane i % 8) whatever the vector width, combined in a fixed tree.            */
+/* ---------------------------------------------------------------------------------------- */
+
 #define FIT_CHUNK 2048
+
+static double tree8(const double a[8])
+{
+    return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
+}
+
+static double sum8(const double *v, size_t m)
+{
+    double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    size_t i = 0;
+    for (; i + 8 <= m; i += 8)
+        for (int l = 0; l < 8; l++)
+            acc[l] += v[i + l];
+    for (; i < m; i++)
+        acc[i & 7] += v[i];
+    return tree8(acc);
+}
+
+/* Sum of (v - c) and of (v - c)^2. */
+static void dev8(const double *v, size_t m, double c, double *d1, double *d2)
+{
+    double a1[8] = {0, 0, 0, 0, 0, 0, 0, 0}, a2[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    size_t i = 0;
+    for (; i + 8 <= m; i += 8)
+        for (int l = 0; l < 8; l++) {
+            double d = v[i + l] - c;
+            a1[l] += d;
+            a2[l] += d * d;
+        }
+    for (; i < m; i++) {
+        double d = v[i] - c;
+        a1[i & 7] += d;
+        a2[i & 7] += d * d;
+    }
+    *d1 = tree8(a1);
+    *d2 = tree8(a2);
+}
+
+/* Does x[i] break the mode's rule?  0 if not, else its enum bw_value_rule. */
+static int broken_rule(double x, int mode)
+{
+    if (!isfinite(x))
+        return BW_RULE_FINITE;
+    if (mode == REDUCE_LOG_MOMENTS && !(x > 0))
+        return BW_RULE_POSITIVE;
+    if ((mode == REDUCE_SUM || mode == REDUCE_COUNTS) && !(x >= 0))
+        return BW_RULE_NONNEGATIVE;
+    if (mode == REDUCE_COUNTS && x != floor(x))
+        return BW_RULE_INTEGER;
+    return 0;
+}
+
+/* Index of the first value of x[0 .. m) that breaks the mode's rule, or m. */
+static size_t first_invalid(const double *x, size_t m, int mode, int *rule)
+{
+    /* A branch-free pass finds out whether anything is wrong; the rare bad chunk is
+     * scanned again to name the first offender. */
+    for (size_t off = 0; off < m; off += FIT_CHUNK) {
+        size_t k = m - off < FIT_CHUNK ? m - off : FIT_CHUNK;
+        const double *v = x + off;
+        int bad = 0;
+        switch (mode) {
+        case REDUCE_LOG_MOMENTS:
+            for (size_t i = 0; i < k; i++)
+                bad |= !(v[i] > 0 && v[i] <= DBL_MAX);
+            break;
+        case REDUCE_SUM:
+            for (size_t i = 0; i < k; i++)
+                bad |= !(v[i] >= 0 && v[i] <= DBL_MAX);
+            break;
+        case REDUCE_COUNTS:
+            for (size_t i = 0; i < k; i++)
+                bad |= !(v[i] >= 0 && v[i] <= DBL_MAX && v[i] == floor(v[i]));
+            break;
+        default:
+            for (size_t i = 0; i < k; i++)
+                bad |= !(v[i] - v[i] == 0);     /* false for NaN and the infinities */
+            break;
+        }
+        if (bad) {
+            for (size_t i = 0; i < k; i++) {
+                int r = broken_rule(v[i], mode);
+                if (r) {
+                    *rule = r;
+                    return off + i;
+                }
+            }
+        }
+    }
+    return m;
+}
 
 /* (count, mean, m2) of x[0..n), or of log x, by chunks of FIT_CHUNK with a two-pass
  * mean/deviation per chunk merged in order: accurate and deterministic. */
@@ -81,21 +182,13 @@ static void block_moments(const double *x, size_t n, int logs, double out[3])
         size_t m = n - off < FIT_CHUNK ? n - off : FIT_CHUNK;
         const double *v = x + off;
         if (logs) {
-            for (size_t i = 0; i < m; i++)
-                buf[i] = log(v[i]);
+            bw_log_array(v, buf, m);
             v = buf;
         }
-        double s = 0;
-        for (size_t i = 0; i < m; i++)
-            s += v[i];
-        double cm = s / (double)m;
-        double d2 = 0, d1 = 0;
-        for (size_t i = 0; i < m; i++) {
-            double d = v[i] - cm;
-            d1 += d;
-            d2 += d * d;
-        }
-        /* correct the mean by the residual sum (compensates rounding in s) */
+        double cm = sum8(v, m) / (double)m;
+        double d1, d2;
+        dev8(v, m, cm, &d1, &d2);
+        /* correct the mean by the residual sum (compensates rounding in the first sum) */
         cm += d1 / (double)m;
         d2 -= d1 * d1 / (double)m;
         if (d2 < 0)
@@ -114,12 +207,18 @@ static int fit_block(bw_job *job, size_t b)
     size_t m = c->spec.n - lo < BW_FIT_BLOCK ? c->spec.n - lo : BW_FIT_BLOCK;
     const double *x = c->spec.values + lo;
     double *out = c->partial + 3 * b;
-    if (c->mode == REDUCE_SUM) {
-        double s = 0;
-        for (size_t i = 0; i < m; i++)
-            s += x[i];
+    int rule = 0;
+    size_t bad = first_invalid(x, m, c->mode, &rule);
+    if (bad < m) {
+        /* Recorded, not failed: every block runs, so the error names the first invalid
+         * value of the whole array whatever the thread count. */
+        c->bad[b] = lo + bad;
+        c->bad_rule[b] = rule;
+        return 0;
+    }
+    if (c->mode == REDUCE_SUM || c->mode == REDUCE_COUNTS) {
         out[0] = (double)m;
-        out[1] = s;
+        out[1] = sum8(x, m);
         out[2] = 0;
     } else {
         block_moments(x, m, c->mode == REDUCE_LOG_MOMENTS, out);
@@ -145,11 +244,23 @@ static int fit_finish(bw_job *job)
     const bw_fit_spec *s = &c->spec;
     double st[3] = {0, 0, 0};
 
+    if (c->bad) {
+        for (size_t b = 0; b < job->nblocks; b++) {
+            if (c->bad[b] != SIZE_MAX) {
+                job->error_code = c->bad_rule[b];
+                job->result[0] = (double)c->bad[b];
+                job->result[1] = s->values[c->bad[b]];
+                snprintf(job->errmsg, sizeof job->errmsg, "values[%zu] = %.17g is invalid",
+                         c->bad[b], s->values[c->bad[b]]);
+                return -1;
+            }
+        }
+    }
     if (s->have_stats) {
         memcpy(st, s->stats, sizeof st);
     } else if (c->mode != REDUCE_NONE) {
         size_t nb = job->nblocks;
-        if (c->mode == REDUCE_SUM) {
+        if (c->mode == REDUCE_SUM || c->mode == REDUCE_COUNTS) {
             for (size_t b = 0; b < nb; b++) {
                 st[0] += c->partial[3 * b];
                 st[1] += c->partial[3 * b + 1];
@@ -202,6 +313,14 @@ static int fit_finish(bw_job *job)
     default:
         free(post);
         snprintf(job->errmsg, sizeof job->errmsg, "unknown model code %d", s->model);
+        return -1;
+    }
+    if ((s->model == BW_M_EXPONENTIAL || s->model == BW_M_COMPOUND_EXPONENTIAL) &&
+        !s->have_stats && st[0] > 0 && !(st[1] > 0)) {
+        free(post);
+        job->error_code = BW_RULE_SOME_POSITIVE;
+        job->result[0] = st[0];
+        snprintf(job->errmsg, sizeof job->errmsg, "all %.0f values are 0", st[0]);
         return -1;
     }
     if (s->model != BW_M_BETA_BINOMIAL) {
@@ -267,8 +386,10 @@ bw_job *bw_fit_job(bw_store *store, uint64_t post_id, const bw_fit_spec *spec)
         break;
     case BW_M_EXPONENTIAL:
     case BW_M_COMPOUND_EXPONENTIAL:
-    case BW_M_POISSON:
         c->mode = REDUCE_SUM;
+        break;
+    case BW_M_POISSON:
+        c->mode = REDUCE_COUNTS;
         break;
     default:
         c->mode = REDUCE_NONE;
@@ -277,10 +398,14 @@ bw_job *bw_fit_job(bw_store *store, uint64_t post_id, const bw_fit_spec *spec)
     if (c->mode != REDUCE_NONE && !spec->have_stats && spec->values && spec->n > 0) {
         nblocks = (spec->n + BW_FIT_BLOCK - 1) / BW_FIT_BLOCK;
         c->partial = calloc(3 * nblocks, sizeof *c->partial);
-        if (!c->partial) {
-            free(c);
+        c->bad = malloc(nblocks * sizeof *c->bad);
+        c->bad_rule = calloc(nblocks, sizeof *c->bad_rule);
+        if (!c->partial || !c->bad || !c->bad_rule) {
+            fit_ctx_free(c);
             return NULL;
         }
+        for (size_t b = 0; b < nblocks; b++)
+            c->bad[b] = SIZE_MAX;
     } else if (!spec->have_stats) {
         c->spec.n = 0;
     }

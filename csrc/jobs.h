@@ -14,6 +14,16 @@
 #define BW_FIT_BLOCK 65536
 #define BW_SAMPLE_BLOCK 32768
 
+/* Why a fit refused a value (job->error_code; job->result[0] is its index, result[1] the
+ * value).  Fits check raw values in the same pass that reduces them. */
+enum bw_value_rule {
+    BW_RULE_FINITE = 1,         /* NaN or an infinity */
+    BW_RULE_POSITIVE = 2,       /* <= 0 where logs are taken */
+    BW_RULE_NONNEGATIVE = 3,    /* < 0 for exponential and poisson */
+    BW_RULE_INTEGER = 4,        /* not a whole number for poisson */
+    BW_RULE_SOME_POSITIVE = 5,  /* exponential values all 0 (result[0]: how many) */
+};
+
 typedef struct {
     int model;                  /* enum bw_model */
     /* beta: {alpha, beta}; normal/lognormal: {mu, kappa, alpha, beta}; exponential/poisson:

@@ -194,6 +194,15 @@ static PyObject *Job_get_error(JobObject *self, void *c)
     return PyUnicode_FromString(self->job->errmsg[0] ? self->job->errmsg : "job failed");
 }
 
+static PyObject *Job_get_error_detail(JobObject *self, void *c)
+{
+    (void)c;
+    if (atomic_load(&self->job->status) != BW_JOB_FAILED)
+        Py_RETURN_NONE;
+    return Py_BuildValue("(idd)", self->job->error_code, self->job->result[0],
+                         self->job->result[1]);
+}
+
 static PyObject *Job_get_progress(JobObject *self, void *c)
 {
     (void)c;
@@ -240,6 +249,8 @@ static PyGetSetDef Job_getset[] = {
     {"done", (getter)Job_get_done, NULL, "True once finished (ok, cancelled or failed).", NULL},
     {"status", (getter)Job_get_status, NULL, "'pending', 'ok', 'cancelled' or 'failed'.", NULL},
     {"error", (getter)Job_get_error, NULL, "The failure message, or None.", NULL},
+    {"error_detail", (getter)Job_get_error_detail, NULL,
+     "(code, index, value) of a failed job (a fit's refused value), or None.", NULL},
     {"progress", (getter)Job_get_progress, NULL, "(blocks done, blocks in all).", NULL},
     {"result", (getter)Job_get_result, NULL,
      "A fit's posterior id, an interval's (lo, hi), or None.", NULL},

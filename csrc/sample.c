@@ -383,3 +383,24 @@ int bw_sample_variant(int variant, const bw_quantity *q, bw_stream st, uint64_t 
         run_variant(variant, &sp, start, n, out);
     return 0;
 }
+
+/* ======================================================================================== */
+/* Vector log for the fits                                                                  */
+/* ======================================================================================== */
+
+void bw_log_array(const double *x, double *out, size_t n)
+{
+    switch (best_variant()) {
+#if BW_SIMD_DISPATCH
+    case 2:
+        log_run_avx512(x, out, n);
+        break;
+    case 1:
+        log_run_avx2(x, out, n);
+        break;
+#endif
+    default:
+        log_run_base(x, out, n);
+        break;
+    }
+}

@@ -562,6 +562,21 @@ static SIMD_ATTR void SIMD(sample_run)(const splan *sp, uint64_t start, size_t n
     }
 }
 
+/* log of x[0 .. n), every x finite and > 0 (the caller validates), into out. */
+static SIMD_ATTR void SIMD(log_run)(const double *x, double *out, size_t n)
+{
+    size_t i = 0;
+    for (; i + VW <= n; i += VW)
+        vstore(out + i, vlog(vload(x + i)));
+    if (i < n) {
+        double tmp[VW];
+        for (int l = 0; l < VW; l++)
+            tmp[l] = i + (size_t)l < n ? x[i + (size_t)l] : 1.0;
+        vstore(tmp, vlog(vload(tmp)));
+        memcpy(out + i, tmp, (n - i) * sizeof(double));
+    }
+}
+
 #undef vf
 #undef vu
 #undef vi

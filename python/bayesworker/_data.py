@@ -184,6 +184,9 @@ class FitRequest:
         prior: the full prior, defaults filled in (nested for compound models).
         reason: for ``"auto"``, why this model was chosen; else ``None``.
         options: the validated options.
+        values_name: how messages name ``values`` (``"values"`` or ``"data['values']"``).
+        values_checked: False when the value rules were left to the C core's fused pass
+            (``prepare(..., check_values=False)``); see :func:`value_error`.
     """
 
     model: str
@@ -193,6 +196,8 @@ class FitRequest:
     prior: dict[str, Any]
     reason: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    values_name: str = "values"
+    values_checked: bool = True
 
 
 @dataclass(frozen=True)
@@ -200,6 +205,8 @@ class _Parsed:
     counts: tuple[int, int] | None = None
     values: np.ndarray | None = None
     stats: dict[str, float] | None = None
+    values_name: str = "values"
+    values_checked: bool = True
 
 
 def prepare(
@@ -207,8 +214,16 @@ def prepare(
     data: Any,
     prior: Mapping[str, Any] | None = None,
     options: Mapping[str, Any] | None = None,
+    *,
+    check_values: bool = True,
 ) -> FitRequest:
     """Validate a model request and return it as a :class:`FitRequest`.
+
+    With ``check_values=False`` the per-value rules of normal, lognormal, exponential
+    and poisson raw values (finite, positive, non-negative, integral) are not scanned
+    here: the C core checks them in the same pass that reduces the data, before any
+    posterior exists, and the worker turns its finding into the same ``DataError``
+    through :func:`value_error`. Everything else is still checked here.
 
     Raises :class:`~bayesworker._errors.ModelError` for an unknown model type, an
     unknown option or a bad prior, and :class:`~bayesworker._errors.DataError` for bad
@@ -227,7 +242,7 @@ def prepare(
     else:  # cheap checks first, then the data
         opts = _validate_options(model, options)
         full_prior = _validate_prior(model, prior)
-        parsed = _parse(model, data)
+        parsed = _parse(model, data, check_values)
     return FitRequest(
         model=model,
         counts=parsed.counts,
@@ -236,6 +251,8 @@ def prepare(
         prior=full_prior,
         reason=reason,
         options=opts,
+        values_name=parsed.values_name,
+        values_checked=parsed.values_checked,
     )
 
 
@@ -477,6 +494,28 @@ def _model_rules(model: str) -> list[Rule]:
     return [_FINITE]
 
 
+# The C core's value rules (csrc/jobs.h, enum bw_value_rule), worded as _model_rules does.
+_CORE_RULES = {
+    1: "is not finite",
+    2: "must be positive for model {model!r}",
+    3: "must be non-negative for model {model!r}",
+    4: "is not an integer (model {model!r} needs counts)",
+}
+
+
+def value_error(model: str, name: str, rule: int, index: float, value: float) -> DataError:
+    """The ``DataError`` for a value the C core refused (rule, index and value from it).
+
+    >>> str(value_error("lognormal", "values", 2, 3, -2.0))
+    "values[3] = -2.0 must be positive for model 'lognormal'"
+    """
+    if rule == 5:
+        return DataError(f"all {int(index)} values in {name} are 0; model {model!r} needs "
+                         "at least one positive value")
+    text = _CORE_RULES.get(rule, "is invalid").format(model=model)
+    return DataError(f"{name}[{int(index)}] = {_show(float(value))} {text}")
+
+
 def _moments(x: np.ndarray, log: bool = False) -> tuple[int, float, float]:
     """(n, mean, sum of squared deviations) of ``x`` (or of ``log(x)``), blockwise (Chan)."""
     n, mean, m2 = 0, 0.0, 0.0
@@ -521,14 +560,14 @@ def _match_form(
     )
 
 
-def _parse(model: str, data: Any) -> _Parsed:
+def _parse(model: str, data: Any, check_values: bool = True) -> _Parsed:
     if data is None:
         raise DataError(f"data is None; model {model!r} needs data")
     if model == "beta-binomial":
         return _parse_binary(data)
     if model in _COMPOUND_SEVERITY:
         return _parse_compound(data, _COMPOUND_SEVERITY[model])
-    return _parse_continuous(model, data)
+    return _parse_continuous(model, data, check_values)
 
 
 _BB_FORMS = (("successes", "trials"), ("values",))
@@ -564,7 +603,7 @@ _AGG_FORMS: dict[str, tuple[tuple[str, ...], ...]] = {
 }
 
 
-def _parse_continuous(model: str, data: Any) -> _Parsed:
+def _parse_continuous(model: str, data: Any, check_values: bool = True) -> _Parsed:
     name = "values"
     if isinstance(data, Mapping):
         forms = (("values",), *_AGG_FORMS[model])
@@ -573,13 +612,16 @@ def _parse_continuous(model: str, data: Any) -> _Parsed:
             return _Parsed(stats=_aggregate_stats(model, data, form, "data"))
         data, name = data["values"], "data['values']"
     arr = _as_1d(data, name, allow_bool=False)
-    return _Parsed(values=_raw_values(model, arr, name))
+    return _Parsed(values=_raw_values(model, arr, name, check_values), values_name=name,
+                   values_checked=check_values)
 
 
-def _raw_values(model: str, arr: np.ndarray, name: str) -> np.ndarray:
+def _raw_values(model: str, arr: np.ndarray, name: str, check: bool = True) -> np.ndarray:
     if arr.shape[0] == 0:
         raise DataError(f"{name} is empty; model {model!r} needs at least one value")
     x = _float64(arr)
+    if not check:
+        return x
     _check((x,), _model_rules(model), arr, lambda i: f"{name}[{i}]")
     if model == "exponential" and not np.any(x > 0):
         raise DataError(

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from . import _core
-from ._data import FitRequest, prepare
+from ._data import FitRequest, prepare, value_error
 from ._errors import DataError, ModelError
 from ._progress import IDLE, Progress
 from ._proxy import CompoundPosteriorProxy, PosteriorProxy
@@ -334,16 +334,20 @@ class InferenceWorker:
         return float(timeout)
 
     @staticmethod
-    def _outcome(job: Any, stage: str) -> None:
+    def _outcome(job: Any, stage: str, req: FitRequest | None = None) -> None:
         status = job.status
         if status == "ok":
             return
         if status == "failed":
+            code = job.error_detail[0]
+            if req is not None and 1 <= code <= 5:
+                raise value_error(req.model, req.values_name, *job.error_detail)
             raise ModelError(f"{stage} failed: {job.error}")
         raise RuntimeError(f"{stage} was cancelled (the worker was closed or cancel_all() ran)")
 
     async def _finish_async(self, rec: _Pending, *, stage: str, timeout: float | None,
-                            on_progress: Callable[[Progress], None] | None, n: int) -> Any:
+                            on_progress: Callable[[Progress], None] | None, n: int,
+                            req: FitRequest | None = None) -> Any:
         job = rec.job
         limit = self._timeout(timeout, stage, n)
         loop = asyncio.get_running_loop()
@@ -368,7 +372,7 @@ class InferenceWorker:
             except asyncio.CancelledError:
                 job.cancel()
                 raise
-            self._outcome(job, stage)
+            self._outcome(job, stage, req)
             if on_progress is not None:
                 on_progress(Progress.of_job(stage, job))
         except BaseException as exc:
@@ -383,16 +387,18 @@ class InferenceWorker:
 
     async def _run_async(self, submit: Callable[[Any], Any], *, stage: str,
                          timeout: float | None, on_progress: Callable[[Progress], None] | None,
-                         n: int) -> Any:
+                         n: int, req: FitRequest | None = None) -> Any:
         self._timeout(timeout, stage, n)            # validate before any work starts
         self._check_open()
         job = submit(self._channel())
         rec = self._submit_async(job)
-        await self._finish_async(rec, stage=stage, timeout=timeout, on_progress=on_progress, n=n)
+        await self._finish_async(rec, stage=stage, timeout=timeout, on_progress=on_progress,
+                                 n=n, req=req)
         return job
 
     def _run_sync(self, job: Any, *, stage: str, timeout: float | None,
-                  on_progress: Callable[[Progress], None] | None, n: int) -> None:
+                  on_progress: Callable[[Progress], None] | None, n: int,
+                  req: FitRequest | None = None) -> None:
         limit = self._timeout(timeout, stage, n)
         deadline = time.monotonic() + limit
         self._begin(stage, job)
@@ -411,7 +417,7 @@ class InferenceWorker:
                 job.cancel()
                 job.wait(None)
                 raise
-            self._outcome(job, stage)
+            self._outcome(job, stage, req)
             if on_progress is not None:
                 on_progress(Progress.of_job(stage, job))
         except BaseException as exc:
@@ -432,7 +438,7 @@ class InferenceWorker:
     # -- fits ----------------------------------------------------------------------------
     def _prepare(self, model_type: str, data: Any, prior: Any, options: dict) -> FitRequest:
         try:
-            return prepare(model_type, data, prior, options)
+            return prepare(model_type, data, prior, options, check_values=False)
         except Exception as exc:
             self._error = exc
             raise
@@ -486,7 +492,7 @@ class InferenceWorker:
         """
         req = self._prepare(model_type, data, prior, options)
         job = await self._run_async(lambda ch: self._submit_fit(req, ch), stage="fitting",
-                                    timeout=timeout, on_progress=on_progress, n=0)
+                                    timeout=timeout, on_progress=on_progress, n=0, req=req)
         return self._result(req, job)
 
     def run_inference_sync(self, model_type: str, data: Any, *, prior: Any = None,
@@ -498,7 +504,8 @@ class InferenceWorker:
         self._timeout(timeout, "fitting", 0)
         self._check_open()
         job = self._submit_fit(req, None)
-        self._run_sync(job, stage="fitting", timeout=timeout, on_progress=on_progress, n=0)
+        self._run_sync(job, stage="fitting", timeout=timeout, on_progress=on_progress, n=0,
+                       req=req)
         return self._result(req, job)
 
     def __repr__(self) -> str:
