@@ -556,6 +556,33 @@ static PyObject *Core_sample(CoreObject *self, PyObject *args, PyObject *kwds)
                   JOB_SAMPLE, out, channel);
 }
 
+static PyObject *Core_sample_now(CoreObject *self, PyObject *args)
+{
+    unsigned long long id;
+    int part;
+    PyObject *out;
+    if (!PyArg_ParseTuple(args, "KiO", &id, &part, &out))
+        return NULL;
+    if (core_check_open(self) < 0 || check_f64(out, "out", 1) < 0)
+        return NULL;
+    Py_ssize_t n = PyArray_DIM((PyArrayObject *)out, 0);
+    uint64_t pos;
+    bw_quantity q;
+    if (reserve_or_get(self, id, part, n, -1, &pos, &q) < 0)
+        return NULL;
+    bw_stream st = {bw_stream_key(self->seed, id), (uint32_t)part};
+    double *data = (double *)PyArray_DATA((PyArrayObject *)out);
+    if (n > 4096) {
+        Py_BEGIN_ALLOW_THREADS
+        bw_sample(&q, st, pos, (size_t)n, data);
+        Py_END_ALLOW_THREADS
+    } else {
+        bw_sample(&q, st, pos, (size_t)n, data);
+    }
+    Py_INCREF(out);
+    return out;
+}
+
 static int check_level(double level)
 {
     if (!(level > 0.0 && level < 1.0)) {
@@ -823,6 +850,8 @@ static PyMethodDef Core_methods[] = {
      "reserve(post_id, part, n) -> first stream position of n reserved draws"},
     {"sample", (PyCFunction)(void (*)(void))Core_sample, METH_VARARGS | METH_KEYWORDS,
      "sample(post_id, part, out, channel, start=-1) -> Job filling out"},
+    {"sample_now", (PyCFunction)Core_sample_now, METH_VARARGS,
+     "sample_now(post_id, part, out) -> out, drawn on this thread (for small requests)"},
     {"interval", (PyCFunction)Core_interval, METH_VARARGS,
      "interval(post_id, part, level, channel) -> Job"},
     {"interval_now", (PyCFunction)Core_interval_now, METH_VARARGS,

@@ -37,7 +37,9 @@ double bw_wallclock(void)
 /* ======================================================================================== */
 
 struct bw_channel {
-    atomic_int refs;
+    atomic_int refs;            /* memory: owners + jobs that name this channel */
+    atomic_int owners;          /* bw_channel_new / bw_channel_incref holders */
+    int closed;                 /* no owner left: pushes are dropped (mu) */
     pthread_mutex_t mu;
     bw_job *head, *tail;
     int rfd, wfd;               /* eventfd: rfd == wfd; otherwise a pipe */
@@ -70,12 +72,40 @@ bw_channel *bw_channel_new(void)
 #endif
     pthread_mutex_init(&ch->mu, NULL);
     atomic_init(&ch->refs, 1);
+    atomic_init(&ch->owners, 1);
     return ch;
 }
 
-void bw_channel_incref(bw_channel *ch) { atomic_fetch_add(&ch->refs, 1); }
+static void channel_unref(bw_channel *ch);
 
+void bw_channel_incref(bw_channel *ch)
+{
+    atomic_fetch_add(&ch->owners, 1);
+    atomic_fetch_add(&ch->refs, 1);
+}
+
+/* The last owner closes the channel: queued jobs are released (they hold the channel's
+ * memory, not its queue), and later completions are not queued. */
 void bw_channel_decref(bw_channel *ch)
+{
+    if (!ch)
+        return;
+    if (atomic_fetch_sub(&ch->owners, 1) == 1) {
+        pthread_mutex_lock(&ch->mu);
+        ch->closed = 1;
+        bw_job *job = ch->head;
+        ch->head = ch->tail = NULL;
+        pthread_mutex_unlock(&ch->mu);
+        while (job) {
+            bw_job *next = job->chan_next;
+            bw_job_decref(job);
+            job = next;
+        }
+    }
+    channel_unref(ch);
+}
+
+static void channel_unref(bw_channel *ch)
 {
     if (!ch || atomic_fetch_sub(&ch->refs, 1) != 1)
         return;
@@ -92,8 +122,12 @@ int bw_channel_fd(const bw_channel *ch) { return ch->rfd; }
 static void channel_push(bw_channel *ch, bw_job *job)
 {
     int wake = 0;
-    bw_job_incref(job);
     pthread_mutex_lock(&ch->mu);
+    if (ch->closed) {
+        pthread_mutex_unlock(&ch->mu);
+        return;
+    }
+    bw_job_incref(job);
     job->chan_next = NULL;
     if (ch->tail)
         ch->tail->chan_next = job;
@@ -104,7 +138,6 @@ static void channel_push(bw_channel *ch, bw_job *job)
         ch->signalled = 1;
         wake = 1;
     }
-    pthread_mutex_unlock(&ch->mu);
     if (wake) {
 #ifdef __linux__
         uint64_t one = 1;
@@ -115,6 +148,7 @@ static void channel_push(bw_channel *ch, bw_job *job)
 #endif
         (void)r;  /* a full pipe or counter already wakes the reader */
     }
+    pthread_mutex_unlock(&ch->mu);
 }
 
 size_t bw_channel_drain(bw_channel *ch, uint64_t *ids, size_t cap)
@@ -199,13 +233,17 @@ void bw_job_decref(bw_job *job)
     if (job->ctx && job->ctx_free)
         job->ctx_free(job->ctx);
     if (job->channel)
-        bw_channel_decref(job->channel);
+        channel_unref(job->channel);
     pthread_mutex_destroy(&job->mu);
     pthread_cond_destroy(&job->cv);
     free(job);
 }
 
-void bw_job_cancel(bw_job *job) { atomic_store(&job->cancel, 1); }
+void bw_job_cancel(bw_job *job)
+{
+    int none = 0;
+    atomic_compare_exchange_strong(&job->cancel, &none, 1);
+}
 
 int bw_job_finished(const bw_job *job)
 {
@@ -216,7 +254,7 @@ int bw_job_wait(bw_job *job, double timeout)
 {
     int finished;
     pthread_mutex_lock(&job->mu);
-    if (timeout < 0) {
+    if (timeout < 0 || !(timeout < 1e9)) {     /* negative, huge, inf, NaN: forever */
         while (!bw_job_finished(job))
             pthread_cond_wait(&job->cv, &job->mu);
     } else {
@@ -230,8 +268,8 @@ int bw_job_wait(bw_job *job, double timeout)
             ts.tv_nsec -= 1000000000L;
         }
         while (!bw_job_finished(job)) {
-            if (pthread_cond_timedwait(&job->cv, &job->mu, &ts) == ETIMEDOUT)
-                break;
+            if (pthread_cond_timedwait(&job->cv, &job->mu, &ts) != 0)
+                break;      /* ETIMEDOUT; never spin on an error while holding mu */
         }
     }
     finished = bw_job_finished(job);
@@ -331,8 +369,11 @@ static int block_done(bw_pool *pool, bw_job *job, int failed)
         /* Make the remaining blocks no-ops; the last one to finish reports the failure. */
         atomic_store(&job->cancel, 2);
     }
+    /* Read nblocks before the add: once the add is published, the thread that completes the
+     * phase may run the finish step, which may change nblocks. */
+    size_t nblocks = job->nblocks;
     size_t done = atomic_fetch_add(&job->done_blocks, 1) + 1;
-    if (done != job->nblocks)
+    if (done != nblocks)
         return 0;
     int status = phase_end(job);
     if (status == BW_JOB_PENDING) {
@@ -474,7 +515,7 @@ void bw_pool_free(bw_pool *pool)
 void bw_pool_submit(bw_pool *pool, bw_job *job, bw_channel *channel)
 {
     if (channel) {
-        bw_channel_incref(channel);
+        atomic_fetch_add(&channel->refs, 1);
         job->channel = channel;
     }
     job->id = atomic_fetch_add(&pool->next_id, 1) + 1;

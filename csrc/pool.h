@@ -55,7 +55,7 @@ struct bw_job {
     atomic_int started;
     int error_code;             /* set with errmsg by a failing block or finish */
     char errmsg[320];
-    size_t phase;               /* phases finished (iterations of an iterative fit) */
+    atomic_size_t phase;        /* phases finished (iterations of an iterative fit) */
     size_t phases_total;        /* the most phases it may run (0: one-phase job) */
     double result[4];           /* a job's small results (an interval, ...) */
     uint64_t result_id;         /* a fit's posterior id */

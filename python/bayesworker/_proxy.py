@@ -23,6 +23,7 @@ import numpy as np
 
 from ._data import validate_batch_size, validate_count, validate_level
 from ._errors import DisposedError
+from ._progress import Progress
 
 if TYPE_CHECKING:  # pragma: no cover
     from ._worker import InferenceWorker
@@ -30,6 +31,10 @@ if TYPE_CHECKING:  # pragma: no cover
 # Kinds of the C core's distributions (csrc/bw_dist.h).
 _BETA, _NIG_MEAN, _NIG_LNMEAN, _GAMMA, _INVGAMMA = 1, 2, 3, 4, 5
 _MAX_CACHED_LEVELS = 256
+# Requests of at most this many draws are made on the calling thread: a thread hop costs
+# tens of microseconds, more than drawing them (bench/run.py measures both; the worst
+# quantity, compound revenue, draws 2,048 in well under 100 us, too short to stall a loop).
+INLINE_DRAWS = 2048
 
 
 def _readonly(a: np.ndarray) -> np.ndarray:
@@ -167,6 +172,12 @@ class PosteriorProxy:
         out = self._worker._new_array(n)
         return self._worker._core.sample(self._id, self._part, out, channel, start), out
 
+    def _sample_inline(self, n: int, on_progress: Callable[[Any], None] | None) -> np.ndarray:
+        out = self._worker._core.sample_now(self._id, self._part, np.empty(n, dtype=np.float64))
+        if on_progress is not None:
+            on_progress(Progress("sampling", 1.0, 1, 1))
+        return out
+
     async def sample(self, n: int, *, timeout: float | None = None,
                      on_progress: Callable[[Any], None] | None = None) -> np.ndarray:
         """``n`` posterior draws as a float64 array written by the workers.
@@ -176,6 +187,8 @@ class PosteriorProxy:
         """
         n = validate_count(n, "n")
         self._check()
+        if n <= INLINE_DRAWS:
+            return self._sample_inline(n, on_progress)
         holder: list[np.ndarray] = []
 
         def submit(channel):
@@ -192,6 +205,8 @@ class PosteriorProxy:
         """Blocking twin of :meth:`sample`."""
         n = validate_count(n, "n")
         self._check()
+        if n <= INLINE_DRAWS:
+            return self._sample_inline(n, on_progress)
         job, out = self._submit_sample(n, None)
         self._worker._run_sync(job, stage="sampling", timeout=timeout,
                                on_progress=on_progress, n=n)
