@@ -173,6 +173,7 @@ class PosteriorProxy:
         return self._worker._core.sample(self._id, self._part, out, channel, start), out
 
     def _sample_inline(self, n: int, on_progress: Callable[[Any], None] | None) -> np.ndarray:
+        self._worker._error = None          # a request starts, as on the pool
         out = self._worker._core.sample_now(self._id, self._part, np.empty(n, dtype=np.float64))
         if on_progress is not None:
             on_progress(Progress("sampling", 1.0, 1, 1))
