@@ -16,6 +16,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <unistd.h>
 
 #include "bw_dist.h"
 #include "jobs.h"
@@ -37,12 +38,20 @@ static module_state *state_of_type(PyTypeObject *tp)
     return (module_state *)PyType_GetModuleState(tp);
 }
 
+/*
+ * Fork: a child process inherits these objects but not the worker threads, and any mutex
+ * may have been held by a thread that no longer exists.  So every object remembers the
+ * process that made it; in any other process it is "inherited": unusable (Core methods
+ * raise, Core.closed is True) and, when released, its C memory is left alone rather than
+ * freed through locks that may never be released.
+ */
 typedef struct {
     PyObject_HEAD
     bw_pool *pool;
     bw_store *store;
     uint64_t seed;
     int threads;
+    pid_t pid;
 } CoreObject;
 
 typedef struct {
@@ -50,11 +59,13 @@ typedef struct {
     bw_job *job;
     PyObject *keep;             /* arrays the C job reads or writes */
     int kind;                   /* JOB_FIT, JOB_SAMPLE, JOB_INTERVAL */
+    pid_t pid;
 } JobObject;
 
 typedef struct {
     PyObject_HEAD
     bw_channel *ch;
+    pid_t pid;
 } ChannelObject;
 
 enum { JOB_FIT = 0, JOB_SAMPLE = 1, JOB_INTERVAL = 2 };
@@ -66,7 +77,8 @@ enum { JOB_FIT = 0, JOB_SAMPLE = 1, JOB_INTERVAL = 2 };
 static void Channel_dealloc(ChannelObject *self)
 {
     PyTypeObject *tp = Py_TYPE(self);
-    bw_channel_decref(self->ch);
+    if (self->pid == getpid())
+        bw_channel_decref(self->ch);
     tp->tp_free((PyObject *)self);
     Py_DECREF(tp);
 }
@@ -128,7 +140,7 @@ static PyType_Spec Channel_spec = {
 static void Job_dealloc(JobObject *self)
 {
     PyTypeObject *tp = Py_TYPE(self);
-    if (self->job) {
+    if (self->job && self->pid == getpid()) {
         if (!bw_job_finished(self->job)) {
             /* The arrays must outlive the C work: stop it and wait (about a block). */
             bw_job_cancel(self->job);
@@ -300,6 +312,7 @@ static PyObject *submit(CoreObject *self, bw_job *cjob, int kind, PyObject *keep
     job->job = cjob;
     job->keep = keep;
     job->kind = kind;
+    job->pid = self->pid;
     bw_pool *pool = self->pool;
     if (bw_pool_threads(pool) == 0) {
         Py_BEGIN_ALLOW_THREADS
@@ -315,8 +328,16 @@ static PyObject *submit(CoreObject *self, bw_job *cjob, int kind, PyObject *keep
 /* Core                                                                                     */
 /* ======================================================================================== */
 
+static int core_inherited(CoreObject *self) { return self->pid != getpid(); }
+
 static int core_check_open(CoreObject *self)
 {
+    if (self->pool && core_inherited(self)) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "this worker was inherited through fork and is closed in this "
+                        "process; create a new InferenceWorker in the child");
+        return -1;
+    }
     if (!self->pool) {
         PyErr_SetString(PyExc_RuntimeError, "the worker is closed");
         return -1;
@@ -340,6 +361,7 @@ static PyObject *Core_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         return NULL;
     self->seed = seed;
     self->threads = threads;
+    self->pid = getpid();
     self->store = bw_store_new();
     if (!self->store) {
         Py_DECREF(self);
@@ -359,6 +381,8 @@ static void core_close(CoreObject *self)
     bw_store *store = self->store;
     self->pool = NULL;
     self->store = NULL;
+    if (core_inherited(self))
+        return;     /* the parent's threads and locks: not ours to free (see above) */
     if (pool) {
         Py_BEGIN_ALLOW_THREADS
         bw_pool_free(pool);
@@ -387,6 +411,7 @@ static PyObject *Core_new_channel(CoreObject *self, PyObject *Py_UNUSED(ignored)
     ChannelObject *ch = PyObject_New(ChannelObject, st->ChannelType);
     if (!ch)
         return NULL;
+    ch->pid = self->pid;
     ch->ch = bw_channel_new();
     if (!ch->ch) {
         ch->ch = NULL;
@@ -726,7 +751,7 @@ static PyObject *Core_touch(CoreObject *self, PyObject *arg)
     unsigned long long id = PyLong_AsUnsignedLongLong(arg);
     if (id == (unsigned long long)-1 && PyErr_Occurred())
         return NULL;
-    if (!self->store)
+    if (!self->store || core_inherited(self))
         Py_RETURN_FALSE;
     return PyBool_FromLong(bw_store_get(self->store, id, NULL));
 }
@@ -736,7 +761,7 @@ static PyObject *Core_remove(CoreObject *self, PyObject *arg)
     unsigned long long id = PyLong_AsUnsignedLongLong(arg);
     if (id == (unsigned long long)-1 && PyErr_Occurred())
         return NULL;
-    if (!self->store)
+    if (!self->store || core_inherited(self))
         Py_RETURN_FALSE;
     return PyBool_FromLong(bw_store_remove(self->store, id));
 }
@@ -763,7 +788,7 @@ static PyObject *ids_list(uint64_t *ids, size_t n)
 
 static PyObject *Core_clear(CoreObject *self, PyObject *Py_UNUSED(ignored))
 {
-    if (!self->store)
+    if (!self->store || core_inherited(self))
         return PyList_New(0);
     uint64_t *ids = NULL;
     size_t n = bw_store_clear(self->store, &ids);
@@ -775,7 +800,7 @@ static PyObject *Core_evict(CoreObject *self, PyObject *arg)
     double before = PyFloat_AsDouble(arg);
     if (before == -1.0 && PyErr_Occurred())
         return NULL;
-    if (!self->store)
+    if (!self->store || core_inherited(self))
         return PyList_New(0);
     uint64_t *ids = NULL;
     size_t n = bw_store_evict(self->store, before, &ids);
@@ -784,7 +809,7 @@ static PyObject *Core_evict(CoreObject *self, PyObject *arg)
 
 static PyObject *Core_snapshot(CoreObject *self, PyObject *Py_UNUSED(ignored))
 {
-    if (!self->store)
+    if (!self->store || core_inherited(self))
         return PyList_New(0);
     bw_posterior *arr = NULL;
     size_t n = bw_store_snapshot(self->store, &arr);
@@ -810,14 +835,14 @@ static PyObject *Core_snapshot(CoreObject *self, PyObject *Py_UNUSED(ignored))
 
 static PyObject *Core_live_jobs(CoreObject *self, PyObject *Py_UNUSED(ignored))
 {
-    if (!self->pool)
+    if (!self->pool || core_inherited(self))
         return PyLong_FromLong(0);
     return PyLong_FromSize_t(bw_pool_live_jobs(self->pool));
 }
 
 static PyObject *Core_cancel_all(CoreObject *self, PyObject *Py_UNUSED(ignored))
 {
-    if (self->pool)
+    if (self->pool && !core_inherited(self))
         bw_pool_cancel_all(self->pool);
     Py_RETURN_NONE;
 }
@@ -837,7 +862,13 @@ static PyObject *Core_get_seed(CoreObject *self, void *c)
 static PyObject *Core_get_closed(CoreObject *self, void *c)
 {
     (void)c;
-    return PyBool_FromLong(self->pool == NULL);
+    return PyBool_FromLong(self->pool == NULL || core_inherited(self));
+}
+
+static PyObject *Core_get_inherited(CoreObject *self, void *c)
+{
+    (void)c;
+    return PyBool_FromLong(core_inherited(self));
 }
 
 static PyMethodDef Core_methods[] = {
@@ -872,7 +903,10 @@ static PyMethodDef Core_methods[] = {
 static PyGetSetDef Core_getset[] = {
     {"threads", (getter)Core_get_threads, NULL, "worker threads (0: inline)", NULL},
     {"seed", (getter)Core_get_seed, NULL, "the 64-bit seed of every stream", NULL},
-    {"closed", (getter)Core_get_closed, NULL, "True after close()", NULL},
+    {"closed", (getter)Core_get_closed, NULL,
+     "True after close(), and in a process that inherited this Core through fork", NULL},
+    {"inherited", (getter)Core_get_inherited, NULL,
+     "True in a process that inherited this Core through fork", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 

@@ -178,6 +178,10 @@ class InferenceWorker:
 
         Requests still awaited raise ``RuntimeError``; proxies raise ``DisposedError``.
         """
+        if self._core.inherited:
+            self._core.close()          # forgets the parent's pool without touching it
+            self._pending = {}
+            return
         if self._core.closed:
             return
         ids = [p["id"] for p in self._core.snapshot()]
@@ -230,6 +234,9 @@ class InferenceWorker:
             pass
 
     def _check_open(self) -> None:
+        if self._core.inherited:
+            raise RuntimeError("this worker was inherited through fork and is closed in this "
+                               "process; create a new InferenceWorker in the child")
         if self._core.closed:
             raise RuntimeError("the worker is closed")
 
@@ -238,6 +245,9 @@ class InferenceWorker:
         return self._core.touch(post_id)
 
     def _gone_reason(self, post_id: int) -> str:
+        if self._core.inherited:
+            return ("its worker was inherited through fork and is closed in this process; "
+                    "create a new InferenceWorker here")
         if self._core.closed:
             return "its worker was closed"
         return "it is no longer in the store"
