@@ -37,8 +37,8 @@ class BuildExt(build_ext):
         for ext in self.extensions:
             ext.extra_compile_args = ext.extra_compile_args + flags
             if sanitize:
-                ext.extra_compile_args += [f"-fsanitize={sanitize}", "-fno-omit-frame-pointer",
-                                           "-O1", "-g"]
+                ext.extra_compile_args += [f"-fsanitize={sanitize}", "-fno-sanitize-recover=all",
+                                           "-fno-omit-frame-pointer", "-O1", "-g"]
                 ext.extra_link_args = ext.extra_link_args + [f"-fsanitize={sanitize}"]
         super().build_extensions()
 
