@@ -9,7 +9,8 @@ import numpy
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
-SOURCES = ["module.c", "pool.c", "store.c", "jobs.c", "summary.c", "specfun.c", "sample.c"]
+SOURCES = ["module.c", "pool.c", "store.c", "jobs.c", "summary.c", "specfun.c", "sample.c",
+           "mixture.c"]
 
 
 def _compiler_accepts(compiler, flag):

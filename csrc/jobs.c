@@ -483,3 +483,481 @@ bw_job *bw_interval_job(const bw_quantity *q, double level)
     c->level = level;
     return bw_job_new(1, interval_block, NULL, c, free);
 }
+
+/* ======================================================================================== */
+/* Mixture draws                                                                            */
+/* ======================================================================================== */
+
+#define MIXD_CHUNK 256
+
+void bw_mix_draw(const bw_posterior *post, int code, uint64_t key, uint32_t off,
+                 uint64_t start, size_t n, double *out)
+{
+    const bw_mixture *mx = &post->mix;
+    const int R = mx->nrep;
+    const int pred = code == BW_PART_MIX_PREDICTIVE;
+    const int revenue = code == BW_PART_MIX_REVENUE;
+    double w[BW_MIX_STORE_MAXK][MIXD_CHUNK], v[BW_MIX_STORE_MAXK][MIXD_CHUNK];
+    double u[MIXD_CHUNK];
+    for (size_t lo = 0; lo < n; lo += MIXD_CHUNK) {
+        size_t m = n - lo < MIXD_CHUNK ? n - lo : MIXD_CHUNK;
+        uint64_t pos = start + lo;
+        for (int r = 0; r < R; r++) {
+            int k = mx->order[r];
+            const double *g = mx->nig[k];
+            bw_quantity qw = {.nfactors = 1};
+            qw.f[0].kind = BW_KIND_GAMMA;
+            qw.f[0].p[0] = mx->alpha[k];
+            qw.f[0].p[1] = 1.0;
+            bw_sample(&qw, (bw_stream){key, off + (pred ? 64u : 16u) + (uint32_t)r}, pos, m,
+                      w[r]);
+            bw_quantity qv = {.nfactors = 1};
+            if (pred) {
+                qv.f[0].kind = BW_KIND_NIG_MEAN;
+                qv.f[0].p[0] = g[0];
+                qv.f[0].p[1] = g[1] / (g[1] + 1.0);
+                qv.f[0].p[2] = g[2];
+                qv.f[0].p[3] = g[3];
+            } else {
+                qv.f[0].kind = mx->log_scale ? BW_KIND_NIG_LNMEAN : BW_KIND_NIG_MEAN;
+                memcpy(qv.f[0].p, g, sizeof qv.f[0].p);
+            }
+            bw_sample(&qv, (bw_stream){key, off + (pred ? 96u : 32u) + (uint32_t)r}, pos, m,
+                      v[r]);
+        }
+        if (pred) {
+            bw_quantity qu = {.nfactors = 1};
+            qu.f[0].kind = BW_KIND_BETA;
+            qu.f[0].p[0] = qu.f[0].p[1] = 1.0;
+            bw_sample(&qu, (bw_stream){key, off + 80u}, pos, m, u);
+        } else if (revenue) {
+            bw_sample(&post->part[1].q, (bw_stream){key, off + 48u}, pos, m, u);
+        }
+        for (size_t i = 0; i < m; i++) {
+            double sw = 0;
+            for (int r = 0; r < R; r++)
+                sw += w[r][i];
+            if (pred) {
+                double t = u[i] * sw, c = 0;
+                int r = 0;
+                for (; r < R - 1; r++) {
+                    c += w[r][i];
+                    if (t < c)
+                        break;
+                }
+                out[lo + i] = mx->log_scale ? exp(v[r][i]) : v[r][i];
+            } else {
+                double s = 0;
+                for (int r = 0; r < R; r++)
+                    s += w[r][i] * v[r][i];
+                s /= sw;
+                out[lo + i] = revenue ? s * u[i] : s;
+            }
+        }
+    }
+}
+
+typedef struct {
+    bw_posterior post;
+    int code;
+    uint64_t key, start;
+    size_t n;
+    double *out;
+} mixsample_ctx;
+
+static int mixsample_block(bw_job *job, size_t b)
+{
+    mixsample_ctx *c = job->ctx;
+    size_t lo = b * (size_t)BW_SAMPLE_BLOCK;
+    size_t m = c->n - lo < BW_SAMPLE_BLOCK ? c->n - lo : BW_SAMPLE_BLOCK;
+    bw_mix_draw(&c->post, c->code, c->key, 0, c->start + lo, m, c->out + lo);
+    return 0;
+}
+
+bw_job *bw_mix_sample_job(const bw_posterior *post, int code, uint64_t key, uint64_t start,
+                          size_t n, double *out)
+{
+    mixsample_ctx *c = malloc(sizeof *c);
+    if (!c)
+        return NULL;
+    c->post = *post;
+    c->code = code;
+    c->key = key;
+    c->start = start;
+    c->n = n;
+    c->out = out;
+    return bw_job_new((n + BW_SAMPLE_BLOCK - 1) / BW_SAMPLE_BLOCK, mixsample_block, NULL, c,
+                      free);
+}
+
+static int cmp_dbl(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double order_stat(const double *x, size_t M, double h)
+{
+    if (h <= 0)
+        return x[0];
+    if (h >= (double)(M - 1))
+        return x[M - 1];
+    size_t i = (size_t)h;
+    double f = h - (double)i;
+    return f == 0 ? x[i] : x[i] + f * (x[i + 1] - x[i]);
+}
+
+static int mc_intervals(const bw_posterior *post, int code, uint64_t key, const double *levels,
+                        int nlev, double (*out)[2], double (*se)[2])
+{
+    if (!(post->mix.K > 0 && (code == BW_PART_MIX_MEAN || code == BW_PART_MIX_REVENUE)))
+        return BW_E_DOMAIN;
+    const size_t M = BW_MIX_MC_DRAWS;
+    double *x = malloc(M * sizeof *x);
+    if (!x)
+        return BW_E_NOCONV;
+    bw_mix_draw(post, code, key, BW_MIX_MC_TAG, 0, M, x);
+    qsort(x, M, sizeof *x, cmp_dbl);
+    for (int l = 0; l < nlev; l++) {
+        for (int e = 0; e < 2; e++) {
+            double p = e == 0 ? (1 - levels[l]) / 2 : (1 + levels[l]) / 2;
+            double h = p * (double)(M - 1), d = sqrt((double)M * p * (1 - p));
+            out[l][e] = order_stat(x, M, h);
+            se[l][e] = 0.5 * (order_stat(x, M, h + d) - order_stat(x, M, h - d));
+        }
+    }
+    free(x);
+    return BW_OK;
+}
+
+int bw_mix_mc_interval(const bw_posterior *post, int code, uint64_t key, double level,
+                       double out[2], double se[2])
+{
+    if (!(level > 0 && level < 1))
+        return BW_E_DOMAIN;
+    double o[1][2], s[1][2];
+    int rc = mc_intervals(post, code, key, &level, 1, o, s);
+    if (rc == BW_OK) {
+        out[0] = o[0][0];
+        out[1] = o[0][1];
+        if (se) {
+            se[0] = s[0][0];
+            se[1] = s[0][1];
+        }
+    }
+    return rc;
+}
+
+typedef struct {
+    bw_posterior post;
+    int code;
+    uint64_t key;
+    double level;
+} mixinterval_ctx;
+
+static int mixinterval_block(bw_job *job, size_t b)
+{
+    (void)b;
+    mixinterval_ctx *c = job->ctx;
+    int rc = bw_mix_mc_interval(&c->post, c->code, c->key, c->level, job->result,
+                                job->result + 2);
+    if (rc != BW_OK) {
+        job->error_code = rc;
+        snprintf(job->errmsg, sizeof job->errmsg,
+                 "mixture credible interval at level %.17g failed (status %d)", c->level, rc);
+        return -1;
+    }
+    return 0;
+}
+
+bw_job *bw_mix_interval_job(const bw_posterior *post, int code, uint64_t key, double level)
+{
+    mixinterval_ctx *c = malloc(sizeof *c);
+    if (!c)
+        return NULL;
+    c->post = *post;
+    c->code = code;
+    c->key = key;
+    c->level = level;
+    return bw_job_new(1, mixinterval_block, NULL, c, free);
+}
+
+/* ======================================================================================== */
+/* Mixture fits                                                                             */
+/* ======================================================================================== */
+
+typedef struct {
+    bw_store *store;
+    uint64_t post_id;
+    bw_mixfit_spec spec;
+    int ki;                     /* index into spec.Ks of the fit running */
+    int stage;                  /* 0: next phase initialises; 1: iterating */
+    bw_mix *m;                  /* the fit running */
+    bw_mix *best;               /* the best finished fit so far */
+    bw_mix_report report;
+    double *history;            /* a copy of the kept fit's ELBO history */
+    int ok;                     /* report complete */
+} mixfit_ctx;
+
+static void mixfit_ctx_free(void *p)
+{
+    mixfit_ctx *c = p;
+    if (c->m != c->best)
+        bw_mix_free(c->m);
+    bw_mix_free(c->best);
+    free(c->history);
+    free(c);
+}
+
+static void set_value(bw_job *job, double v)
+{
+    uint64_t bits;
+    memcpy(&bits, &v, sizeof bits);
+    atomic_store(&job->value_bits, bits);
+}
+
+static int mixfit_block(bw_job *job, size_t b)
+{
+    mixfit_ctx *c = job->ctx;
+    if (c->stage == 0) {
+        bw_mix_spec sp;
+        bw_mix_spec_default(&sp, c->spec.Ks[c->ki],
+                            c->spec.model != BW_M_NORMAL_MIXTURE);
+        sp.tol = c->spec.tol;
+        sp.max_iter = c->spec.max_iter;
+        sp.key = c->spec.init_key;
+        char err[256];
+        c->m = bw_mix_new(&sp, c->spec.values, c->spec.n, err, sizeof err);
+        if (!c->m) {
+            snprintf(job->errmsg, sizeof job->errmsg, "mixture with K = %d: %s",
+                     c->spec.Ks[c->ki], err);
+            return -1;
+        }
+        return 0;
+    }
+    bw_mix_estep_block(c->m, b);
+    return 0;
+}
+
+/* Exact summaries of a reported component's mean and weight, and of the mixture mean. */
+static int mixfit_store(bw_job *job, mixfit_ctx *c)
+{
+    bw_mix_component comp[BW_MIX_MAX_K];
+    const int K = bw_mix_components(c->best, comp);
+    const int log_scale = c->spec.model != BW_M_NORMAL_MIXTURE;
+    bw_posterior *post = calloc(1, sizeof *post);
+    if (!post) {
+        snprintf(job->errmsg, sizeof job->errmsg, "out of memory storing the posterior");
+        return -1;
+    }
+    post->id = c->post_id;
+    post->model = c->spec.model;
+    bw_mixture *mx = &post->mix;
+    mx->K = K;
+    mx->log_scale = log_scale;
+    mx->alpha0 = BW_MIX_DEFAULT_ALPHA0;
+    bw_mix_standardisation(c->best, &mx->loc, &mx->scale);
+    double A = 0;
+    int top = 0;
+    for (int k = 0; k < K; k++) {
+        mx->alpha[k] = comp[k].weight_alpha;
+        mx->nig[k][0] = comp[k].m;
+        mx->nig[k][1] = comp[k].kappa;
+        mx->nig[k][2] = comp[k].a;
+        mx->nig[k][3] = comp[k].b;
+        A += comp[k].weight_alpha;
+        if (comp[k].weight_alpha > comp[top].weight_alpha)
+            top = k;
+    }
+    char err[200];
+    int R = 0;
+    for (int k = 0; k < K; k++) {
+        mx->reported[k] = mx->alpha[k] - mx->alpha0 >= 1.0 || k == top;
+        if (!mx->reported[k])
+            continue;
+        bw_part cp = {0}, wp = {0};
+        cp.q.nfactors = 1;
+        cp.q.f[0].kind = log_scale ? BW_KIND_NIG_LNMEAN : BW_KIND_NIG_MEAN;
+        memcpy(cp.q.f[0].p, mx->nig[k], sizeof cp.q.f[0].p);
+        if (bw_part_summarise(&cp, err, sizeof err) != BW_OK) {
+            snprintf(job->errmsg, sizeof job->errmsg, "component %d: %s", k, err);
+            free(post);
+            return -1;
+        }
+        if (K == 1) {           /* the weight is the constant 1 */
+            wp.mean = 1;
+            wp.variance = 0;
+            for (int i = 0; i < BW_NCACHED; i++)
+                wp.ci[i][0] = wp.ci[i][1] = 1;
+        } else {
+            wp.q.nfactors = 1;
+            wp.q.f[0].kind = BW_KIND_BETA;
+            wp.q.f[0].p[0] = mx->alpha[k];
+            wp.q.f[0].p[1] = A - mx->alpha[k];
+            if (bw_part_summarise(&wp, err, sizeof err) != BW_OK) {
+                snprintf(job->errmsg, sizeof job->errmsg, "weight %d: %s", k, err);
+                free(post);
+                return -1;
+            }
+        }
+        /* insertion by the reported mean, stable */
+        int j = R - 1;
+        while (j >= 0 && mx->comp[j].mean > cp.mean) {
+            mx->comp[j + 1] = mx->comp[j];
+            mx->weight[j + 1] = mx->weight[j];
+            mx->order[j + 1] = mx->order[j];
+            j--;
+        }
+        mx->comp[j + 1] = cp;
+        mx->weight[j + 1] = wp;
+        mx->order[j + 1] = k;
+        R++;
+    }
+    mx->nrep = R;
+
+    /* The mixture mean M = sum_r w_r m_r over the reported components, w ~ Dirichlet of
+     * their alphas (the renormalised Dirichlet), independent of the m_r:
+     *   E[M] = sum_r p_r E[m_r],  p_r = alpha_r / Ar;
+     *   Var M = sum_r E[w_r^2] Var m_r + sum_r p_r (E[m_r] - E[M])^2 / (Ar + 1),
+     *   E[w_r^2] = p_r (alpha_r + 1) / (Ar + 1). */
+    double Ar = 0, EM = 0, VM = 0;
+    for (int r = 0; r < R; r++)
+        Ar += mx->alpha[mx->order[r]];
+    for (int r = 0; r < R; r++)
+        EM += mx->alpha[mx->order[r]] / Ar * mx->comp[r].mean;
+    for (int r = 0; r < R; r++) {
+        double a = mx->alpha[mx->order[r]], p = a / Ar, d = mx->comp[r].mean - EM;
+        VM += p * (a + 1) / (Ar + 1) * mx->comp[r].variance + p * d * d / (Ar + 1);
+    }
+    mx->mean.mean = EM;
+    mx->mean.variance = VM;
+
+    if (c->spec.model == BW_M_COMPOUND_LOGNORMAL_MIXTURE) {
+        bw_dist freq = {.kind = BW_KIND_BETA};
+        freq.p[0] = c->spec.freq_prior[0] + (double)c->spec.successes;
+        freq.p[1] = c->spec.freq_prior[1] + (double)(c->spec.trials - c->spec.successes);
+        post->nparts = 2;       /* part 0 is unused (nfactors 0): see mix.revenue */
+        post->part[1].q.nfactors = 1;
+        post->part[1].q.f[0] = freq;
+        if (bw_part_summarise(&post->part[1], err, sizeof err) != BW_OK) {
+            snprintf(job->errmsg, sizeof job->errmsg, "frequency %s", err);
+            free(post);
+            return -1;
+        }
+        double ep = post->part[1].mean, vp = post->part[1].variance;
+        mx->revenue.mean = ep * EM;
+        mx->revenue.variance = (vp + ep * ep) * (VM + EM * EM) - ep * ep * EM * EM;
+        if (mx->revenue.variance < 0)
+            mx->revenue.variance = 0;
+        post->stats[3] = (double)c->spec.successes;
+        post->stats[4] = (double)c->spec.trials;
+    }
+    post->stats[0] = (double)c->spec.n;
+    post->stats[1] = mx->loc;
+    post->stats[2] = mx->scale;
+
+    int rc = mc_intervals(post, BW_PART_MIX_MEAN, c->spec.stream_key, bw_cached_levels,
+                          BW_NCACHED, mx->mean.ci, mx->mc_se[0]);
+    if (rc == BW_OK && c->spec.model == BW_M_COMPOUND_LOGNORMAL_MIXTURE)
+        rc = mc_intervals(post, BW_PART_MIX_REVENUE, c->spec.stream_key, bw_cached_levels,
+                          BW_NCACHED, mx->revenue.ci, mx->mc_se[1]);
+    if (rc != BW_OK) {
+        snprintf(job->errmsg, sizeof job->errmsg, "mixture mean intervals failed (status %d)",
+                 rc);
+        free(post);
+        return -1;
+    }
+    post->created = post->last_access = bw_wallclock();
+    post->fit_seconds = bw_monotonic() - job->t_start;
+    if (bw_store_insert(c->store, post) != 0) {
+        snprintf(job->errmsg, sizeof job->errmsg, "out of memory storing the posterior");
+        return -1;
+    }
+    job->result_id = c->post_id;
+    return 0;
+}
+
+static int mixfit_finish(bw_job *job)
+{
+    mixfit_ctx *c = job->ctx;
+    const size_t per_k = (size_t)c->spec.max_iter + 1;
+    if (c->stage == 0) {
+        c->stage = 1;
+        job->nblocks = bw_mix_nblocks(c->m);
+        return BW_JOB_AGAIN;
+    }
+    int rc = bw_mix_mstep(c->m);
+    size_t len;
+    const double *h = bw_mix_elbo(c->m, &len);
+    if (len)
+        set_value(job, h[len - 1]);
+    if (rc == 0)
+        return BW_JOB_AGAIN;
+    if (rc < 0) {
+        snprintf(job->errmsg, sizeof job->errmsg,
+                 "mixture with K = %d failed numerically after %d iterations",
+                 c->spec.Ks[c->ki], bw_mix_iterations(c->m));
+        return -1;
+    }
+    bw_mix_report *r = &c->report;
+    r->Ks[c->ki] = c->spec.Ks[c->ki];
+    r->elbo[c->ki] = len ? h[len - 1] : -INFINITY;
+    r->iterations[c->ki] = bw_mix_iterations(c->m);
+    r->converged[c->ki] = bw_mix_converged(c->m);
+    r->nK = c->ki + 1;
+    if (!c->best || r->elbo[c->ki] > r->elbo[r->chosen]) {
+        bw_mix_free(c->best);
+        c->best = c->m;
+        r->chosen = c->ki;
+    } else {
+        bw_mix_free(c->m);
+    }
+    c->m = NULL;
+    if (++c->ki < c->spec.nK) {
+        c->stage = 0;
+        job->nblocks = 1;
+        /* progress: the next K starts at its share of phases_total (phase_end adds 1) */
+        atomic_store(&job->phase, (size_t)c->ki * per_k - 1);
+        return BW_JOB_AGAIN;
+    }
+    h = bw_mix_elbo(c->best, &len);
+    c->history = malloc((len ? len : 1) * sizeof *c->history);
+    if (!c->history) {
+        snprintf(job->errmsg, sizeof job->errmsg, "out of memory");
+        return -1;
+    }
+    memcpy(c->history, h, len * sizeof *h);
+    r->history = c->history;
+    r->history_len = len;
+    bw_mix_standardisation(c->best, &r->loc, &r->scale);
+    set_value(job, r->elbo[r->chosen]);
+    if (mixfit_store(job, c) != 0)
+        return -1;
+    atomic_store(&job->phase, job->phases_total - 1);
+    c->ok = 1;
+    return 0;
+}
+
+bw_job *bw_mixfit_job(bw_store *store, uint64_t post_id, const bw_mixfit_spec *spec)
+{
+    mixfit_ctx *c = calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    c->store = store;
+    c->post_id = post_id;
+    c->spec = *spec;
+    bw_job *job = bw_job_new(1, mixfit_block, mixfit_finish, c, mixfit_ctx_free);
+    if (job) {
+        job->phases_total = (size_t)spec->nK * ((size_t)spec->max_iter + 1);
+        set_value(job, NAN);
+    }
+    return job;
+}
+
+const bw_mix_report *bw_mixfit_report(const bw_job *job)
+{
+    if (atomic_load(&((bw_job *)job)->status) != BW_JOB_OK || job->finish != mixfit_finish)
+        return NULL;
+    const mixfit_ctx *c = job->ctx;
+    return c->ok ? &c->report : NULL;
+}

@@ -68,7 +68,7 @@ typedef struct {
     pid_t pid;
 } ChannelObject;
 
-enum { JOB_FIT = 0, JOB_SAMPLE = 1, JOB_INTERVAL = 2 };
+enum { JOB_FIT = 0, JOB_SAMPLE = 1, JOB_INTERVAL = 2, JOB_MIXFIT = 3 };
 
 /* ======================================================================================== */
 /* Channel                                                                                  */
@@ -232,12 +232,72 @@ static PyObject *Job_get_result(JobObject *self, void *c)
         Py_RETURN_NONE;
     switch (self->kind) {
     case JOB_FIT:
+    case JOB_MIXFIT:
         return PyLong_FromUnsignedLongLong(self->job->result_id);
     case JOB_INTERVAL:
         return Py_BuildValue("(dd)", self->job->result[0], self->job->result[1]);
     default:
         Py_RETURN_NONE;
     }
+}
+
+static PyObject *Job_get_value(JobObject *self, void *c)
+{
+    (void)c;
+    if (self->job->phases_total == 0)
+        Py_RETURN_NONE;
+    uint64_t bits = atomic_load(&self->job->value_bits);
+    double v;
+    memcpy(&v, &bits, sizeof v);
+    if (isnan(v))
+        Py_RETURN_NONE;
+    return PyFloat_FromDouble(v);
+}
+
+static PyObject *doubles_list(const double *x, size_t n)
+{
+    PyObject *list = PyList_New((Py_ssize_t)n);
+    if (!list)
+        return NULL;
+    for (size_t i = 0; i < n; i++) {
+        PyObject *v = PyFloat_FromDouble(x[i]);
+        if (!v) {
+            Py_DECREF(list);
+            return NULL;
+        }
+        PyList_SET_ITEM(list, (Py_ssize_t)i, v);
+    }
+    return list;
+}
+
+static PyObject *Job_get_mixture_report(JobObject *self, void *c)
+{
+    (void)c;
+    if (self->kind != JOB_MIXFIT)
+        Py_RETURN_NONE;
+    const bw_mix_report *r = bw_mixfit_report(self->job);
+    if (!r)
+        Py_RETURN_NONE;
+    PyObject *fits = PyList_New(r->nK);
+    if (!fits)
+        return NULL;
+    for (int i = 0; i < r->nK; i++) {
+        PyObject *d = Py_BuildValue("{s:i,s:d,s:i,s:O}", "K", r->Ks[i], "elbo", r->elbo[i],
+                                    "iterations", r->iterations[i], "converged",
+                                    r->converged[i] ? Py_True : Py_False);
+        if (!d) {
+            Py_DECREF(fits);
+            return NULL;
+        }
+        PyList_SET_ITEM(fits, i, d);
+    }
+    PyObject *hist = doubles_list(r->history, r->history_len);
+    if (!hist) {
+        Py_DECREF(fits);
+        return NULL;
+    }
+    return Py_BuildValue("{s:N,s:i,s:N,s:d,s:d}", "fits", fits, "chosen", r->chosen,
+                         "elbo_history", hist, "loc", r->loc, "scale", r->scale);
 }
 
 static PyObject *Job_get_runtime(JobObject *self, void *c)
@@ -267,6 +327,11 @@ static PyGetSetDef Job_getset[] = {
     {"result", (getter)Job_get_result, NULL,
      "A fit's posterior id, an interval's (lo, hi), or None.", NULL},
     {"runtime", (getter)Job_get_runtime, NULL, "Seconds from submission to finish.", NULL},
+    {"value", (getter)Job_get_value, NULL,
+     "The running figure of an iterative fit (a mixture's current ELBO), or None.", NULL},
+    {"mixture_report", (getter)Job_get_mixture_report, NULL,
+     "A finished mixture fit's report (per-K ELBOs, the kept fit's ELBO history, ...).",
+     NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
@@ -506,17 +571,91 @@ static PyObject *Core_fit(CoreObject *self, PyObject *args, PyObject *kwds)
     return submit(self, bw_fit_job(self->store, id, &spec), JOB_FIT, keep, channel);
 }
 
+static PyObject *Core_mix_fit(CoreObject *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"model", "values", "Ks", "tol", "max_iter", "successes", "trials",
+                             "freq_prior", "channel", NULL};
+    int model, max_iter;
+    PyObject *values, *Ks, *channel;
+    double tol, fa, fb;
+    long long successes, trials;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "iOOdiLL(dd)O", kwlist, &model, &values, &Ks,
+                                     &tol, &max_iter, &successes, &trials, &fa, &fb, &channel))
+        return NULL;
+    if (core_check_open(self) < 0 || check_f64(values, "values", 0) < 0)
+        return NULL;
+    if (model < BW_M_NORMAL_MIXTURE || model > BW_M_COMPOUND_LOGNORMAL_MIXTURE) {
+        PyErr_Format(PyExc_ValueError, "model code %d is not a mixture", model);
+        return NULL;
+    }
+    bw_mixfit_spec spec;
+    memset(&spec, 0, sizeof spec);
+    spec.model = model;
+    PyObject *seq = PySequence_Fast(Ks, "Ks must be a sequence of ints");
+    if (!seq)
+        return NULL;
+    Py_ssize_t nK = PySequence_Fast_GET_SIZE(seq);
+    if (nK < 1 || nK > BW_MIX_MAX_K) {
+        Py_DECREF(seq);
+        PyErr_Format(PyExc_ValueError, "Ks must list 1 to %d values", BW_MIX_MAX_K);
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < nK; i++) {
+        long K = PyLong_AsLong(PySequence_Fast_GET_ITEM(seq, i));
+        if (K == -1 && PyErr_Occurred()) {
+            Py_DECREF(seq);
+            return NULL;
+        }
+        if (K < 1 || K > BW_MIX_MAX_K) {
+            Py_DECREF(seq);
+            PyErr_Format(PyExc_ValueError, "K = %ld must be between 1 and %d", K, BW_MIX_MAX_K);
+            return NULL;
+        }
+        spec.Ks[i] = (int)K;
+    }
+    Py_DECREF(seq);
+    spec.nK = (int)nK;
+    if (!(tol >= 0 && isfinite(tol)) || max_iter < 1 || max_iter > 1000000) {
+        PyErr_SetString(PyExc_ValueError, "tol must be finite >= 0 and max_iter in 1..1e6");
+        return NULL;
+    }
+    if (successes < 0 || trials < 0 || successes > trials) {
+        PyErr_Format(PyExc_ValueError, "successes = %lld and trials = %lld are inconsistent",
+                     successes, trials);
+        return NULL;
+    }
+    spec.tol = tol;
+    spec.max_iter = max_iter;
+    spec.values = (const double *)PyArray_DATA((PyArrayObject *)values);
+    spec.n = (size_t)PyArray_DIM((PyArrayObject *)values, 0);
+    if (spec.n == 0) {
+        PyErr_SetString(PyExc_ValueError, "a mixture needs at least one value");
+        return NULL;
+    }
+    spec.successes = successes;
+    spec.trials = trials;
+    spec.freq_prior[0] = fa;
+    spec.freq_prior[1] = fb;
+    uint64_t id = bw_store_next_id(self->store);
+    spec.stream_key = bw_stream_key(self->seed, id);
+    spec.init_key = spec.stream_key ^ UINT64_C(0x6D69787475726521);   /* "mixture!" */
+    Py_INCREF(values);
+    return submit(self, bw_mixfit_job(self->store, id, &spec), JOB_MIXFIT, values, channel);
+}
+
 static int reserve_or_get(CoreObject *self, unsigned long long id, int part, Py_ssize_t n,
                           long long start, uint64_t *pos, bw_quantity *q)
 {
     int rc;
     if (start < 0) {
         rc = bw_store_reserve(self->store, id, part, (uint64_t)n, pos, q);
+        if (rc == 1 && q->nfactors == 0)
+            rc = -1;
     } else {
         bw_posterior post;
         rc = bw_store_get(self->store, id, &post);
         if (rc) {
-            if (part < 0 || part >= post.nparts) {
+            if (part < 0 || part >= post.nparts || post.part[part].q.nfactors == 0) {
                 rc = -1;
             } else {
                 *q = post.part[part].q;
@@ -530,6 +669,39 @@ static int reserve_or_get(CoreObject *self, unsigned long long id, int part, Py_
     }
     if (rc < 0) {
         PyErr_Format(PyExc_ValueError, "posterior %llu has no part %d (or its stream is spent)",
+                     id, part);
+        return -1;
+    }
+    return 0;
+}
+
+static int is_mix_stream(int part)
+{
+    return part == BW_PART_MIX_MEAN || part == BW_PART_MIX_PREDICTIVE ||
+           part == BW_PART_MIX_REVENUE;
+}
+
+/* A mixture stream: reserve n positions (start < 0) or read the posterior (start >= 0). */
+static int mix_reserve_or_get(CoreObject *self, unsigned long long id, int part, Py_ssize_t n,
+                              long long start, uint64_t *pos, bw_posterior *post)
+{
+    int rc;
+    if (start < 0) {
+        rc = bw_store_reserve_mix(self->store, id, part, (uint64_t)n, pos, post);
+    } else {
+        rc = bw_store_get(self->store, id, post);
+        if (rc && (post->mix.K == 0 ||
+                   (part == BW_PART_MIX_REVENUE &&
+                    post->model != BW_M_COMPOUND_LOGNORMAL_MIXTURE)))
+            rc = -1;
+        *pos = (uint64_t)start;
+    }
+    if (rc == 0) {
+        PyErr_Format(PyExc_KeyError, "posterior %llu is not in the store", id);
+        return -1;
+    }
+    if (rc < 0) {
+        PyErr_Format(PyExc_ValueError, "posterior %llu has no mixture stream %d (or it is spent)",
                      id, part);
         return -1;
     }
@@ -550,6 +722,12 @@ static PyObject *Core_reserve(CoreObject *self, PyObject *args)
         return NULL;
     }
     uint64_t pos;
+    if (is_mix_stream(part)) {
+        bw_posterior post;
+        if (mix_reserve_or_get(self, id, part, (Py_ssize_t)n, -1, &pos, &post) < 0)
+            return NULL;
+        return PyLong_FromUnsignedLongLong(pos);
+    }
     bw_quantity q;
     if (reserve_or_get(self, id, part, (Py_ssize_t)n, -1, &pos, &q) < 0)
         return NULL;
@@ -570,6 +748,21 @@ static PyObject *Core_sample(CoreObject *self, PyObject *args, PyObject *kwds)
         return NULL;
     Py_ssize_t n = PyArray_DIM((PyArrayObject *)out, 0);
     uint64_t pos;
+    if (is_mix_stream(part)) {
+        bw_posterior *post = malloc(sizeof *post);
+        if (!post)
+            return PyErr_NoMemory();
+        if (mix_reserve_or_get(self, id, part, n, start, &pos, post) < 0) {
+            free(post);
+            return NULL;
+        }
+        bw_job *cjob = bw_mix_sample_job(post, part, bw_stream_key(self->seed, id), pos,
+                                         (size_t)n,
+                                         (double *)PyArray_DATA((PyArrayObject *)out));
+        free(post);
+        Py_INCREF(out);
+        return submit(self, cjob, JOB_SAMPLE, out, channel);
+    }
     bw_quantity q;
     if (reserve_or_get(self, id, part, n, start, &pos, &q) < 0)
         return NULL;
@@ -592,6 +785,23 @@ static PyObject *Core_sample_now(CoreObject *self, PyObject *args)
         return NULL;
     Py_ssize_t n = PyArray_DIM((PyArrayObject *)out, 0);
     uint64_t pos;
+    if (is_mix_stream(part)) {
+        bw_posterior *post = malloc(sizeof *post);
+        if (!post)
+            return PyErr_NoMemory();
+        if (mix_reserve_or_get(self, id, part, n, -1, &pos, post) < 0) {
+            free(post);
+            return NULL;
+        }
+        double *data = (double *)PyArray_DATA((PyArrayObject *)out);
+        uint64_t key = bw_stream_key(self->seed, id);
+        Py_BEGIN_ALLOW_THREADS
+        bw_mix_draw(post, part, key, 0, pos, (size_t)n, data);
+        Py_END_ALLOW_THREADS
+        free(post);
+        Py_INCREF(out);
+        return out;
+    }
     bw_quantity q;
     if (reserve_or_get(self, id, part, n, -1, &pos, &q) < 0)
         return NULL;
@@ -627,7 +837,16 @@ static int get_quantity(CoreObject *self, unsigned long long id, int part, bw_qu
         PyErr_Format(PyExc_KeyError, "posterior %llu is not in the store", id);
         return -1;
     }
-    if (part < 0 || part >= post.nparts) {
+    const bw_mixture *mx = &post.mix;
+    if (mx->K > 0 && part >= BW_PART_MIX_COMPONENT && part < BW_PART_MIX_COMPONENT + mx->nrep) {
+        *q = mx->comp[part - BW_PART_MIX_COMPONENT].q;
+        return 0;
+    }
+    if (mx->K > 0 && part >= BW_PART_MIX_WEIGHT && part < BW_PART_MIX_WEIGHT + mx->nrep) {
+        *q = mx->weight[part - BW_PART_MIX_WEIGHT].q;     /* nfactors 0: the constant 1 */
+        return 0;
+    }
+    if (part < 0 || part >= post.nparts || post.part[part].q.nfactors == 0) {
         PyErr_Format(PyExc_ValueError, "posterior %llu has no part %d", id, part);
         return -1;
     }
@@ -645,6 +864,19 @@ static PyObject *Core_interval(CoreObject *self, PyObject *args)
         return NULL;
     if (core_check_open(self) < 0 || check_level(level) < 0)
         return NULL;
+    if (part == BW_PART_MIX_MEAN || part == BW_PART_MIX_REVENUE) {
+        bw_posterior *post = malloc(sizeof *post);
+        uint64_t pos;
+        if (!post)
+            return PyErr_NoMemory();
+        if (mix_reserve_or_get(self, id, part, 0, 0, &pos, post) < 0) {
+            free(post);
+            return NULL;
+        }
+        bw_job *cjob = bw_mix_interval_job(post, part, bw_stream_key(self->seed, id), level);
+        free(post);
+        return submit(self, cjob, JOB_INTERVAL, NULL, channel);
+    }
     bw_quantity q;
     if (get_quantity(self, id, part, &q) < 0)
         return NULL;
@@ -660,14 +892,32 @@ static PyObject *Core_interval_now(CoreObject *self, PyObject *args)
         return NULL;
     if (core_check_open(self) < 0 || check_level(level) < 0)
         return NULL;
-    bw_quantity q;
-    if (get_quantity(self, id, part, &q) < 0)
-        return NULL;
     double out[2];
     int rc;
-    Py_BEGIN_ALLOW_THREADS
-    rc = bw_interval(&q, level, out);
-    Py_END_ALLOW_THREADS
+    if (part == BW_PART_MIX_MEAN || part == BW_PART_MIX_REVENUE) {
+        bw_posterior *post = malloc(sizeof *post);
+        uint64_t pos;
+        if (!post)
+            return PyErr_NoMemory();
+        if (mix_reserve_or_get(self, id, part, 0, 0, &pos, post) < 0) {
+            free(post);
+            return NULL;
+        }
+        uint64_t key = bw_stream_key(self->seed, id);
+        Py_BEGIN_ALLOW_THREADS
+        rc = bw_mix_mc_interval(post, part, key, level, out, NULL);
+        Py_END_ALLOW_THREADS
+        free(post);
+    } else {
+        bw_quantity q;
+        if (get_quantity(self, id, part, &q) < 0)
+            return NULL;
+        if (q.nfactors == 0)
+            return Py_BuildValue("(dd)", 1.0, 1.0);     /* the weight of a lone component */
+        Py_BEGIN_ALLOW_THREADS
+        rc = bw_interval(&q, level, out);
+        Py_END_ALLOW_THREADS
+    }
     if (rc != BW_OK) {
         PyErr_Format(PyExc_ArithmeticError,
                      "credible interval at level %d/1e6 of posterior %llu failed (status %d)",
@@ -710,21 +960,93 @@ static PyObject *part_dict(const bw_part *p)
                          (unsigned long long)p->cursor);
 }
 
-static PyObject *posterior_dict(const bw_posterior *post)
+static PyObject *parts_tuple(const bw_part *parts, int n)
 {
-    PyObject *parts = PyTuple_New(post->nparts);
-    if (!parts)
+    PyObject *t = PyTuple_New(n);
+    if (!t)
         return NULL;
-    for (int i = 0; i < post->nparts; i++) {
-        PyObject *d = part_dict(&post->part[i]);
+    for (int i = 0; i < n; i++) {
+        PyObject *d = part_dict(&parts[i]);
         if (!d) {
-            Py_DECREF(parts);
+            Py_DECREF(t);
             return NULL;
         }
-        PyTuple_SET_ITEM(parts, i, d);
+        PyTuple_SET_ITEM(t, i, d);
     }
-    return Py_BuildValue("{s:K,s:i,s:N,s:(dddddd),s:d,s:d,s:d,s:n}", "id",
+    return t;
+}
+
+/* The mixture block of a posterior as a dict (None for other models). */
+static PyObject *mixture_dict(const bw_posterior *post)
+{
+    const bw_mixture *mx = &post->mix;
+    if (mx->K == 0)
+        Py_RETURN_NONE;
+    PyObject *fitted = PyList_New(mx->K);
+    if (!fitted)
+        return NULL;
+    for (int k = 0; k < mx->K; k++) {
+        PyObject *d = Py_BuildValue("{s:d,s:d,s:d,s:d,s:d,s:O}", "alpha", mx->alpha[k], "m",
+                                    mx->nig[k][0], "kappa", mx->nig[k][1], "a", mx->nig[k][2],
+                                    "b", mx->nig[k][3], "reported",
+                                    mx->reported[k] ? Py_True : Py_False);
+        if (!d) {
+            Py_DECREF(fitted);
+            return NULL;
+        }
+        PyList_SET_ITEM(fitted, k, d);
+    }
+    PyObject *order = PyList_New(mx->nrep);
+    if (!order) {
+        Py_DECREF(fitted);
+        return NULL;
+    }
+    for (int r = 0; r < mx->nrep; r++)
+        PyList_SET_ITEM(order, r, PyLong_FromLong(mx->order[r]));
+    int compound = post->model == BW_M_COMPOUND_LOGNORMAL_MIXTURE;
+    PyObject *se = PyTuple_New(2);
+    if (!se) {
+        Py_DECREF(fitted);
+        Py_DECREF(order);
+        return NULL;
+    }
+    for (int j = 0; j < 2; j++) {
+        PyObject *t = Py_BuildValue(
+            "((ddd)(ddd)(ddd))", bw_cached_levels[0], mx->mc_se[j][0][0], mx->mc_se[j][0][1],
+            bw_cached_levels[1], mx->mc_se[j][1][0], mx->mc_se[j][1][1], bw_cached_levels[2],
+            mx->mc_se[j][2][0], mx->mc_se[j][2][1]);
+        if (!t) {
+            Py_DECREF(fitted);
+            Py_DECREF(order);
+            Py_DECREF(se);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(se, j, t);
+    }
+    PyObject *rev = compound ? part_dict(&mx->revenue) : (Py_INCREF(Py_None), Py_None);
+    return Py_BuildValue("{s:i,s:i,s:i,s:d,s:d,s:d,s:N,s:N,s:N,s:N,s:N,s:N,s:N,s:K,s:I}", "K",
+                         mx->K, "log_scale", mx->log_scale, "nrep", mx->nrep, "loc", mx->loc,
+                         "scale", mx->scale, "alpha0", mx->alpha0, "fitted", fitted, "order",
+                         order, "components", parts_tuple(mx->comp, mx->nrep), "weights",
+                         parts_tuple(mx->weight, mx->nrep), "mean", part_dict(&mx->mean),
+                         "revenue", rev, "mc_se", se, "pred_cursor",
+                         (unsigned long long)mx->pred_cursor, "mc_draws",
+                         (unsigned int)BW_MIX_MC_DRAWS);
+}
+
+static PyObject *posterior_dict(const bw_posterior *post)
+{
+    PyObject *parts = parts_tuple(post->part, post->nparts);
+    if (!parts)
+        return NULL;
+    PyObject *mix = mixture_dict(post);
+    if (!mix) {
+        Py_DECREF(parts);
+        return NULL;
+    }
+    return Py_BuildValue("{s:K,s:i,s:N,s:N,s:(dddddd),s:d,s:d,s:d,s:n}", "id",
                          (unsigned long long)post->id, "model", post->model, "parts", parts,
+                         "mixture", mix,
                          "stats", post->stats[0], post->stats[1], post->stats[2],
                          post->stats[3], post->stats[4], post->stats[5], "created",
                          post->created, "last_access", post->last_access, "fit_seconds",
@@ -877,6 +1199,8 @@ static PyMethodDef Core_methods[] = {
     {"new_channel", (PyCFunction)Core_new_channel, METH_NOARGS, "A new completion channel."},
     {"fit", (PyCFunction)(void (*)(void))Core_fit, METH_VARARGS | METH_KEYWORDS,
      "fit(model, prior, successes, trials, values, stats, channel) -> Job"},
+    {"mix_fit", (PyCFunction)(void (*)(void))Core_mix_fit, METH_VARARGS | METH_KEYWORDS,
+     "mix_fit(model, values, Ks, tol, max_iter, successes, trials, freq_prior, channel) -> Job"},
     {"reserve", (PyCFunction)Core_reserve, METH_VARARGS,
      "reserve(post_id, part, n) -> first stream position of n reserved draws"},
     {"sample", (PyCFunction)(void (*)(void))Core_sample, METH_VARARGS | METH_KEYWORDS,
@@ -959,6 +1283,7 @@ static int module_exec(PyObject *m)
         return -1;
     if (PyModule_AddIntConstant(m, "SAMPLE_BLOCK", BW_SAMPLE_BLOCK) < 0 ||
         PyModule_AddIntConstant(m, "FIT_BLOCK", BW_FIT_BLOCK) < 0 ||
+        PyModule_AddIntConstant(m, "MIX_MC_DRAWS", BW_MIX_MC_DRAWS) < 0 ||
         PyModule_AddObject(m, "TRUNC_LEVEL", PyFloat_FromDouble(BW_TRUNC_LEVEL)) < 0)
         return -1;
     return 0;

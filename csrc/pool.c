@@ -216,6 +216,7 @@ bw_job *bw_job_new(size_t nblocks, bw_block_fn block, bw_finish_fn finish,
     atomic_init(&job->cancel, 0);
     atomic_init(&job->status, BW_JOB_PENDING);
     atomic_init(&job->started, 0);
+    atomic_init(&job->value_bits, 0);
     job->block = block;
     job->finish = finish;
     job->ctx = ctx;

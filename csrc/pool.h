@@ -59,6 +59,9 @@ struct bw_job {
     size_t phases_total;        /* the most phases it may run (0: one-phase job) */
     double result[4];           /* a job's small results (an interval, ...) */
     uint64_t result_id;         /* a fit's posterior id */
+    atomic_uint_fast64_t value_bits;   /* a running figure of an iterative fit (the bits of
+                                        * a double: the current ELBO of a mixture fit), set
+                                        * by its finish step; 0 (+0.0) until then */
 };
 
 double bw_monotonic(void);

@@ -153,6 +153,37 @@ int bw_store_reserve(bw_store *s, uint64_t id, int part, uint64_t n,
     return rc;
 }
 
+int bw_store_reserve_mix(bw_store *s, uint64_t id, int code, uint64_t n, uint64_t *start,
+                         bw_posterior *copy)
+{
+    int rc;
+    pthread_mutex_lock(&s->mu);
+    bw_posterior *p = find_locked(s, id, NULL);
+    uint64_t *cursor = NULL;
+    if (p && p->mix.K > 0) {
+        if (code == BW_PART_MIX_MEAN)
+            cursor = &p->mix.mean.cursor;
+        else if (code == BW_PART_MIX_PREDICTIVE)
+            cursor = &p->mix.pred_cursor;
+        else if (code == BW_PART_MIX_REVENUE && p->model == BW_M_COMPOUND_LOGNORMAL_MIXTURE)
+            cursor = &p->mix.revenue.cursor;
+    }
+    if (!p) {
+        rc = 0;
+    } else if (!cursor || n > UINT64_MAX - *cursor) {
+        rc = -1;
+    } else {
+        p->last_access = bw_wallclock();
+        *start = *cursor;
+        *cursor += n;
+        *copy = *p;
+        copy->chain = NULL;
+        rc = 1;
+    }
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
 int bw_store_remove(bw_store *s, uint64_t id)
 {
     bw_posterior **link;

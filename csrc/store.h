@@ -27,6 +27,9 @@ enum bw_model {
     BW_M_POISSON = 5,
     BW_M_COMPOUND_LOGNORMAL = 6,
     BW_M_COMPOUND_EXPONENTIAL = 7,
+    BW_M_NORMAL_MIXTURE = 8,
+    BW_M_LOGNORMAL_MIXTURE = 9,
+    BW_M_COMPOUND_LOGNORMAL_MIXTURE = 10,     /* compound-beta-lognormalmixture */
 };
 
 typedef struct {
@@ -36,6 +39,51 @@ typedef struct {
     uint64_t cursor;            /* the next stream position to hand out */
 } bw_part;
 
+/* ---------------------------------------------------------------------------------------- */
+/* Mixtures (models 8..10): the variational posterior of mixture.h, stored as fitted, plus   */
+/* the summaries of the components that are reported.                                       */
+/*                                                                                           */
+/* The empty-component rule: a fitted component whose responsibility count                 */
+/* N_k = alpha_k - alpha0 is below 1 (less than one value's worth of data; mixture.h leaves */
+/* such a component at its prior, whose mean may be undefined) is not reported: it has no   */
+/* entry in comp[] / weight[], it is left out of the mixture mean and of predictive draws   */
+/* (the Dirichlet renormalised over the reported components is again Dirichlet with their   */
+/* alphas), and it stays listed in alpha[] / nig[] with reported[k] = 0.  The component    */
+/* with the largest N_k is always reported.                                                  */
+/*                                                                                           */
+/* Part codes (not indices into part[]) that the draws and intervals of a mixture use:      */
+/* ---------------------------------------------------------------------------------------- */
+#define BW_MIX_STORE_MAXK 8
+#define BW_PART_MIX_MEAN 8          /* the mixture's data-scale mean sum_k w_k m_k */
+#define BW_PART_MIX_PREDICTIVE 9    /* a new data value from the posterior predictive */
+#define BW_PART_MIX_REVENUE 10      /* compound: conversion rate x mixture mean */
+#define BW_PART_MIX_COMPONENT 16    /* + k: reported component k's data-scale mean */
+#define BW_PART_MIX_WEIGHT 24       /* + k: reported component k's weight */
+
+typedef struct {
+    int K;                      /* components fitted (0: not a mixture) */
+    int log_scale;              /* 1: lognormal mixture (components on log x) */
+    int nrep;                   /* components reported (see the rule above) */
+    int order[BW_MIX_STORE_MAXK];    /* reported component r is fitted component order[r];
+                                      * reported ones ordered by their reported mean */
+    int reported[BW_MIX_STORE_MAXK]; /* per fitted component: 1 if reported */
+    double loc, scale;          /* the standardisation of mixture.h */
+    double alpha0;              /* the Dirichlet prior's alpha0 */
+    double alpha[BW_MIX_STORE_MAXK];   /* q(pi) = Dirichlet(alpha), fitted order (by m) */
+    double nig[BW_MIX_STORE_MAXK][4];  /* q(mu_k, sigma_k^2): m, kappa, a, b (data or log
+                                        * scale): sigma^2 ~ InvGamma(a, b),
+                                        * mu | sigma^2 ~ N(m, sigma^2 / kappa) */
+    bw_part comp[BW_MIX_STORE_MAXK];   /* reported r: the component's data-scale mean */
+    bw_part weight[BW_MIX_STORE_MAXK]; /* reported r: Beta(alpha, sum(alpha) - alpha)
+                                        * (K == 1: the constant 1, q.nfactors == 0) */
+    bw_part mean;               /* the mixture mean; q unused (nfactors 0); its cached
+                                 * intervals are Monte Carlo quantiles (see jobs.h) */
+    bw_part revenue;            /* compound only: rate x mixture mean, likewise */
+    double mc_se[2][BW_NCACHED][2];    /* Monte Carlo standard errors of mean.ci and
+                                        * revenue.ci */
+    uint64_t pred_cursor;       /* the predictive stream's next position */
+} bw_mixture;
+
 typedef struct bw_posterior {
     uint64_t id;                /* also the stream sequence number */
     int model;
@@ -44,6 +92,7 @@ typedef struct bw_posterior {
     double stats[6];            /* the sufficient statistics the fit used (model-specific) */
     double created, last_access;   /* wall-clock seconds */
     double fit_seconds;
+    bw_mixture mix;             /* mixtures only (mix.K == 0 otherwise) */
     struct bw_posterior *chain; /* hash chain, store-private */
 } bw_posterior;
 
@@ -71,5 +120,10 @@ size_t bw_store_evict(bw_store *store, double before, uint64_t **ids);
 /* Copies of every posterior, ordered by id, in a malloc'd array (caller frees). */
 size_t bw_store_snapshot(bw_store *store, bw_posterior **out);
 size_t bw_store_count(bw_store *store);
+/* Mixtures: reserve n positions of the stream of part code BW_PART_MIX_MEAN,
+ * BW_PART_MIX_PREDICTIVE or BW_PART_MIX_REVENUE; *copy gets the posterior.  Returns 1 if
+ * found, 0 if the posterior is gone, -1 if it has no such stream or it would overflow. */
+int bw_store_reserve_mix(bw_store *store, uint64_t id, int code, uint64_t n,
+                         uint64_t *start, bw_posterior *copy);
 
 #endif /* BW_STORE_H */

@@ -94,9 +94,9 @@ def test_model_type_must_be_a_string():
         prepare(3, [1.0])
 
 
-def test_planned_mixture_models_are_rejected_clearly():
-    with pytest.raises(ModelError, match=r"'normal-mixture' is not supported yet"):
-        prepare("normal-mixture", [1.0, 2.0])
+def test_mixture_models_are_accepted():
+    req = prepare("normal-mixture", [1.0, 2.0], None, {"components": 3})
+    assert req.model == "normal-mixture" and req.options == {"components": 3}
 
 
 def test_fit_request_is_frozen():

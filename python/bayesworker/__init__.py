@@ -12,6 +12,7 @@ awaitable and reproducible.
 """
 
 from ._errors import BayesworkerError, DataError, DisposedError, ModelError
+from ._mixture import CompoundMixturePosteriorProxy, MixturePosteriorProxy
 from ._progress import Progress
 from ._proxy import CompoundPosteriorProxy, PosteriorProxy
 from ._results import Diagnostics, InferenceResult
@@ -26,6 +27,9 @@ MODEL_TYPES = (
     "poisson",
     "compound-beta-lognormal",
     "compound-beta-exponential",
+    "normal-mixture",
+    "lognormal-mixture",
+    "compound-beta-lognormalmixture",
     "auto",
 )
 
@@ -33,6 +37,8 @@ __all__ = [
     "InferenceWorker",
     "PosteriorProxy",
     "CompoundPosteriorProxy",
+    "MixturePosteriorProxy",
+    "CompoundMixturePosteriorProxy",
     "InferenceResult",
     "Diagnostics",
     "Progress",

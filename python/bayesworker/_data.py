@@ -93,6 +93,9 @@ __all__ = [
     "MODEL_ALIASES",
     "DEFAULT_PRIORS",
     "MODEL_OPTIONS",
+    "MIXTURE_MODELS",
+    "MIXTURE_PRIOR",
+    "MIXTURE_DEFAULTS",
     "MAX_ELEMENTS",
     "MAX_COUNT",
 ]
@@ -110,19 +113,34 @@ MODEL_TYPES: tuple[str, ...] = (
     "poisson",
     "compound-beta-lognormal",
     "compound-beta-exponential",
-)
-#: Other accepted spellings and the canonical name they stand for.
-MODEL_ALIASES: dict[str, str] = {"gamma": "exponential"}
-#: Named in the design but not implemented yet: rejected with a message saying so.
-_PLANNED_MODELS: tuple[str, ...] = (
     "normal-mixture",
     "lognormal-mixture",
     "compound-beta-lognormalmixture",
 )
+#: Other accepted spellings and the canonical name they stand for.
+MODEL_ALIASES: dict[str, str] = {"gamma": "exponential"}
+#: Named in the design but not implemented yet: rejected with a message saying so.
+_PLANNED_MODELS: tuple[str, ...] = ()
 _COMPOUND_SEVERITY: dict[str, str] = {
     "compound-beta-lognormal": "lognormal",
     "compound-beta-exponential": "exponential",
+    "compound-beta-lognormalmixture": "lognormal-mixture",
 }
+#: Mixture models (fitted by variational Bayes, see csrc/mixture.h).
+MIXTURE_MODELS: tuple[str, ...] = (
+    "normal-mixture",
+    "lognormal-mixture",
+    "compound-beta-lognormalmixture",
+)
+#: The mixtures' fixed prior, stated on the standardised scale y = (x' - loc) / scale
+#: (x' = x or log x; loc the median, scale the normal-consistent MAD): see csrc/mixture.h.
+MIXTURE_PRIOR: dict[str, float] = {"alpha0": 1.0, "m0": 0.0, "kappa0": 1e-3, "a0": 0.5,
+                                   "b0": 0.05}
+#: Mixture option defaults.
+MIXTURE_DEFAULTS: dict[str, Any] = {"components": 2, "tolerance": 1e-8, "max_iterations": 500,
+                                    "max_components": 4}
+#: Largest number of mixture components.
+MAX_COMPONENTS = 8
 
 _BETA = {"alpha": 1.0, "beta": 1.0}
 _NIG = {"mu": 0.0, "kappa": 1e-6, "alpha": 1.0, "beta": 1.0}
@@ -139,9 +157,53 @@ DEFAULT_PRIORS: dict[str, dict[str, float]] = {
 #: Prior keys that may be zero or negative; all others must be positive.
 _SIGNED_PRIOR_KEYS = frozenset({"mu"})
 
+
+
+def _opt_components(value: Any, name: str) -> int | str:
+    if isinstance(value, str):
+        if value == "auto":
+            return value
+        raise ModelError(f"{name} = {value!r} must be an integer 1..{MAX_COMPONENTS} or 'auto'")
+    k = _count(value, name, MAX_COMPONENTS, ModelError)
+    if k < 1:
+        raise ModelError(f"{name} = {k} must be an integer 1..{MAX_COMPONENTS} or 'auto'")
+    return k
+
+
+def _opt_max_components(value: Any, name: str) -> int:
+    k = _count(value, name, MAX_COMPONENTS, ModelError)
+    if k < 1:
+        raise ModelError(f"{name} = {k} must be an integer 1..{MAX_COMPONENTS}")
+    return k
+
+
+def _opt_tolerance(value: Any, name: str) -> float:
+    x = _finite(value, name, ModelError)
+    if x < 0:
+        raise ModelError(f"{name} = {_show(value)} must be >= 0 (a relative ELBO change)")
+    return x
+
+
+def _opt_max_iterations(value: Any, name: str) -> int:
+    k = _count(value, name, 1_000_000, ModelError)
+    if k < 1:
+        raise ModelError(f"{name} = {k} must be an integer 1..1000000")
+    return k
+
+
+_MIXTURE_OPTIONS: dict[str, Callable[[Any, str], Any]] = {
+    "components": _opt_components,
+    "max_components": _opt_max_components,
+    "tolerance": _opt_tolerance,
+    "max_iterations": _opt_max_iterations,
+}
+
 #: Allowed options per model: name -> validator(value, field) returning the clean value.
-#: No model takes options yet; mixtures will add components/tolerance/max_iterations.
-MODEL_OPTIONS: dict[str, dict[str, Callable[[Any, str], Any]]] = {m: {} for m in MODEL_TYPES}
+#: The conjugate models take none; the mixtures take components (1..8 or "auto"),
+#: max_components (with "auto"), tolerance and max_iterations.
+MODEL_OPTIONS: dict[str, dict[str, Callable[[Any, str], Any]]] = {
+    m: (dict(_MIXTURE_OPTIONS) if m in MIXTURE_MODELS else {}) for m in MODEL_TYPES
+}
 
 #: Largest number of elements accepted in one array.
 MAX_ELEMENTS = 2**40
@@ -481,6 +543,11 @@ _BINARY: Rule = (lambda b: (b == 0) | (b == 1), "is not 0 or 1")
 
 
 def _model_rules(model: str) -> list[Rule]:
+    if model == "lognormal-mixture":
+        return [_FINITE, (lambda b: b > 0, "must be positive for model 'lognormal-mixture'")]
+    if model == "normal-mixture":
+        return [_FINITE, (lambda b: np.abs(b) <= 1e100,
+                          "exceeds 1e100 in magnitude (model 'normal-mixture')")]
     if model == "lognormal":
         return [_FINITE, (lambda b: b > 0, "must be positive for model 'lognormal'")]
     if model == "exponential":
@@ -605,8 +672,10 @@ _AGG_FORMS: dict[str, tuple[tuple[str, ...], ...]] = {
 
 def _parse_continuous(model: str, data: Any, check_values: bool = True) -> _Parsed:
     name = "values"
+    if model in MIXTURE_MODELS:
+        check_values = True     # mixture.c validates too, but without naming the index
     if isinstance(data, Mapping):
-        forms = (("values",), *_AGG_FORMS[model])
+        forms = (("values",), *_AGG_FORMS.get(model, ()))
         form = _match_form(data, forms, f"model {model!r}")
         if form != ("values",):
             return _Parsed(stats=_aggregate_stats(model, data, form, "data"))
@@ -713,9 +782,21 @@ _COMPOUND_KEYS = ("converted", "value")
 
 def _parse_compound(data: Any, severity: str) -> _Parsed:
     if isinstance(data, Mapping) and set(data) != set(_COMPOUND_KEYS):
+        if severity == "lognormal-mixture":
+            raise DataError(
+                f"data has keys {_keys_text(data)}; model 'compound-beta-lognormalmixture' "
+                "needs raw rows ({'converted': [...], 'value': [...]}, records or a "
+                "DataFrame): a mixture cannot be fitted from aggregates"
+            )
         return _parse_compound_aggregate(data, severity)
     conv, value, item_c, item_v = _compound_columns(data)
-    return _compound_from_columns(conv, value, item_c, item_v)
+    parsed = _compound_from_columns(conv, value, item_c, item_v)
+    if severity == "lognormal-mixture" and (parsed.values is None or parsed.values.size == 0):
+        raise DataError(
+            "model 'compound-beta-lognormalmixture' needs at least one converter with a "
+            "value > 0 to fit its severity mixture"
+        )
+    return parsed
 
 
 Namer = Callable[[int], str]
@@ -861,6 +942,29 @@ def _parse_compound_aggregate(data: Mapping[str, Any], severity: str) -> _Parsed
 
 
 def _validate_prior(model: str, prior: Any) -> dict[str, Any]:
+    if model in ("normal-mixture", "lognormal-mixture"):
+        if _prior_mapping(prior, "prior"):
+            raise ModelError(
+                f"model {model!r} takes no prior: its prior is fixed on the standardised "
+                "scale (see the README, 'Mixture models')"
+            )
+        return dict(MIXTURE_PRIOR)
+    if model == "compound-beta-lognormalmixture":
+        given = _prior_mapping(prior, "prior")
+        for k in given:
+            if k != "frequency":
+                raise ModelError(
+                    f"unknown prior key {k!r} for model {model!r}; allowed keys: "
+                    "'frequency' (the severity mixture's prior is fixed on the "
+                    "standardised scale)"
+                )
+        return {
+            "frequency": _validate_flat(
+                "beta-binomial", given.get("frequency"), "prior['frequency']",
+                f"in prior['frequency'] for model {model!r} (its beta-binomial part)",
+            ),
+            "severity": dict(MIXTURE_PRIOR),
+        }
     if model in _COMPOUND_SEVERITY:
         parts = {"frequency": "beta-binomial", "severity": _COMPOUND_SEVERITY[model]}
         given = _prior_mapping(prior, "prior")
@@ -920,6 +1024,11 @@ def _validate_options(model: str, options: Any) -> dict[str, Any]:
             )
             raise ModelError(f"unknown option {k!r} for model {model!r}; {listing}")
         out[k] = allowed[k](v, f"options[{k!r}]")
+    if "max_components" in out and out.get("components") != "auto":
+        raise ModelError(
+            f"options['max_components'] = {out['max_components']} applies only with "
+            f"components='auto' (components = {out.get('components', 2)!r})"
+        )
     return out
 
 
