@@ -1,6 +1,4 @@
-"""Shared fixtures: workers with fixed seeds, and an event loop runner for plain tests."""
-
-import asyncio
+"""Shared fixtures: a worker with a fixed seed."""
 
 import pytest
 
@@ -11,8 +9,3 @@ import bayesworker as bw
 def worker():
     with bw.InferenceWorker(threads=2, seed=12345) as w:
         yield w
-
-
-def run(coro):
-    """Run a coroutine on a fresh event loop (tests stay plain functions)."""
-    return asyncio.run(coro)

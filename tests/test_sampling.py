@@ -7,7 +7,7 @@ import pytest
 from scipy import stats
 
 import bayesworker as bw
-from conftest import run
+from support import run
 
 MODELS = {
     "beta-binomial": {"successes": 65, "trials": 1000},

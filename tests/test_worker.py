@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import bayesworker as bw
-from conftest import run
+from support import run
 
 CONV = {"successes": 65, "trials": 1000}
 
