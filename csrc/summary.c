@@ -1,0 +1,1036 @@
+/*
+ * summary.c -- exact posterior summaries of bw_quantity: mean, variance, CDF, quantiles and
+ * central intervals (declared in bw_dist.h).
+ *
+ * Closed forms where they exist (Beta, Student t, Gamma, inverse Gamma through the special
+ * functions of specfun.c).  Otherwise deterministic adaptive Gauss-Kronrod quadrature:
+ *
+ *   NIG_LNMEAN   X = exp(mu + s/2), s ~ InvGamma(alpha, beta), mu | s ~ N(m, s / kappa).
+ *                With G = beta / s ~ Gamma(alpha, 1) and w = log G (density
+ *                exp(alpha w - e^w) / Gamma(alpha)), log X | w ~ N(m + s/2, s/kappa), so
+ *                P(X <= x) = int Phi(z(w)) dens(w) dw,  z = (log x - m - s/2) sqrt(kappa/s).
+ *   products     P(X Y <= t) = E_X[F_Y(t / X)], an integral over a smooth variable of the
+ *                outer factor X (logit for Beta, log for Gamma / inverse Gamma) with F_Y in
+ *                closed form or by the NIG_LNMEAN quadrature (nested).
+ *
+ * Quantiles: Newton steps on log(tail) - log(target) in log x (or x where the quantity can be
+ * negative), the density coming out of the same quadrature, inside a bisection bracket.
+ *
+ * Nothing here keeps state between calls; all work memory is on the stack (a few tens of kB).
+ */
+#include <math.h>
+
+#include "bw_dist.h"
+#include "specfun.h"
+
+/* ======================================================================================== */
+/* Small helpers                                                                             */
+/* ======================================================================================== */
+
+static int finite_pos(double v)
+{
+    return isfinite(v) && v > 0.0;
+}
+
+/* log(1 + e^t) without overflow. */
+static double softplus(double t)
+{
+    return t > 0.0 ? t + log1p(exp(-t)) : log1p(exp(t));
+}
+
+/* Lower or upper tail of N(0,1) at z and the density, sharing one exponential: with
+ * u = |z| / sqrt(2) rounded and du its rounding error, Phi(-|z|) = erfc(u + du) / 2. */
+static void norm_tail_pdf(double z, int upper, double *tail, double *pdf)
+{
+    if (isinf(z)) {
+        *tail = (z > 0.0) != (upper != 0) ? 1.0 : 0.0;
+        *pdf = 0.0;
+        return;
+    }
+    const double s1h = 0.70710678118654757274, s1l = -4.8336466567264565e-17;
+    const double isqpi = 0.56418958354775628695, isq2pi = 0.39894228040143267794;
+    double a = fabs(z), u = a * s1h, du = fma(a, s1h, -u) + a * s1l;
+    double e = exp(-u * u);
+    double small = 0.5 * erfc(u) - du * isqpi * e;          /* Phi(-|z|) */
+    int want_small = (z < 0.0) != (upper != 0);
+    *tail = want_small ? small : 1.0 - small;
+    *pdf = isq2pi * e * (1.0 - 2.0 * u * du);               /* exp(-z^2/2) / sqrt(2 pi) */
+}
+
+/* A quadrature that ran out of panels is still accepted when its error estimate (which is
+ * pessimistic) is below 1e-10 of the value. */
+static int quad_status(int st, double err, double value)
+{
+    return st == BW_E_NOCONV && err <= 1e-10 * fabs(value) ? BW_OK : st;
+}
+
+/* Truncation mass of quadrature ranges for a tail target: the neglected mass must be
+ * negligible against the tail being computed. */
+static double range_eps(double tail)
+{
+    double e = 1e-14 * tail;
+    if (e > 1e-20)
+        e = 1e-20;
+    if (e < 1e-300)
+        e = 1e-300;
+    return e;
+}
+
+/* Initial quadrature panels: edges at quantiles of the integration variable, for the
+ * probabilities eps, 1e-8, 1e-3, 0.1, 1/2 and their complements, so that every panel
+ * carries a sensible share of the mass whatever the shape. */
+#define QE_NT 3
+#define QE_PANELS (2 * QE_NT + 2)
+#define QE_NODES (QE_PANELS * BW_GK_NODES)
+
+typedef int (*var_quantile_fn)(const void *ctx, double p, double q, double *v);
+
+static int quantile_edges(var_quantile_fn f, const void *ctx, double eps, double *edges)
+{
+    static const double tails[QE_NT] = {1e-8, 1e-3, 0.1};
+    int k = 0, st = f(ctx, eps, 1.0 - eps, &edges[k++]);
+    for (int i = 0; i < QE_NT && !st; i++)
+        st = f(ctx, tails[i], 1.0 - tails[i], &edges[k++]);
+    if (!st)
+        st = f(ctx, 0.5, 0.5, &edges[k++]);
+    for (int i = QE_NT - 1; i >= 0 && !st; i--)
+        st = f(ctx, 1.0 - tails[i], tails[i], &edges[k++]);
+    if (!st)
+        st = f(ctx, 1.0 - eps, eps, &edges[k++]);
+    if (st)
+        return st;
+    for (int i = 0; i < QE_PANELS; i++) {
+        if (!(edges[i + 1] > edges[i])) {
+            /* degenerate (should not happen): equal panels over the full range */
+            double lo = edges[0], hi = edges[QE_PANELS];
+            if (!(hi > lo) || !isfinite(lo) || !isfinite(hi))
+                return BW_E_NOCONV;
+            for (int j = 1; j < QE_PANELS; j++)
+                edges[j] = lo + (hi - lo) * ((double)j / QE_PANELS);
+            break;
+        }
+    }
+    return BW_OK;
+}
+
+/* ======================================================================================== */
+/* Parameters                                                                                */
+/* ======================================================================================== */
+
+static int dist_valid(const bw_dist *d)
+{
+    switch (d->kind) {
+    case BW_KIND_BETA:
+    case BW_KIND_GAMMA:
+    case BW_KIND_INVGAMMA:
+        return finite_pos(d->p[0]) && finite_pos(d->p[1]);
+    case BW_KIND_NIG_MEAN:
+    case BW_KIND_NIG_LNMEAN:
+        return isfinite(d->p[0]) && finite_pos(d->p[1]) && finite_pos(d->p[2])
+               && finite_pos(d->p[3]);
+    default:
+        return 0;
+    }
+}
+
+static int quantity_valid(const bw_quantity *q)
+{
+    if (!q || (q->nfactors != 1 && q->nfactors != 2))
+        return 0;
+    for (int i = 0; i < q->nfactors; i++)
+        if (!dist_valid(&q->f[i]))
+            return 0;
+    return 1;
+}
+
+static int is_positive_kind(int kind)
+{
+    return kind != BW_KIND_NIG_MEAN;
+}
+
+/* Student t parameters of NIG_MEAN: df = 2 alpha, scale = sqrt(beta / (alpha kappa)). */
+static void nig_t(const bw_dist *d, double *df, double *scale)
+{
+    *df = 2.0 * d->p[2];
+    *scale = sqrt(d->p[3] / (d->p[2] * d->p[1]));
+}
+
+/* ======================================================================================== */
+/* NIG_LNMEAN: the lognormal mean as a Gamma mixture of normals in log space                 */
+/* ======================================================================================== */
+
+/* Relative tolerance of the cheap quadratures used for the first root-finding steps. */
+#define COARSE_RTOL 1e-8
+#define LNM_PANELS QE_PANELS
+#define LNM_NODES QE_NODES
+
+typedef struct {
+    double m, kappa, alpha, beta;
+    double edges[LNM_PANELS + 1];    /* panels in w = log G, all but 2 eps of the mass */
+    double lkb, lkob;                /* log(kappa / beta), log(kappa beta) */
+    double lalpha, ldens0;           /* log alpha, constant of the log density of w */
+    double r[LNM_NODES];             /* sqrt(kappa / s) at the initial nodes */
+    double c[LNM_NODES];             /* sqrt(kappa s) / 2 */
+    double g[LNM_NODES];             /* density of w */
+} lnm_t;
+
+/* Log density of w = log G, G ~ Gamma(alpha, 1): alpha w - e^w - lgamma(alpha), the
+ * constant precomputed; for large alpha in the cancellation-free form
+ * alpha log1pmx(e^w / alpha - 1) + log sqrt(alpha / 2 pi) - delta(alpha). */
+static double lnm_logdens(const lnm_t *L, double w)
+{
+    double x = exp(w);
+    if (L->alpha >= 10.0) {
+        double d = expm1(w - L->lalpha);
+        double t = d > -0.5 ? L->alpha * bw_log1pmx(d) : L->alpha * (w - L->lalpha) - (x - L->alpha);
+        return t + L->ldens0;
+    }
+    return L->alpha * w - x + L->ldens0;
+}
+
+/* r = sqrt(kappa/s), c = sqrt(kappa s)/2, g = density of w, at w (s = beta e^-w). */
+static void lnm_point(const lnm_t *L, double w, double *r, double *c, double *g)
+{
+    *r = exp(0.5 * (L->lkb + w));
+    *c = 0.5 * exp(0.5 * (L->lkob - w));
+    *g = exp(lnm_logdens(L, w));
+}
+
+static int gamma_logq(const void *ctx, double p, double q, double *v)
+{
+    return bw_gamma_inc_inv(*(const double *)ctx, p, q, v);
+}
+
+static int lnm_setup(lnm_t *L, const bw_dist *d, double eps)
+{
+    L->m = d->p[0];
+    L->kappa = d->p[1];
+    L->alpha = d->p[2];
+    L->beta = d->p[3];
+    L->lkb = log(L->kappa) - log(L->beta);
+    L->lkob = log(L->kappa) + log(L->beta);
+    L->lalpha = log(L->alpha);
+    L->ldens0 = L->alpha >= 10.0 ? 0.5 * L->lalpha - 0.91893853320467274178 - bw_stirlerr(L->alpha)
+                                 : -bw_lgamma(L->alpha);
+    int st = quantile_edges(gamma_logq, &L->alpha, eps, L->edges);
+    if (st)
+        return st;
+    for (int k = 0; k < LNM_NODES; k++)
+        lnm_point(L, bw_gk_node(L->edges, k), &L->r[k], &L->c[k], &L->g[k]);
+    return BW_OK;
+}
+
+static void lnm_node_data(const lnm_t *L, double w, int node, double *r, double *c, double *g)
+{
+    if (node >= 0) {
+        *r = L->r[node];
+        *c = L->c[node];
+        *g = L->g[node];
+    } else {
+        lnm_point(L, w, r, c, g);
+    }
+}
+
+typedef struct {
+    const lnm_t *L;
+    double T;       /* log x */
+    int upper;
+} lnm_cdf_ctx;
+
+/* out[0] = tail of log X at T given w, times the density of w; out[1] = density of log X. */
+static void lnm_cdf_f(void *vctx, double w, int node, double *out)
+{
+    const lnm_cdf_ctx *cx = vctx;
+    double r, c, g, tail, pdf;
+    lnm_node_data(cx->L, w, node, &r, &c, &g);
+    double z = (cx->T - cx->L->m) * r - c;
+    if (g == 0.0 || isnan(z)) {
+        out[0] = out[1] = 0.0;
+        return;
+    }
+    norm_tail_pdf(z, cx->upper, &tail, &pdf);
+    out[0] = g * tail;
+    out[1] = g * r * pdf;
+}
+
+/* Lower (or upper) tail of log X at T and the density of log X at T (coarse: to COARSE_RTOL,
+ * for the first steps of root finding). */
+static int lnm_tail(const lnm_t *L, double T, int upper, int coarse, double *tail, double *dens)
+{
+    lnm_cdf_ctx cx = {L, T, upper};
+    double res[2], err;
+    int st = bw_quad_gk(lnm_cdf_f, &cx, 2, L->edges, LNM_PANELS, coarse ? COARSE_RTOL : 1e-14,
+                        0.0, res, &err);
+    st = quad_status(st, err, res[0]);
+    *tail = fmin(fmax(res[0], 0.0), 1.0);
+    *dens = fmax(res[1], 0.0);
+    return st;
+}
+
+/* ======================================================================================== */
+/* Tail root finding (shared by NIG_LNMEAN and products)                                     */
+/* ======================================================================================== */
+
+/* tail(ctx, u, upper, &tail, &dens): the lower or upper tail of the quantity at u (u = log
+ * x for positive quantities, u = x otherwise) and the density of u. */
+typedef int (*tail_fn)(void *ctx, double u, int upper, double *tail, double *dens);
+
+typedef struct {
+    tail_fn f;
+    void *ctx;
+    int upper;
+    double ltarget;
+} tail_root_ctx;
+
+static int tail_root_g(void *vctx, double u, double *g, double *dg)
+{
+    tail_root_ctx *c = vctx;
+    double t, d;
+    int st = c->f(c->ctx, u, c->upper, &t, &d);
+    if (st)
+        return st;
+    double lt = log(t);
+    *g = c->upper ? c->ltarget - lt : lt - c->ltarget;
+    *dg = d / t;
+    return BW_OK;
+}
+
+/* Solve tail(u) = target for the tail with the smaller target of (p, q). */
+static int tail_solve(tail_fn f, void *ctx, double p, double q, double u0, double step,
+                      double atol, double rtol, double *u)
+{
+    tail_root_ctx c = {f, ctx, q < p, 0.0};
+    c.ltarget = c.upper ? log(q) : log(p);
+    return bw_root_newton(tail_root_g, &c, u0, step, -INFINITY, INFINITY, atol, rtol, u);
+}
+
+/* ======================================================================================== */
+/* NIG_LNMEAN: CDF, quantile, truncated moments                                              */
+/* ======================================================================================== */
+
+static int lnm_tail_fn(void *ctx, double T, int upper, double *tail, double *dens)
+{
+    return lnm_tail(ctx, T, upper, 0, tail, dens);
+}
+
+/* Starting point: both parts of log X = m + s/2 + sqrt(s/kappa) Z at their level (p, q). */
+static int lnm_guess(const lnm_t *L, double p, double q, double *T0, double *step)
+{
+    double lg_p, lg_m;
+    int st = bw_gamma_inc_inv(L->alpha, q, p, &lg_p);   /* s is decreasing in G */
+    if (!st)
+        st = bw_gamma_inc_inv(L->alpha, 0.5, 0.5, &lg_m);
+    if (st)
+        return st;
+    double sp = L->beta * exp(-lg_p), sm = L->beta * exp(-lg_m);
+    double z = q < p ? -bw_norm_quantile(q) : bw_norm_quantile(p);
+    *T0 = L->m + 0.5 * sp + z * sqrt(sp / L->kappa);
+    double Tm = L->m + 0.5 * sm;
+    *step = fmax(fabs(*T0 - Tm), sqrt(sm / L->kappa));
+    if (!isfinite(*T0) || !isfinite(*step) || *step <= 0.0) {
+        *T0 = Tm;
+        *step = 1.0;
+    }
+    return BW_OK;
+}
+
+/* log of the (p, q) quantile of NIG_LNMEAN. */
+static int lnm_logquantile(const bw_dist *d, double p, double q, double *T)
+{
+    lnm_t L;
+    int st = lnm_setup(&L, d, range_eps(fmin(p, q)));
+    double T0, step;
+    if (!st)
+        st = lnm_guess(&L, p, q, &T0, &step);
+    if (!st)
+        st = tail_solve(lnm_tail_fn, &L, p, q, T0, step, 1e-14, 2e-16, T);
+    return st;
+}
+
+static int lnm_cdf(const bw_dist *d, double x, double *out)
+{
+    if (!(x > 0.0)) {
+        *out = 0.0;
+        return BW_OK;
+    }
+    if (x == INFINITY) {
+        *out = 1.0;
+        return BW_OK;
+    }
+    double T = log(x), eps = 1e-20, lo, hi, dens;
+    for (int pass = 0; pass < 2; pass++) {
+        lnm_t L;
+        int st = lnm_setup(&L, d, eps);
+        if (!st)
+            st = lnm_tail(&L, T, 0, 0, &lo, &dens);
+        if (!st && lo > 0.5) {
+            st = lnm_tail(&L, T, 1, 0, &hi, &dens);
+            lo = 1.0 - hi;
+        }
+        if (st)
+            return st;
+        double tail = fmin(lo, 1.0 - lo);
+        if (tail >= 1e-6 || range_eps(tail) >= eps)
+            break;
+        eps = range_eps(tail);
+    }
+    *out = lo;
+    return BW_OK;
+}
+
+typedef struct {
+    const lnm_t *L;
+    double T;       /* truncation point, log q */
+    double lc;      /* log of the unit c: moments are taken in units of c (pass 2: about c) */
+    double shift;   /* pass 2: values scaled by exp(-shift) where they could overflow */
+    int second;     /* 0: P and E[X 1{X <= q}] / c; 1: E[(X/c - 1)^2 1{X <= q}] e^-shift */
+} lnm_mom_ctx;
+
+/* exp(a + b) for a log-magnitude a and a log-probability b whose sum is bounded, where a
+ * may be +inf and b -inf far out in the mixture (the product tends to 0 there). */
+static double exp_sum(double a, double b)
+{
+    double e = a + b;
+    return isnan(e) ? 0.0 : exp(e);
+}
+
+/* For log X | w ~ N(mu, v), mu = m + s/2, v = s/kappa, sd = 1/r, and the truncation
+ * z = (T - mu) / sd:  E[e^Y 1{Y <= T}] = e^(mu + v/2) Phi(z - sd),
+ * E[e^2Y 1{Y <= T}] = e^(2 mu + 2 v) Phi(z - 2 sd).  All in units of the centre c. */
+static void lnm_mom_f(void *vctx, double w, int node, double *out)
+{
+    const lnm_mom_ctx *cx = vctx;
+    const lnm_t *L = cx->L;
+    double r, c, g;
+    lnm_node_data(L, w, node, &r, &c, &g);
+    double sd = 1.0 / r, v = sd * sd, s = v * L->kappa;
+    out[0] = out[1] = 0.0;
+    if (g == 0.0 || !(s < 1e300))
+        return;                                       /* no mass, or s beyond any use */
+    double z = (cx->T - L->m) * r - c;
+    double d = L->m + 0.5 * s - cx->lc;              /* mu - log c */
+    if (!cx->second) {
+        out[0] = g * bw_norm_cdf(z);
+        out[1] = g * exp_sum(d + 0.5 * v, bw_norm_logcdf(z - sd));
+        return;
+    }
+    double a1 = d + 0.5 * v, a2 = 2.0 * d + 2.0 * v, val;
+    if (cx->shift == 0.0 && z > 2.0 * sd) {
+        /* all three tilted laws mostly below the truncation: the untruncated value (no
+         * cancellation of the 1s, through expm1) minus the parts above it */
+        double full = expm1(a2) - 2.0 * expm1(a1);
+        double up = exp_sum(a2, bw_norm_logcdf(2.0 * sd - z))
+                    - 2.0 * exp_sum(a1, bw_norm_logcdf(sd - z)) + bw_norm_cdf(-z);
+        val = full - up;
+    } else {
+        double k = -cx->shift;
+        val = exp_sum(a2 + k, bw_norm_logcdf(z - 2.0 * sd))
+              - 2.0 * exp_sum(a1 + k, bw_norm_logcdf(z - sd)) + exp_sum(k, bw_norm_logcdf(z));
+    }
+    out[0] = g * fmax(val, 0.0);
+}
+
+/* Truncated mean and variance of NIG_LNMEAN: those of X given X <= q_{BW_TRUNC_LEVEL}.
+ * Either may be +inf when it exceeds the double range (absurdly heavy tails). */
+static int lnm_moments(const bw_dist *d, double *mean, double *var)
+{
+    double T, lg;
+    int st = lnm_logquantile(d, BW_TRUNC_LEVEL, 1.0 - BW_TRUNC_LEVEL, &T);
+    if (!st)
+        st = bw_gamma_inc_inv(d->p[2], 0.5, 0.5, &lg);
+    if (st)
+        return st;
+    if (T > 1000.0) {
+        /* q beyond e^1000: the mass just below q alone (density of log X ~ 1e-4 alpha / T
+         * there) puts the truncated mean, and so the variance, past the double range */
+        *mean = *var = INFINITY;
+        return BW_OK;
+    }
+    lnm_t L;
+    st = lnm_setup(&L, d, 1e-20);
+    if (st)
+        return st;
+    /* pass 1: P(X <= q) and E[X 1{X <= q}] in units of a typical value exp(lc0) (the
+     * conditional mean of log X at the median s), kept within e^700 of q so that no term
+     * overflows: the integrand is below e^(T - lc0) */
+    double lc0 = fmin(T, fmax(L.m + 0.5 * L.beta * exp(-lg), T - 700.0));
+    lnm_mom_ctx cx = {&L, T, lc0, 0.0, 0};
+    double r1[2], err;
+    st = bw_quad_gk(lnm_mom_f, &cx, 2, L.edges, LNM_PANELS, 1e-14, 0.0, r1, &err);
+    st = quad_status(st, err, r1[0]);
+    if (st)
+        return st;
+    if (!(r1[0] > 0.0 && r1[1] > 0.0 && isfinite(r1[1])))
+        return BW_E_NOCONV;
+    double lc = lc0 + log(r1[1] / r1[0]);            /* log E[X | X <= q] */
+    *mean = exp(lc);
+    if (!isfinite(*mean)) {
+        *var = INFINITY;
+        return BW_OK;
+    }
+    /* pass 2: E[(X/c - 1)^2 | X <= q] about c = the truncated mean, scaled by e^-shift
+     * when (q/c)^2 could overflow */
+    cx.lc = lc;
+    cx.second = 1;
+    cx.shift = T - lc > 300.0 ? 2.0 * (T - lc) - 600.0 : 0.0;
+    double r2[2];
+    st = bw_quad_gk(lnm_mom_f, &cx, 2, L.edges, LNM_PANELS, 1e-14, 0.0, r2, &err);
+    st = quad_status(st, err, r2[0]);
+    if (st)
+        return st;
+    *var = exp(2.0 * lc + cx.shift + log(r2[0] / r1[0]));
+    return isnan(*var) ? BW_E_NOCONV : BW_OK;
+}
+
+/* ======================================================================================== */
+/* One distribution: moments, CDF, quantiles                                                 */
+/* ======================================================================================== */
+
+static int dist_moments(const bw_dist *d, double *mean, double *var)
+{
+    double a = d->p[0], b = d->p[1];
+    switch (d->kind) {
+    case BW_KIND_BETA: {
+        double n = a + b;
+        *mean = a / n;
+        *var = (a / n) * (b / n) / (n + 1.0);
+        return BW_OK;
+    }
+    case BW_KIND_NIG_MEAN: {
+        /* t_{2 alpha}: the centre m is reported as the mean also when 2 alpha <= 1 */
+        double kappa = d->p[1], alpha = d->p[2], beta = d->p[3];
+        *mean = d->p[0];
+        *var = alpha > 1.0 ? beta / (kappa * (alpha - 1.0)) : INFINITY;
+        return BW_OK;
+    }
+    case BW_KIND_GAMMA:
+        *mean = a / b;
+        *var = a / (b * b);
+        return BW_OK;
+    case BW_KIND_INVGAMMA:
+        *mean = a > 1.0 ? b / (a - 1.0) : INFINITY;
+        *var = a > 2.0 ? (b / (a - 1.0)) * (b / (a - 1.0)) / (a - 2.0) : INFINITY;
+        return BW_OK;
+    case BW_KIND_NIG_LNMEAN:
+        return lnm_moments(d, mean, var);
+    default:
+        return BW_E_DOMAIN;
+    }
+}
+
+static int dist_cdf(const bw_dist *d, double x, double *out)
+{
+    double a = d->p[0], b = d->p[1], lo, hi;
+    switch (d->kind) {
+    case BW_KIND_BETA:
+        if (x <= 0.0)
+            lo = 0.0;
+        else if (x >= 1.0)
+            lo = 1.0;
+        else
+            bw_beta_inc(a, b, x, 1.0 - x, &lo, &hi);
+        break;
+    case BW_KIND_NIG_MEAN: {
+        double df, scale;
+        nig_t(d, &df, &scale);
+        bw_t_cdf(df, (x - d->p[0]) / scale, &lo, &hi);
+        break;
+    }
+    case BW_KIND_GAMMA:
+        if (x <= 0.0)
+            lo = 0.0;
+        else
+            bw_gamma_inc(a, b * x, &lo, &hi);
+        break;
+    case BW_KIND_INVGAMMA:
+        if (x <= 0.0)
+            lo = 0.0;
+        else
+            bw_gamma_inc(a, b / x, &hi, &lo);
+        break;
+    case BW_KIND_NIG_LNMEAN:
+        return lnm_cdf(d, x, out);
+    default:
+        return BW_E_DOMAIN;
+    }
+    *out = lo;
+    return BW_OK;
+}
+
+/* Quantile with lower-tail probability p and upper-tail probability q = 1 - p. */
+static int dist_quantile(const bw_dist *d, double p, double q, double *out)
+{
+    double a = d->p[0], b = d->p[1], lx, x;
+    int st;
+    switch (d->kind) {
+    case BW_KIND_BETA:
+        st = bw_beta_inc_inv(a, b, p, q, NAN, &x, NULL, NULL, NULL);
+        *out = x;
+        return st;
+    case BW_KIND_NIG_MEAN: {
+        double df, scale, t;
+        nig_t(d, &df, &scale);
+        st = bw_t_quantile(df, p, q, &t);
+        *out = d->p[0] + scale * t;
+        return st;
+    }
+    case BW_KIND_GAMMA:
+        st = bw_gamma_inc_inv(a, p, q, &lx);
+        *out = exp(lx - log(b));
+        return st;
+    case BW_KIND_INVGAMMA:
+        st = bw_gamma_inc_inv(a, q, p, &lx);
+        *out = exp(log(b) - lx);
+        return st;
+    case BW_KIND_NIG_LNMEAN:
+        st = lnm_logquantile(d, p, q, &lx);
+        *out = exp(lx);
+        return st;
+    default:
+        return BW_E_DOMAIN;
+    }
+}
+
+/* log of the quantile of a positive kind (also where the quantile itself under/overflows). */
+static int dist_logquantile(const bw_dist *d, double p, double q, double *out)
+{
+    double a = d->p[0], b = d->p[1], lx;
+    int st;
+    switch (d->kind) {
+    case BW_KIND_BETA:
+        return bw_beta_inc_inv(a, b, p, q, NAN, NULL, NULL, out, NULL);
+    case BW_KIND_GAMMA:
+        st = bw_gamma_inc_inv(a, p, q, &lx);
+        *out = lx - log(b);
+        return st;
+    case BW_KIND_INVGAMMA:
+        st = bw_gamma_inc_inv(a, q, p, &lx);
+        *out = log(b) - lx;
+        return st;
+    case BW_KIND_NIG_LNMEAN:
+        return lnm_logquantile(d, p, q, out);
+    default:
+        return BW_E_DOMAIN;
+    }
+}
+
+/* ======================================================================================== */
+/* Products: P(X Y <= t) = E_X[F_Y(t / X)]                                                   */
+/* ======================================================================================== */
+
+#define OUTER_PANELS QE_PANELS
+#define OUTER_NODES QE_NODES
+
+typedef struct {
+    const bw_dist *outer, *inner;
+    int real;                        /* inner can be negative: work in t, not log t */
+    double edges[OUTER_PANELS + 1];  /* panels in the outer variable v */
+    double g[OUTER_NODES];           /* density of v at the initial nodes */
+    double lx[OUTER_NODES];          /* log X at the initial nodes */
+    lnm_t lnm;                       /* inner NIG_LNMEAN data */
+    double u;                        /* current argument: log t, or t */
+    int upper;
+    int coarse;                      /* loose quadrature tolerances (pre-solve) */
+    int status;                      /* first failure inside the integrand */
+} prod_t;
+
+/* Outer variable: logit x (Beta), log G with G ~ Gamma(a, 1) (Gamma: X = G / b, inverse
+ * Gamma: X = b / G).  Log density of v and log X at v. */
+static void outer_point(const bw_dist *d, double v, double *g, double *lx)
+{
+    double a = d->p[0], b = d->p[1];
+    if (d->kind == BW_KIND_BETA) {
+        double lxx = -softplus(-v), lyy = -softplus(v);
+        *g = exp(bw_beta_logkernel(a, b, exp(lxx), exp(lyy), lxx, lyy));
+        *lx = lxx;
+    } else {
+        *g = exp(bw_gamma_logkernel(a, exp(v), v));
+        *lx = d->kind == BW_KIND_GAMMA ? v - log(b) : log(b) - v;
+    }
+}
+
+/* Quantile of the outer variable v (logit for Beta, log G otherwise). */
+static int outer_vq(const void *ctx, double p, double q, double *v)
+{
+    const bw_dist *d = ctx;
+    if (d->kind == BW_KIND_BETA) {
+        double lx, ly;
+        int st = bw_beta_inc_inv(d->p[0], d->p[1], p, q, NAN, NULL, NULL, &lx, &ly);
+        *v = lx - ly;
+        return st;
+    }
+    return bw_gamma_inc_inv(d->p[0], p, q, v);
+}
+
+/* Tail of the inner factor Y at log y = T (positive kinds) or at y (NIG_MEAN), and the
+ * density of log Y (resp. Y) there. */
+static int inner_tail(const prod_t *P, double arg, int upper, double *tail, double *dens)
+{
+    const bw_dist *d = P->inner;
+    double a = d->p[0], b = d->p[1], lo, hi, llo, lhi, lk;
+    switch (d->kind) {
+    case BW_KIND_NIG_LNMEAN:
+        return lnm_tail(&P->lnm, arg, upper, P->coarse, tail, dens);
+    case BW_KIND_NIG_MEAN: {
+        double df, scale;
+        nig_t(d, &df, &scale);
+        double t = (arg - d->p[0]) / scale;
+        bw_t_cdf(df, t, &lo, &hi);
+        *tail = upper ? hi : lo;
+        *dens = exp(bw_t_logpdf(df, t)) / scale;
+        return BW_OK;
+    }
+    case BW_KIND_GAMMA:
+    case BW_KIND_INVGAMMA: {
+        /* Gamma: Y <= y iff G <= b y; inverse Gamma: Y <= y iff G >= b / y */
+        double lg = d->kind == BW_KIND_GAMMA ? log(b) + arg : log(b) - arg;
+        bw_gamma_inc_log(a, exp(lg), lg, &lo, &hi, &llo, &lhi);
+        if (d->kind == BW_KIND_INVGAMMA) {
+            double t = lo;
+            lo = hi, hi = t;
+        }
+        *tail = upper ? hi : lo;
+        *dens = exp(bw_gamma_logkernel(a, exp(lg), lg));
+        return BW_OK;
+    }
+    case BW_KIND_BETA:
+        if (arg >= 0.0) {
+            *tail = upper ? 0.0 : 1.0;
+            *dens = 0.0;
+            return BW_OK;
+        }
+        {
+            double x = exp(arg), y = -expm1(arg), ly = log1p(-x);
+            bw_beta_inc_log(a, b, x, y, arg, ly, &lo, &hi, &llo, &lhi);
+            lk = bw_beta_logkernel(a, b, x, y, arg, ly);
+            *tail = upper ? hi : lo;
+            *dens = exp(lk - ly);       /* x f(x) = kernel / y */
+        }
+        return BW_OK;
+    default:
+        return BW_E_DOMAIN;
+    }
+}
+
+static void prod_f(void *vctx, double v, int node, double *out)
+{
+    prod_t *P = vctx;
+    double g, lx, tail, dens;
+    if (node >= 0) {
+        g = P->g[node];
+        lx = P->lx[node];
+    } else {
+        outer_point(P->outer, v, &g, &lx);
+    }
+    if (g == 0.0) {
+        out[0] = out[1] = 0.0;
+        return;
+    }
+    int st;
+    if (P->real) {
+        /* Y <= t / x; dF/dt = f_Y(t / x) / x (x may be tiny: keep 0 * inf out) */
+        double ix = exp(-lx);
+        st = inner_tail(P, P->u == 0.0 ? 0.0 : P->u * ix, P->upper, &tail, &dens);
+        dens = dens > 0.0 ? dens * ix : 0.0;
+    } else {
+        st = inner_tail(P, P->u - lx, P->upper, &tail, &dens);
+    }
+    if (st && !P->status)
+        P->status = st;
+    out[0] = g * tail;
+    out[1] = g * dens;
+}
+
+/* Pick the outer factor: a positive kind with a closed-form density (not NIG_LNMEAN);
+ * prefer an inner factor with a cheap CDF (not Beta). */
+static int prod_pick(const bw_quantity *q, const bw_dist **outer, const bw_dist **inner)
+{
+    const bw_dist *f0 = &q->f[0], *f1 = &q->f[1];
+    int o0 = f0->kind == BW_KIND_BETA || f0->kind == BW_KIND_GAMMA || f0->kind == BW_KIND_INVGAMMA;
+    int o1 = f1->kind == BW_KIND_BETA || f1->kind == BW_KIND_GAMMA || f1->kind == BW_KIND_INVGAMMA;
+    if (o0 && (!o1 || f1->kind != BW_KIND_BETA || f0->kind == BW_KIND_BETA)) {
+        *outer = f0, *inner = f1;
+        return BW_OK;
+    }
+    if (o1) {
+        *outer = f1, *inner = f0;
+        return BW_OK;
+    }
+    return BW_E_DOMAIN;
+}
+
+static int prod_setup(prod_t *P, const bw_quantity *q, double eps)
+{
+    int st = prod_pick(q, &P->outer, &P->inner);
+    if (st)
+        return st;
+    P->real = !is_positive_kind(P->inner->kind);
+    P->status = BW_OK;
+    P->coarse = 0;
+    st = quantile_edges(outer_vq, P->outer, eps, P->edges);
+    if (st)
+        return st;
+    for (int k = 0; k < OUTER_NODES; k++)
+        outer_point(P->outer, bw_gk_node(P->edges, k), &P->g[k], &P->lx[k]);
+    if (P->inner->kind == BW_KIND_NIG_LNMEAN)
+        return lnm_setup(&P->lnm, P->inner, eps);
+    return BW_OK;
+}
+
+/* Tail of the product at u (log t, or t when real) and the density of u. */
+static int prod_tail(void *vctx, double u, int upper, double *tail, double *dens)
+{
+    prod_t *P = vctx;
+    P->u = u;
+    P->upper = upper;
+    P->status = BW_OK;
+    double res[2], err;
+    int st = bw_quad_gk(prod_f, P, 2, P->edges, OUTER_PANELS, P->coarse ? COARSE_RTOL : 1e-13,
+                        0.0, res, &err);
+    st = quad_status(st, err, res[0]);
+    if (!st)
+        st = P->status;
+    *tail = fmin(fmax(res[0], 0.0), 1.0);
+    *dens = fmax(res[1], 0.0);
+    return st;
+}
+
+static int prod_cdf(const bw_quantity *q, double x, double *out)
+{
+    const bw_dist *outer, *inner;
+    int st = prod_pick(q, &outer, &inner);
+    if (st)
+        return st;
+    int real = !is_positive_kind(inner->kind);
+    if (!real && !(x > 0.0)) {
+        *out = 0.0;
+        return BW_OK;
+    }
+    if (x == INFINITY || x == -INFINITY) {
+        *out = x > 0.0 ? 1.0 : 0.0;
+        return BW_OK;
+    }
+    double u = real ? x : log(x), eps = 1e-20, lo, hi, dens;
+    for (int pass = 0; pass < 2; pass++) {
+        prod_t P;
+        st = prod_setup(&P, q, eps);
+        if (!st)
+            st = prod_tail(&P, u, 0, &lo, &dens);
+        if (!st && lo > 0.5) {
+            st = prod_tail(&P, u, 1, &hi, &dens);
+            lo = 1.0 - hi;
+        }
+        if (st)
+            return st;
+        double tail = fmin(lo, 1.0 - lo);
+        if (tail >= 1e-6 || range_eps(tail) >= eps)
+            break;
+        eps = range_eps(tail);
+    }
+    *out = lo;
+    return BW_OK;
+}
+
+/* Solve for the (p, q) quantile of a product in u from u0: Newton on cheap (COARSE_RTOL)
+ * tails first, then one Newton step on the full-accuracy tails, which leaves an error of
+ * about step^2 / scale; only if that could exceed the tolerance does full Newton go on. */
+static int prod_solve(prod_t *P, double p, double q, double u0, double scale, double atol,
+                      double *u)
+{
+    double u1, t, d;
+    P->coarse = 1;
+    int st = tail_solve(prod_tail, P, p, q, u0, scale, 1e-9 * scale, 0.0, &u1);
+    P->coarse = 0;
+    if (st)
+        u1 = u0;
+    int upper = q < p;
+    st = prod_tail(P, u1, upper, &t, &d);
+    if (st)
+        return st;
+    double dn = (upper ? log(t) - log(q) : log(p) - log(t)) * t / d;
+    if (isfinite(dn) && dn * dn <= 0.01 * atol * scale) {
+        *u = u1 + dn;
+        return BW_OK;
+    }
+    return tail_solve(prod_tail, P, p, q, isfinite(dn) ? u1 + dn : u1, scale, atol, 2e-16, u);
+}
+
+/* A positive product whose quantile lies beyond the double range (start u0 far out, and the
+ * tail at the range end confirms it): *out = +inf or 0 without a costly far-out solve. */
+static int beyond_double_range(prod_t *P, double p, double q, double u0, double *out)
+{
+    const double umax = 709.78, umin = -744.4;     /* log DBL_MAX, log of the least subnormal */
+    if (!(u0 > umax - 20.0 || u0 < umin + 20.0) || isnan(u0))
+        return 0;
+    int upper = q < p, hi = u0 > 0.0;
+    double t, d;
+    P->coarse = 1;
+    int st = prod_tail(P, hi ? umax : umin, upper, &t, &d);
+    P->coarse = 0;
+    if (st)
+        return 0;
+    /* beyond the top end: F(umax) < p, i.e. S(umax) > q; below the bottom: F(umin) > p */
+    int beyond = hi ? (upper ? t > q : t < p) : (upper ? t < q : t > p);
+    if (beyond)
+        *out = hi ? INFINITY : 0.0;
+    return beyond;
+}
+
+/* Quantiles (p, q) of a product, sharing the setup of P.  Start: log X and log Y (or X and
+ * Y for a real product) taken as independent normals matched at their medians and at the
+ * level (or at the quartile, near the centre), whose sum is then normal. */
+static int prod_quantile(prod_t *P, double p, double q, double *out)
+{
+    const bw_dist *X = P->outer, *Y = P->inner;
+    /* the spread is measured on the side of the target, at its level or at the quartile */
+    int upper = q < p;
+    double ps = fmin(fmin(p, q), 0.25), pl = upper ? 1.0 - ps : ps, pu = upper ? ps : 1.0 - ps;
+    double zs = -bw_norm_quantile(ps), z = upper ? -bw_norm_quantile(q) : bw_norm_quantile(p);
+    if (!upper)
+        zs = -zs;
+    double mx, sx, my, sy, u;
+    int st = dist_logquantile(X, 0.5, 0.5, &mx);
+    if (!st)
+        st = dist_logquantile(X, pl, pu, &sx);
+    if (!P->real) {
+        if (!st)
+            st = dist_logquantile(Y, 0.5, 0.5, &my);
+        if (!st)
+            st = dist_logquantile(Y, pl, pu, &sy);
+        if (st)
+            return st;
+        double sd = hypot((sx - mx) / zs, (sy - my) / zs), u0 = mx + my + z * sd;
+        if (!(sd > 0.0) || !isfinite(sd))
+            sd = 1.0;
+        if (beyond_double_range(P, p, q, u0, out))
+            return BW_OK;
+        st = prod_solve(P, p, q, u0, sd, 1e-13, &u);
+        *out = exp(u);
+        return st;
+    }
+    /* real product: X Y with Y location-scale t; spread of X Y ~ |Y| spread of X + X spread of Y */
+    if (!st)
+        st = dist_quantile(Y, 0.5, 0.5, &my);
+    if (!st)
+        st = dist_quantile(Y, pl, pu, &sy);
+    if (st)
+        return st;
+    double ex = exp(mx), sd = (ex * fabs(sy - my) + fabs(my) * ex * fabs(expm1(sx - mx))) / fabs(zs);
+    if (!(sd > 0.0) || !isfinite(sd))
+        sd = 1.0;
+    double u0 = ex * my + z * sd;
+    st = prod_solve(P, p, q, u0, sd, 1e-13 * fmax(sd, fabs(u0)), &u);
+    *out = u;
+    return st;
+}
+
+/* ======================================================================================== */
+/* Public entry points                                                                       */
+/* ======================================================================================== */
+
+int bw_mean(const bw_quantity *q, double *out)
+{
+    if (!quantity_valid(q) || !out)
+        return BW_E_DOMAIN;
+    double m0, v0, m1 = 1.0, v1 = 0.0;
+    int st = dist_moments(&q->f[0], &m0, &v0);
+    if (!st && q->nfactors == 2)
+        st = dist_moments(&q->f[1], &m1, &v1);
+    if (st)
+        return st;
+    double m = m0 * m1;
+    if (isnan(m))
+        return BW_E_DOMAIN;         /* an infinite mean times a zero mean: no value */
+    *out = m;
+    return BW_OK;
+}
+
+int bw_variance(const bw_quantity *q, double *out)
+{
+    if (!quantity_valid(q) || !out)
+        return BW_E_DOMAIN;
+    double mx, vx, my, vy;
+    int st = dist_moments(&q->f[0], &mx, &vx);
+    if (st)
+        return st;
+    if (q->nfactors == 1) {
+        *out = vx;
+        return BW_OK;
+    }
+    st = dist_moments(&q->f[1], &my, &vy);
+    if (st)
+        return st;
+    if (isinf(vx) || isinf(vy)) {
+        *out = INFINITY;
+        return BW_OK;
+    }
+    /* E[X^2] E[Y^2] - (E[X] E[Y])^2 = vx vy + vx my^2 + vy mx^2, free of cancellation */
+    *out = vx * vy + vx * my * my + vy * mx * mx;
+    return BW_OK;
+}
+
+int bw_cdf(const bw_quantity *q, double x, double *out)
+{
+    if (!quantity_valid(q) || !out || isnan(x))
+        return BW_E_DOMAIN;
+    if (q->nfactors == 1)
+        return dist_cdf(&q->f[0], x, out);
+    return prod_cdf(q, x, out);
+}
+
+static int quantile_pq(const bw_quantity *q, double p, double qq, double *out)
+{
+    if (q->nfactors == 1)
+        return dist_quantile(&q->f[0], p, qq, out);
+    prod_t P;
+    int st = prod_setup(&P, q, range_eps(fmin(p, qq)));
+    if (!st)
+        st = prod_quantile(&P, p, qq, out);
+    return st;
+}
+
+static int level_valid(double level)
+{
+    return level > 0.0 && level < 1.0;
+}
+
+int bw_quantile(const bw_quantity *q, double level, double *out)
+{
+    if (!quantity_valid(q) || !out || !level_valid(level))
+        return BW_E_DOMAIN;
+    double v;
+    int st = quantile_pq(q, level, 1.0 - level, &v);
+    if (st)
+        return st;
+    if (isnan(v))
+        return BW_E_NOCONV;
+    *out = v;
+    return BW_OK;
+}
+
+int bw_interval(const bw_quantity *q, double level, double out[2])
+{
+    if (!quantity_valid(q) || !out || !level_valid(level))
+        return BW_E_DOMAIN;
+    double tail = 0.5 * (1.0 - level), body = 0.5 * (1.0 + level), lo, hi;
+    int st;
+    if (q->nfactors == 1) {
+        st = dist_quantile(&q->f[0], tail, body, &lo);
+        if (!st)
+            st = dist_quantile(&q->f[0], body, tail, &hi);
+    } else {
+        prod_t P;
+        st = prod_setup(&P, q, range_eps(tail));
+        if (!st)
+            st = prod_quantile(&P, tail, body, &lo);
+        if (!st)
+            st = prod_quantile(&P, body, tail, &hi);
+    }
+    if (st)
+        return st;
+    if (isnan(lo) || isnan(hi))
+        return BW_E_NOCONV;
+    out[0] = lo;
+    out[1] = hi;
+    return BW_OK;
+}
