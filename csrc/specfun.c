@@ -1,7 +1,8 @@
 /*
  * specfun.c -- special functions of the pure-C core: log-gamma, the normal, incomplete gamma,
- * incomplete beta and Student t distribution functions and their inverses, and a safeguarded
- * Newton root finder.  See specfun.h for the contracts.
+ * incomplete beta and Student t distribution functions and their inverses, plus the two
+ * numerical tools they and summary.c share: a safeguarded Newton root finder and adaptive
+ * Gauss-Kronrod quadrature.  See specfun.h for the contracts.
  *
  * Everything is pure (no global mutable state, no signgam), so it is thread-safe.
  *
@@ -13,7 +14,10 @@
  *     iterations from the Abramowitz & Stegun 26.2.23 starting value.
  *   - incomplete gamma: power series, Legendre's continued fraction, and for a >= 20 near the
  *     transition Temme's uniform asymptotic expansion (coefficients derived below).
- *   - incomplete beta: the classical continued fraction on the side where it converges.
+ *   - incomplete beta: the classical continued fraction on the side where it converges; where
+ *     that fraction is ill-conditioned (its value I a / kernel is large: concentrated Betas,
+ *     a >> b as in the t distribution with many degrees of freedom), the integral of the
+ *     log-concave logit density instead, whose range follows from a tangent bound.
  *   - inverses: Newton steps on the log of the matched tail, in the log of the variable,
  *     inside a bracket (bw_root_newton).
  */

@@ -27,7 +27,7 @@ double bw_log1pmx(double x);
  * Full relative accuracy for x >= 10; for smaller x it is lgamma(x) minus the Stirling part. */
 double bw_stirlerr(double x);
 
-/* log Gamma(x) for x > 0 (thread-safe: no signgam).  About 1e-15 absolute accuracy. */
+/* log Gamma(x) for x > 0 (thread-safe: no signgam).  A few 1e-15 absolute accuracy. */
 double bw_lgamma(double x);
 
 /* log B(a, b) for a, b > 0, accurate also when a and b are large (up to 1e300). */
@@ -61,7 +61,7 @@ double bw_norm_quantile(double p);
  * the derivative of P(a, x) with respect to log x. */
 double bw_gamma_logkernel(double a, double x, double lx);
 
-/* P(a, x) and Q(a, x) = 1 - P(a, x), a > 0, x >= 0 (+inf allowed); each to ~1e-14 relative.
+/* P(a, x) and Q(a, x) = 1 - P(a, x), a > 0, x >= 0 (+inf allowed); each to ~1e-13 relative.
  * Series, Legendre continued fraction, or Temme's uniform asymptotic expansion (a >= 20). */
 void bw_gamma_inc(double a, double x, double *p, double *q);
 
@@ -85,7 +85,10 @@ int bw_gamma_inc_inv(double a, double p, double q, double *lx);
 double bw_beta_logkernel(double a, double b, double x, double y, double lx, double ly);
 
 /* I_x(a, b) and 1 - I_x(a, b) given x and y = 1 - x (both as accurate as the caller has
- * them).  Continued fraction on the side where it converges; ~1e-14 relative. */
+ * them).  Continued fraction on the side where it converges, or the integral of the logit
+ * density where the fraction would lose digits.  ~1e-13 relative, beyond the problem's own
+ * conditioning (an ulp of x moves I by x f(x) / I ulps: 1e4 near the centre of a Beta(1e7,
+ * 1e7), so quantiles stay accurate to ~1e-15 there). */
 void bw_beta_inc(double a, double b, double x, double y, double *p, double *q);
 
 /* The same with logs of both tails (lp = log I, lq = log(1 - I)); x, y, lx, ly as in
@@ -123,11 +126,11 @@ int bw_t_quantile(double df, double p, double q, double *t);
  * the solve with that status. */
 typedef int (*bw_root_fn)(void *ctx, double u, double *g, double *dg);
 
-/* Find u with g(u) = 0 by Newton steps kept inside the current bracket (bisection when a
- * step leaves it or stalls), starting at u0, expanding by `step` (doubling) while no
- * bracket is known.  lo / hi: a known bracket end with g(lo) <= 0 <= g(hi), or -inf / +inf.
- * Converged when a step is below atol + rtol |u|.  Returns 0, the callback's status, or
- * 2 (BW_E_NOCONV). */
+/* Find u with g(u) = 0 by Newton steps kept inside the current bracket (false position and
+ * bisection, alternately, when a step leaves it or shrinks too slowly), starting at u0 and
+ * walking by `step` (doubling) while no bracket is known.  lo / hi: a known bracket end with
+ * g(lo) <= 0 <= g(hi), or -inf / +inf.  Converged when the Newton correction (or the
+ * bracket) is below atol + rtol |u|.  Returns 0, the callback's status, or 2 (BW_E_NOCONV). */
 int bw_root_newton(bw_root_fn f, void *ctx, double u0, double step, double lo, double hi,
                    double atol, double rtol, double *u);
 
@@ -151,7 +154,7 @@ double bw_gk_node(const double *edges, int node);
  * edges[i+1]] and bisecting the panel with the largest error estimate (QUADPACK's estimate,
  * on component 0) until the total is below max(atol, rtol |result[0]|); at most 300 panels
  * (npanels <= 150).  Returns 0 (BW_OK) or 2 (BW_E_NOCONV; result still filled in).  abserr
- * may be NULL.  Uses ~25 kB of stack. */
+ * may be NULL.  Uses ~16 kB of stack (nested integrals add up). */
 int bw_quad_gk(bw_integrand f, void *ctx, int ncomp, const double *edges, int npanels,
                double rtol, double atol, double *result, double *abserr);
 
