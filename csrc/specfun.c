@@ -45,9 +45,16 @@ double bw_log1pmx(double x)
         return log1p(x) - x;
     /* With r = x / (2 + x): log(1 + x) = 2 atanh(r) = 2 (r + r^3/3 + ...) and x - 2 r = x r,
      * so log(1 + x) - x = r (2 s - x), s = sum_{k >= 1} r^(2k) / (2k + 1). */
+    static const double inv_odd[30] = {
+        0.0, 1.0 / 3, 1.0 / 5, 1.0 / 7, 1.0 / 9, 1.0 / 11, 1.0 / 13, 1.0 / 15, 1.0 / 17,
+        1.0 / 19, 1.0 / 21, 1.0 / 23, 1.0 / 25, 1.0 / 27, 1.0 / 29, 1.0 / 31, 1.0 / 33,
+        1.0 / 35, 1.0 / 37, 1.0 / 39, 1.0 / 41, 1.0 / 43, 1.0 / 45, 1.0 / 47, 1.0 / 49,
+        1.0 / 51, 1.0 / 53, 1.0 / 55, 1.0 / 57, 1.0 / 59,
+    };
     double r = x / (2.0 + x), r2 = r * r, pw = r2, s = 0.0;
-    for (int k = 1; k < 60; k++) {
-        double t = pw / (2 * k + 1);
+    /* |r| <= 0.6 / 2.6, so r2 <= 0.054 and 30 terms are far more than needed */
+    for (int k = 1; k < 30; k++) {
+        double t = pw * inv_odd[k];
         s += t;
         if (t <= 1e-17 * s)
             break;
@@ -786,15 +793,40 @@ static double softplus(double t)
 
 typedef struct {
     double a, b;
+    int big;                /* a, b >= 10: bw_beta_logkernel's Stirling form, constant below */
+    double c0, la, lb;      /* its constant part, log(a / n), log(b / n) */
 } beta_quad_ctx;
 
-/* The density of logit X at z: x^a y^b / B(a, b). */
+static void beta_quad_init(beta_quad_ctx *c, double a, double b)
+{
+    double n = a + b;
+    c->a = a;
+    c->b = b;
+    c->big = a >= 10.0 && b >= 10.0;
+    c->c0 = c->la = c->lb = 0.0;
+    if (c->big) {
+        c->c0 = 0.5 * log((a / n) * b) - LOG_SQRT_2PI - bw_stirlerr(a) - bw_stirlerr(b)
+                + bw_stirlerr(n);
+        c->la = log(a / n);
+        c->lb = log(b / n);
+    }
+}
+
+/* The density of logit X at z: x^a y^b / B(a, b) (bw_beta_logkernel, constants hoisted). */
 static void beta_quad_f(void *vctx, double z, int node, double *out)
 {
     const beta_quad_ctx *c = vctx;
     (void)node;
-    double lx = -softplus(-z), ly = -softplus(z);
-    out[0] = exp(bw_beta_logkernel(c->a, c->b, exp(lx), exp(ly), lx, ly));
+    double lx = -softplus(-z), ly = -softplus(z), x = exp(lx), y = exp(ly);
+    if (!c->big || lx == -INFINITY || ly == -INFINITY) {
+        out[0] = exp(bw_beta_logkernel(c->a, c->b, x, y, lx, ly));
+        return;
+    }
+    double a = c->a, b = c->b;
+    double dx = fma(x, b, -y * a) / a, dy = fma(y, a, -x * b) / b;
+    double tx = dx > -0.5 ? a * bw_log1pmx(dx) : a * (lx - c->la) - a * dx;
+    double ty = dy > -0.5 ? b * bw_log1pmx(dy) : b * (ly - c->lb) - b * dy;
+    out[0] = exp(tx + ty + c->c0);
 }
 
 /*
@@ -806,7 +838,8 @@ static void beta_quad_f(void *vctx, double z, int node, double *out)
  */
 static double beta_tail_quad(double a, double b, double lx, double ly, int upper, double lest)
 {
-    beta_quad_ctx c = {a, b};
+    beta_quad_ctx c;
+    beta_quad_init(&c, a, b);
     double z = lx - ly, D = sqrt(1.0 / a + 1.0 / b), ze = z;
     for (int i = 0; i < 64; i++, D *= 2.0) {
         ze = upper ? z + D : z - D;
@@ -893,8 +926,10 @@ static int beta_inv_fn(void *vctx, double w, double *g, double *dg)
     return BW_OK;
 }
 
-int bw_beta_inc_inv(double a, double b, double p, double q, double guess,
-                    double *x, double *y, double *lx, double *ly)
+/* The general solver: bracketed safeguarded Newton (bw_root_newton) on the accurate tails,
+ * the side of 1/2 decided by the tail at x = 1/2. */
+static int beta_inc_inv_newton(double a, double b, double p, double q, double guess,
+                               double *x, double *y, double *lx, double *ly)
 {
     beta_inv_ctx c = {a, b, 0.0, q < p, 0};
     c.ltarget = c.upper ? log(q) : log(p);
@@ -931,6 +966,114 @@ int bw_beta_inc_inv(double a, double b, double p, double q, double guess,
     if (ly)
         *ly = lyv;
     return st;
+}
+
+/*
+ * Fast path of the inverse for a, b >= 1 (the common case), tried before the general solver.
+ * Halley steps in w = log v (v the smaller of x, y by the starting value), with the first and
+ * second derivatives of log T in closed form:
+ *     d log T / dw = s k / (u T) = s g',   d log g' / dw = alpha - (beta - 1) v / u - s g',
+ * (u = 1 - v, alpha / beta the exponents of v / u in the kernel k, s = +-1 as T grows or
+ * falls with v).  While the point is far from the root the tails come from the continued
+ * fraction alone (cheap, accurate to ~1e-10 also where it is ill-conditioned); once the
+ * Newton error estimate |g''/(2 g')| dn^2 is below the tolerance, the tails are re-evaluated
+ * accurately (bw_beta_inc_log: the fraction, or the logit-density integral where the fraction
+ * is ill-conditioned) and the final step is taken from those.  Anything unusual (no
+ * convergence within a few steps, a root on the far side of 1/2, non-finite values) returns
+ * nonzero and the caller falls back to the general solver.
+ */
+static int beta_inc_inv_halley(double a, double b, double p, double q, double *wout,
+                               int *var_y_out)
+{
+    int upper = q < p;
+    double ltarget = upper ? log(q) : log(p);
+    double z = upper ? -bw_norm_quantile(q) : bw_norm_quantile(p);
+    /* logit X roughly normal: mean log((a - 1/2) / (b - 1/2)), var 1/(a-1/2) + 1/(b-1/2) */
+    double L = log((a - 0.5 + 1e-3) / (b - 0.5 + 1e-3))
+               + z * sqrt(1.0 / (a - 0.5 + 1e-3) + 1.0 / (b - 0.5 + 1e-3));
+    if (!isfinite(L) || !isfinite(ltarget))
+        return 1;
+    int var_y = L > 0.0;
+    double w = var_y ? -softplus(L) : -softplus(-L);
+    double al = var_y ? b : a, be = var_y ? a : b;
+    int increasing = upper == var_y;        /* P grows with x, Q grows with y */
+    double sg = increasing ? 1.0 : -1.0;
+    int accurate = 0, naccurate = 0;
+    for (int it = 0; it < 40; it++) {
+        if (!(w < -1e-3) || !isfinite(w))
+            return 1;
+        double v = exp(w), u = -expm1(w), lu = log1p(-v);
+        double xx = var_y ? u : v, yy = var_y ? v : u, lx = var_y ? lu : w, ly = var_y ? w : lu;
+        if (!(u > 0.0) || !(v > 0.0))
+            return 1;
+        double lk = bw_beta_logkernel(a, b, xx, yy, lx, ly);
+        int cf_upper = !(xx * (a + b + 2.0) < a + 1.0);
+        double h = cf_upper ? beta_cf(b, a, yy, xx) : beta_cf(a, b, xx, yy);
+        double lt = lk - log(cf_upper ? b : a) + log(h);
+        int exact = !(h > 20.0);            /* as bw_beta_inc_log would compute it */
+        if (accurate && !exact) {
+            lt = beta_tail_quad(a, b, lx, ly, cf_upper, lt);
+            exact = 1;
+        }
+        if (!isfinite(lt) || !isfinite(lk))
+            return 1;
+        /* log of the matched tail */
+        double lm;
+        if (cf_upper == upper)
+            lm = lt;
+        else
+            lm = log1p(-exp(lt));
+        double g = increasing ? lm - ltarget : ltarget - lm;
+        double gp = exp(lk - lm - lu);
+        double cc = al - (be - 1.0) * (v / u) - sg * gp;    /* g'' / g' */
+        if (!(gp > 0.0) || !isfinite(gp) || !isfinite(g) || !isfinite(cc))
+            return 1;
+        double dn = -g / gp, den = 1.0 + 0.5 * dn * cc;
+        double dw = den > 0.5 && den < 2.0 ? dn / den : dn;
+        if (fabs(dw) > 1.0)
+            dw = copysign(1.0, dw);
+        if (w + dw >= 0.0)
+            dw = 0.5 * w;       /* stay on (0, 1) */
+        double tol = 2e-15 * (1.0 + fabs(w));
+        if (0.5 * fabs(cc) * dn * dn <= 0.1 * tol && fabs(dn) <= 1e-4) {
+            if (exact) {
+                w += dw;
+                if (!(w < LOG_HALF + 0.2))
+                    return 1;
+                *wout = w;
+                *var_y_out = var_y;
+                return 0;
+            }
+            accurate = 1;       /* converged on the fraction: finish on accurate tails */
+        }
+        if (accurate && ++naccurate > 3)
+            return 1;
+        w += dw;
+    }
+    return 1;
+}
+
+int bw_beta_inc_inv(double a, double b, double p, double q, double guess,
+                    double *x, double *y, double *lx, double *ly)
+{
+    double w;
+    int var_y;
+    if (isnan(guess) && a >= 1.0 && b >= 1.0 && p > 0.0 && q > 0.0
+        && beta_inc_inv_halley(a, b, p, q, &w, &var_y) == 0) {
+        beta_inv_ctx c = {a, b, 0.0, q < p, var_y};
+        double xv, yv, lxv, lyv;
+        beta_point(&c, w, &xv, &yv, &lxv, &lyv);
+        if (x)
+            *x = xv;
+        if (y)
+            *y = yv;
+        if (lx)
+            *lx = lxv;
+        if (ly)
+            *ly = lyv;
+        return BW_OK;
+    }
+    return beta_inc_inv_newton(a, b, p, q, guess, x, y, lx, ly);
 }
 
 /* ======================================================================================== */
