@@ -258,7 +258,7 @@ static int fit_finish(bw_job *job)
     }
     if (s->have_stats) {
         memcpy(st, s->stats, sizeof st);
-    } else if (c->mode != REDUCE_NONE) {
+    } else if (c->mode != REDUCE_NONE && c->partial) {
         size_t nb = job->nblocks;
         if (c->mode == REDUCE_SUM || c->mode == REDUCE_COUNTS) {
             for (size_t b = 0; b < nb; b++) {
@@ -829,6 +829,8 @@ static int mixfit_store(bw_job *job, mixfit_ctx *c)
         double a = mx->alpha[mx->order[r]], p = a / Ar, d = mx->comp[r].mean - EM;
         VM += p * (a + 1) / (Ar + 1) * mx->comp[r].variance + p * d * d / (Ar + 1);
     }
+    if (!isfinite(EM) || !(VM == VM))
+        VM = INFINITY;          /* a component with an infinite (truncated) mean: no NaN */
     mx->mean.mean = EM;
     mx->mean.variance = VM;
 
@@ -847,7 +849,9 @@ static int mixfit_store(bw_job *job, mixfit_ctx *c)
         double ep = post->part[1].mean, vp = post->part[1].variance;
         mx->revenue.mean = ep * EM;
         mx->revenue.variance = (vp + ep * ep) * (VM + EM * EM) - ep * ep * EM * EM;
-        if (mx->revenue.variance < 0)
+        if (!(mx->revenue.variance == mx->revenue.variance) || !isfinite(mx->revenue.mean))
+            mx->revenue.variance = INFINITY;
+        else if (mx->revenue.variance < 0)
             mx->revenue.variance = 0;
         post->stats[3] = (double)c->spec.successes;
         post->stats[4] = (double)c->spec.trials;

@@ -51,8 +51,10 @@ compound-beta-lognormal, compound-beta-exponential
     non-converter's value is ignored, and may be NaN (missing revenue). The severity
     values are the values of the converters whose value is ``> 0``: a converter with
     value 0 counts as converted for the frequency part but is left out of the severity
-    part. Zero rows, or zero severity values, are allowed: that part's posterior is then
-    its prior (``values`` is an empty float64 array).
+    part. Zero rows, or zero severity values, are allowed here: that part's posterior is
+    then its prior (``values`` is an empty float64 array). The worker refuses a
+    ``compound-beta-lognormal`` fit with no severity value: the data-scale mean of a
+    lognormal under the vague default prior has no finite quantiles to report.
 auto
     See :func:`choose_model`.
 
@@ -509,7 +511,9 @@ def _float64(arr: np.ndarray) -> np.ndarray:
         and arr.flags.aligned
     ):
         return arr
-    return np.ascontiguousarray(arr, dtype=np.float64)
+    # np.array copies into fresh, aligned memory (ascontiguousarray may keep a contiguous
+    # but unaligned float64 buffer as it is)
+    return np.array(arr, dtype=np.float64, order="C", copy=True)
 
 
 Rule = tuple[Callable[..., np.ndarray], str]

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ._data import validate_batch_size, validate_count, validate_level
-from ._errors import DisposedError
+from ._errors import DisposedError, ModelError
 from ._progress import Progress
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -48,6 +48,27 @@ def _parameters(factor: tuple) -> dict[str, float]:
         return {"mu": p0, "kappa": p1, "alpha": p2, "beta": p3}
     # beta: Beta(alpha, beta); gamma and inverse gamma: the rate's Gamma(shape alpha, rate beta)
     return {"alpha": p0, "beta": p1}
+
+
+class _Plan:
+    """The batches of n draws, batch_size at a time, as (offset, size): computed on demand,
+    so a plan of 2**48 single draws costs nothing until it is walked."""
+
+    def __init__(self, n: int, batch_size: int) -> None:
+        self.n, self.b = n, batch_size
+
+    def __len__(self) -> int:
+        return -(-self.n // self.b)
+
+    def __getitem__(self, i: int) -> tuple[int, int]:
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        pos = i * self.b
+        return pos, min(self.b, self.n - pos)
+
+    def __iter__(self):
+        for pos in range(0, self.n, self.b):
+            yield pos, min(self.b, self.n - pos)
 
 
 class PosteriorProxy:
@@ -143,7 +164,13 @@ class PosteriorProxy:
         self._check()
         cached = self._intervals.get(level)
         if cached is None:
-            lo, hi = self._worker._core.interval_now(self._id, self._part, level)
+            try:
+                lo, hi = self._worker._core.interval_now(self._id, self._part, level)
+            except ArithmeticError as exc:
+                raise ModelError(str(exc)) from None
+            except KeyError:
+                self._check()
+                raise
             cached = self._cache_interval(level, lo, hi)
         return cached
 
@@ -170,7 +197,11 @@ class PosteriorProxy:
     # -- draws -------------------------------------------------------------------------
     def _submit_sample(self, n: int, channel: Any, start: int = -1):
         out = self._worker._new_array(n)
-        return self._worker._core.sample(self._id, self._part, out, channel, start), out
+        try:
+            return self._worker._core.sample(self._id, self._part, out, channel, start), out
+        except KeyError:            # disposed since the last check (between two batches)
+            self._check()
+            raise
 
     def _sample_inline(self, n: int, on_progress: Callable[[Any], None] | None) -> np.ndarray:
         self._worker._error = None          # a request starts, as on the pool
@@ -214,8 +245,9 @@ class PosteriorProxy:
         return out
 
     def _batches(self, n: int, batch_size: int) -> tuple[int, list[tuple[int, int]]]:
+        """Reserve n positions; the batches as a lazy sequence of (offset, size)."""
         start = self._worker._core.reserve(self._id, self._part, n) if n else 0
-        return start, [(pos, min(batch_size, n - pos)) for pos in range(0, n, batch_size)]
+        return start, _Plan(n, batch_size)
 
     async def sample_batched(self, n: int, batch_size: int = 10_000, *,
                              timeout: float | None = None) -> AsyncIterator[np.ndarray]:
@@ -247,7 +279,7 @@ class PosteriorProxy:
                 yield out
         finally:
             if ahead is not None:
-                ahead.job.cancel()
+                worker._abandon(ahead, "sampling")
 
     def sample_batched_sync(self, n: int, batch_size: int = 10_000, *,
                             timeout: float | None = None) -> Iterator[np.ndarray]:

@@ -30,7 +30,7 @@ import numpy as np
 
 from . import _core
 from ._data import (MIXTURE_DEFAULTS, MIXTURE_MODELS, FitRequest, prepare, value_error)
-from ._errors import DataError, ModelError
+from ._errors import DataError, DisposedError, ModelError
 from ._progress import IDLE, Progress
 from ._mixture import CompoundMixturePosteriorProxy, MixturePosteriorProxy
 from ._proxy import CompoundPosteriorProxy, PosteriorProxy
@@ -93,6 +93,7 @@ class _Pending:
     job: Any
     fut: asyncio.Future
     out: np.ndarray | None
+    abandoned_fit: bool = False     # a fit whose caller gave up: drop its posterior on arrival
 
 
 class InferenceWorker:
@@ -129,6 +130,7 @@ class InferenceWorker:
         self._channels: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self._proxies: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
         self._active = 0
+        self._submits = 0
         self._current: tuple[str, Any] | None = None
         self._last_progress: Progress = IDLE
         self._error: BaseException | None = None
@@ -291,6 +293,7 @@ class InferenceWorker:
 
     def stats(self) -> dict[str, Any]:
         """The store and the pool: posteriors held, bytes, per-posterior times, live jobs."""
+        self._reap_closed_loops()
         now = time.time()
         items = [{
             "id": p["id"],
@@ -324,13 +327,52 @@ class InferenceWorker:
     def _drain(self, ch: Any) -> None:
         for job_id in ch.drain():
             rec = self._pending.pop(job_id, None)
-            if rec is not None and not rec.fut.done():
+            if rec is None:
+                continue
+            if rec.abandoned_fit:
+                self._drop_orphan(rec.job)
+            elif not rec.fut.done():
                 rec.fut.set_result(None)
+
+    def _drop_orphan(self, job: Any) -> None:
+        """A fit nobody waits for any more: its posterior, if it was made, goes at once."""
+        if job.status == "ok" and not self._core.closed:
+            self._core.remove(job.result)
+
+    def _abandon(self, rec: _Pending, stage: str) -> None:
+        """The caller gave up on rec (timeout or cancellation): stop its C work and let go of
+        the record, so nothing stays behind even if no loop ever drains its channel."""
+        job = rec.job
+        job.cancel()
+        if stage != "fitting":
+            # Dropping the handle makes its dealloc wait (GIL released) for the C work to
+            # stop, at most a block, before the output array goes.
+            self._pending.pop(job.id, None)
+        elif job.done:
+            self._pending.pop(job.id, None)
+            self._drop_orphan(job)
+        else:
+            rec.abandoned_fit = True    # the drain removes the posterior when it arrives
 
     def _submit_async(self, job: Any, out: np.ndarray | None = None) -> _Pending:
         rec = _Pending(job, asyncio.get_running_loop().create_future(), out)
         self._pending[job.id] = rec
+        self._submits += 1
+        if self._submits % 64 == 0:
+            self._reap_closed_loops()
         return rec
+
+    def _reap_closed_loops(self) -> None:
+        """Requests whose event loop was closed can never be delivered: abandon them."""
+        for rec in list(self._pending.values()):
+            if rec.fut.get_loop().is_closed():
+                job = rec.job
+                job.cancel()
+                if rec.out is None:         # a fit or an interval: wait (cancelled, short)
+                    job.wait(None)
+                    if isinstance(job.result, int):
+                        self._drop_orphan(job)
+                self._pending.pop(job.id, None)
 
     def _begin(self, stage: str, job: Any) -> None:
         self._active += 1
@@ -388,11 +430,11 @@ class InferenceWorker:
             try:
                 await asyncio.wait_for(rec.fut, limit)
             except asyncio.TimeoutError:
-                job.cancel()
+                self._abandon(rec, stage)
                 raise TimeoutError(f"{stage} timed out after {limit:g} s; the work was "
                                    f"stopped") from None
             except asyncio.CancelledError:
-                job.cancel()
+                self._abandon(rec, stage)
                 raise
             self._outcome(job, stage, req)
             if on_progress is not None:
@@ -438,6 +480,8 @@ class InferenceWorker:
             except BaseException:
                 job.cancel()
                 job.wait(None)
+                if stage == "fitting":
+                    self._drop_orphan(job)
                 raise
             self._outcome(job, stage, req)
             if on_progress is not None:
@@ -460,7 +504,15 @@ class InferenceWorker:
     # -- fits ----------------------------------------------------------------------------
     def _prepare(self, model_type: str, data: Any, prior: Any, options: dict) -> FitRequest:
         try:
-            return prepare(model_type, data, prior, options, check_values=False)
+            req = prepare(model_type, data, prior, options, check_values=False)
+            if req.model == "compound-beta-lognormal":
+                n_sev = req.values.size if req.values is not None else (req.stats or {}).get("n", 0)
+                if n_sev == 0:
+                    raise DataError(
+                        "compound-beta-lognormal needs at least one converter with a value > 0: "
+                        "with none, the severity is the vague default prior, whose data-scale "
+                        "mean has no finite credible interval")
+            return req
         except Exception as exc:
             self._error = exc
             raise
@@ -494,7 +546,7 @@ class InferenceWorker:
 
     def _mixture_result(self, req: FitRequest, job: Any) -> InferenceResult:
         post_id = job.result
-        info = self._core.get(post_id)
+        info = self._stored(post_id)
         if req.model == "compound-beta-lognormalmixture":
             proxy: PosteriorProxy = CompoundMixturePosteriorProxy(self, post_id, req.model, info)
             mix = proxy.severity
@@ -543,11 +595,20 @@ class InferenceWorker:
                                   runtime=job.runtime, model_type=req.model, details=details)
         return InferenceResult(proxy, diagnostics)
 
+    def _stored(self, post_id: int) -> dict[str, Any]:
+        """The stored posterior of a fit that just ended, or DisposedError if clear_all,
+        evict_idle or close removed it before its result was delivered."""
+        try:
+            return self._core.get(post_id)
+        except (KeyError, RuntimeError):
+            raise DisposedError(f"posterior {post_id} was removed (clear_all, evict_idle or "
+                                "close) before its fit was delivered") from None
+
     def _result(self, req: FitRequest, job: Any) -> InferenceResult:
         if req.model in MIXTURE_MODELS:
             return self._mixture_result(req, job)
         post_id = job.result
-        info = self._core.get(post_id)
+        info = self._stored(post_id)
         if req.model in _COMPOUND:
             proxy: PosteriorProxy = CompoundPosteriorProxy(self, post_id, req.model, info)
         else:
