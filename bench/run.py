@@ -31,6 +31,8 @@ ROWS: list[tuple[str, str, float, str, float, str, str]] = []
 def fmt_time(sec: float) -> str:
     if sec < 1e-3:
         return f"{sec * 1e6:.1f} us"
+    if sec < 0.01:
+        return f"{sec * 1e3:.2f} ms"
     if sec < 1:
         return f"{sec * 1e3:.1f} ms"
     return f"{sec:.2f} s"
