@@ -19,12 +19,8 @@ Deterministic: ``derandomize=True`` and no example database. ``BW_FUZZ_EXAMPLES`
 (default 400) sets the examples per property; the totals are printed at the end of the
 module (``pytest -s tests/test_fuzz.py``).
 
-Bugs this file found have regression tests at the bottom, marked
-``xfail(KNOWN[...], strict=True)``: ``KNOWN`` holds probes run at import that reproduce each
-bug in a few milliseconds (a subprocess for the crash). While a bug is there its test is an
-expected failure (an unexpected pass fails, ``strict``); once it is fixed the probe turns
-the marker off and the test must pass like any other. The properties tolerate a known bug
-(and count it) only while its probe reproduces it; the crash is never sent in-process.
+Bugs this file found (see ``KNOWN``) are all fixed; their regression tests at the bottom
+must pass like any other (every ``KNOWN`` entry is False, so no marker or tolerance is on).
 """
 
 from __future__ import annotations
@@ -85,7 +81,7 @@ SEVERITY = {"compound-beta-lognormal": "lognormal", "compound-beta-exponential":
 
 
 # ======================================================================================== #
-# Known bugs: probed once at import; each is tolerated only while its probe reproduces it  #
+# Known bugs: all fixed, kept as a record; no test tolerates any of them                   #
 # ======================================================================================== #
 
 _CRASH_SCRIPT = textwrap.dedent("""
@@ -100,29 +96,6 @@ _CRASH_SCRIPT = textwrap.dedent("""
 def child_env() -> dict[str, str]:
     paths = [PKG_PATH, *filter(None, [os.environ.get("PYTHONPATH")])]
     return dict(os.environ, PYTHONPATH=os.pathsep.join(paths))
-
-
-def _probe_empty_severity_crash() -> bool:
-    """True while a compound fit whose raw data have no positive severity value crashes."""
-    env = child_env()
-    try:
-        proc = subprocess.run([sys.executable, "-c", _CRASH_SCRIPT], env=env,
-                              capture_output=True, timeout=60)
-    except subprocess.TimeoutExpired:
-        return True
-    return proc.returncode != 0
-
-
-def _probe(fn, exc_type: type[BaseException] = Exception) -> bool:
-    """True if ``fn(worker)`` raises ``exc_type`` (the bug it reproduces is present)."""
-    with bw.InferenceWorker(threads=0, seed=1) as w:
-        try:
-            fn(w)
-        except exc_type:
-            return True
-        except Exception:
-            return False
-    return False
 
 
 # Posteriors and levels at the edge of what a double can hold, for credible intervals.
@@ -142,13 +115,6 @@ EDGE_POSTERIORS = [
 EDGE_LEVELS = (1e-300, 1e-12, 0.999999, 1 - 1e-9, 1 - 1e-12, 1 - 1e-16)
 
 
-def _edge_interval(w) -> None:
-    """The first edge posterior at 1 - 1e-9 (seconds of root finding, then the error)."""
-    model, data, prior = EDGE_POSTERIORS[0]
-    post = w.run_inference_sync(model, data, prior=prior).posterior
-    post.credible_interval(1 - 1e-9)
-
-
 def _assert_no_nan_mixture_mean(post) -> None:
     mm = post.mixture_mean(0.9)
     assert not any(isinstance(v, float) and math.isnan(v) for v in mm.values()), mm
@@ -158,39 +124,6 @@ def parts_of(post) -> list:
     if isinstance(post, bw.CompoundPosteriorProxy):
         return [post, post.frequency, post.severity]
     return [post]
-
-
-def _probe_batched_plan() -> bool:
-    """True while sample_batched builds its whole plan (a list of n / batch_size tuples)
-    before the first batch: sample_batched(2**48, 1) then never yields."""
-    import tracemalloc
-    with bw.InferenceWorker(threads=0, seed=1) as w:
-        post = w.run_inference_sync("normal", [1.0, 2.0]).posterior
-        tracemalloc.start()
-        try:
-            gen = post.sample_batched_sync(200_000, 1)
-            next(gen)
-            gen.close()
-            peak = tracemalloc.get_traced_memory()[1]
-        finally:
-            tracemalloc.stop()
-    return peak > 4 << 20
-
-
-def _probe_unaligned() -> bool:
-    buf = np.zeros(3 * 8 + 1, dtype=np.uint8)
-    x = buf[1:].view(np.float64)
-    x[:] = [1.0, 2.0, 3.0]
-    return _probe(lambda w: w.run_inference_sync("normal", x), ValueError)
-
-
-def _probe_failed_fit_consumes_id() -> bool:
-    with bw.InferenceWorker(threads=0, seed=1) as w:
-        try:
-            w.run_inference_sync("lognormal", [1.0, -2.0])
-        except bw.DataError:
-            pass
-        return w.run_inference_sync("normal", [1.0, 2.0]).posterior.id != 1
 
 
 # Bugs this file found; all fixed. The names stay so that the markers below read as a

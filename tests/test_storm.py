@@ -18,10 +18,8 @@ expected position of a posterior part is the sum over its submitted requests.
 The plan of each coroutine is drawn from a seeded generator; only the interleaving, and
 so which requests a cancellation or a timeout catches, varies between runs.
 
-Bugs the storm found have deterministic regression tests at the bottom, marked
-``xfail(<probe>, strict=True)``; the probes run at import and reproduce each bug, so a fixed
-bug turns its marker off. While a probe reproduces its bug the storm tolerates (and counts)
-that bug's outcome, and only that one.
+Bugs the storm found are fixed; their deterministic regression tests at the bottom must
+pass (their xfail conditions are False constants, kept as a record).
 """
 
 from __future__ import annotations
