@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ._data import validate_level
-from ._proxy import PosteriorProxy, _readonly
+from ._proxy import PosteriorProxy, _cached, _readonly
 
 if TYPE_CHECKING:  # pragma: no cover
     from ._worker import InferenceWorker
@@ -138,11 +138,9 @@ class MixturePosteriorProxy(PosteriorProxy):
         self._check()
         cached = self._intervals.get(level)
         if cached is None:
-            rows = [self._worker._core.interval_now(self._id, PART_MIX_COMPONENT + r, level)
-                    for r in range(self.n_components)]
-            cached = _readonly(np.array(rows, dtype=np.float64))
-            if len(self._intervals) < 256:
-                self._intervals[level] = cached
+            cached = _cached(self._intervals, level,
+                             [self._interval_now(PART_MIX_COMPONENT + r, level)
+                              for r in range(self.n_components)])
         return cached
 
     async def credible_interval_async(self, level: float = 0.95, *,
@@ -160,10 +158,7 @@ class MixturePosteriorProxy(PosteriorProxy):
                                                             level, ch),
                 stage="interval", timeout=timeout, on_progress=None, n=0)
             rows.append(job.result)
-        cached = _readonly(np.array(rows, dtype=np.float64))
-        if len(self._intervals) < 256:
-            self._intervals[level] = cached
-        return cached
+        return _cached(self._intervals, level, rows)
 
     def weights(self, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
         """(posterior means, central intervals) of the weights, shapes (K,) and (K, 2).
@@ -176,11 +171,9 @@ class MixturePosteriorProxy(PosteriorProxy):
         self._check()
         cached = self._w_intervals.get(level)
         if cached is None:
-            rows = [self._worker._core.interval_now(self._id, PART_MIX_WEIGHT + r, level)
-                    for r in range(self.n_components)]
-            cached = _readonly(np.array(rows, dtype=np.float64))
-            if len(self._w_intervals) < 256:
-                self._w_intervals[level] = cached
+            cached = _cached(self._w_intervals, level,
+                             [self._interval_now(PART_MIX_WEIGHT + r, level)
+                              for r in range(self.n_components)])
         return self._w_mean, cached
 
     def components(self, level: float = 0.95) -> list[dict[str, Any]]:
@@ -217,10 +210,7 @@ class MixturePosteriorProxy(PosteriorProxy):
         ci = self._mm_intervals.get(level)
         se = self._mm_se.get(level)
         if ci is None:
-            lo, hi = self._worker._core.interval_now(self._id, PART_MIX_MEAN, level)
-            ci = _readonly(np.array([lo, hi], dtype=np.float64))
-            if len(self._mm_intervals) < 256:
-                self._mm_intervals[level] = ci
+            ci = _cached(self._mm_intervals, level, self._interval_now(PART_MIX_MEAN, level))
         return {"mean": self._mm[0], "variance": self._mm[1], "credible_interval": ci,
                 "mc_standard_error": se, "mc_draws": self._mx["mc_draws"]}
 

@@ -42,6 +42,15 @@ def _readonly(a: np.ndarray) -> np.ndarray:
     return a
 
 
+def _cached(cache: dict[float, np.ndarray], level: float, rows: Any) -> np.ndarray:
+    """``rows`` as a read-only float64 array, kept in ``cache`` under ``level`` while the
+    cache holds fewer than _MAX_CACHED_LEVELS levels."""
+    arr = _readonly(np.array(rows, dtype=np.float64))
+    if len(cache) < _MAX_CACHED_LEVELS:
+        cache[level] = arr
+    return arr
+
+
 def _parameters(factor: tuple) -> dict[str, float]:
     kind, p0, p1, p2, p3 = factor
     if kind in (_NIG_MEAN, _NIG_LNMEAN):
@@ -164,21 +173,19 @@ class PosteriorProxy:
         self._check()
         cached = self._intervals.get(level)
         if cached is None:
-            try:
-                lo, hi = self._worker._core.interval_now(self._id, self._part, level)
-            except ArithmeticError as exc:
-                raise ModelError(str(exc)) from None
-            except KeyError:
-                self._check()
-                raise
-            cached = self._cache_interval(level, lo, hi)
+            cached = _cached(self._intervals, level, [self._interval_now(self._part, level)])
         return cached
 
-    def _cache_interval(self, level: float, lo: float, hi: float) -> np.ndarray:
-        arr = _readonly(np.array([[lo, hi]], dtype=np.float64))
-        if len(self._intervals) < _MAX_CACHED_LEVELS:
-            self._intervals[level] = arr
-        return arr
+    def _interval_now(self, part: int, level: float) -> tuple[float, float]:
+        """One part's central interval at ``level``, computed on this thread; the C core's
+        errors become ModelError (a failed computation) or DisposedError (gone)."""
+        try:
+            return self._worker._core.interval_now(self._id, part, level)
+        except ArithmeticError as exc:
+            raise ModelError(str(exc)) from None
+        except KeyError:
+            self._check()
+            raise
 
     async def credible_interval_async(self, level: float = 0.95, *,
                                       timeout: float | None = None) -> np.ndarray:
@@ -191,8 +198,7 @@ class PosteriorProxy:
         job = await self._worker._run_async(
             lambda ch: self._worker._core.interval(self._id, self._part, level, ch),
             stage="interval", timeout=timeout, on_progress=None, n=0)
-        lo, hi = job.result
-        return self._cache_interval(level, lo, hi)
+        return _cached(self._intervals, level, [job.result])
 
     # -- draws -------------------------------------------------------------------------
     def _submit_sample(self, n: int, channel: Any, start: int = -1):
