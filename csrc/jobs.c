@@ -238,6 +238,21 @@ static void set_nig(bw_dist *d, int kind, const double prior[4], double n, doubl
     d->p[3] = b0 + 0.5 * m2 + 0.5 * (k0 * n / kn) * (mean - mu0) * (mean - mu0);
 }
 
+/* The last step of every fit: stamp the posterior's times, hand it to the store and make
+ * its id the job's result.  Returns 0, or -1 with job->errmsg set. */
+static int publish_posterior(bw_job *job, bw_store *store, bw_posterior *post,
+                             uint64_t post_id)
+{
+    post->created = post->last_access = bw_wallclock();
+    post->fit_seconds = bw_monotonic() - job->t_start;
+    if (bw_store_insert(store, post) != 0) {
+        snprintf(job->errmsg, sizeof job->errmsg, "out of memory storing the posterior");
+        return -1;
+    }
+    job->result_id = post_id;
+    return 0;
+}
+
 static int fit_finish(bw_job *job)
 {
     fit_ctx *c = job->ctx;
@@ -358,14 +373,7 @@ static int fit_finish(bw_job *job)
             return -1;
         }
     }
-    post->created = post->last_access = bw_wallclock();
-    post->fit_seconds = bw_monotonic() - job->t_start;
-    if (bw_store_insert(c->store, post) != 0) {
-        snprintf(job->errmsg, sizeof job->errmsg, "out of memory storing the posterior");
-        return -1;
-    }
-    job->result_id = c->post_id;
-    return 0;
+    return publish_posterior(job, c->store, post, c->post_id);
 }
 
 bw_job *bw_fit_job(bw_store *store, uint64_t post_id, const bw_fit_spec *spec)
@@ -871,14 +879,7 @@ static int mixfit_store(bw_job *job, mixfit_ctx *c)
         free(post);
         return -1;
     }
-    post->created = post->last_access = bw_wallclock();
-    post->fit_seconds = bw_monotonic() - job->t_start;
-    if (bw_store_insert(c->store, post) != 0) {
-        snprintf(job->errmsg, sizeof job->errmsg, "out of memory storing the posterior");
-        return -1;
-    }
-    job->result_id = c->post_id;
-    return 0;
+    return publish_posterior(job, c->store, post, c->post_id);
 }
 
 static int mixfit_finish(bw_job *job)
