@@ -1004,11 +1004,11 @@ def count_value(x: Any, low: int) -> int | None:
 def test_levels_counts_and_batch_sizes(harness, data):
     """Every level, draw count and batch size is accepted or refused exactly as documented."""
     h = harness
-    post, _ = data.draw(st.sampled_from(h.refs), label="posterior")
+    post, _ = ref = data.draw(st.sampled_from(h.refs), label="posterior")
     part = data.draw(st.sampled_from(["self", "frequency", "severity"]), label="part")
     if part != "self" and isinstance(post, bw.CompoundPosteriorProxy):
         post = getattr(post, part)
-    w = post._worker
+    w = h.workers[h.refs.index(ref) // len(REFERENCE_DATA)]
     op = data.draw(st.sampled_from(["level", "level-async", "sample", "sample-async",
                                     "batched", "batched-async"]), label="op")
     COUNTS["examples: arguments"] += 1

@@ -249,7 +249,7 @@ def abandoned_records(repeats: int = 5) -> tuple[int, list]:
     while w.stats()["live_jobs"] and time.monotonic() < deadline:
         time.sleep(0.01)
     stats = w.stats()
-    leaked = [(job_id, rec.job.status) for job_id, rec in list(w._pending.items())]
+    leaked = [(job_id, rec.job.status) for job_id, rec in list(w._bridge.pending.items())]
     w.close()
     assert stats["live_jobs"] == 0
     return stats["pending_requests"], leaked
@@ -458,7 +458,7 @@ def test_collected_worker_with_jobs_in_flight_stops_them_and_frees_memory():
         loop = asyncio.new_event_loop()
         tasks = [loop.create_task(post.sample(16_000_000)) for _ in range(8)]  # 1 GB
         loop.run_until_complete(asyncio.sleep(0.15))
-        jobs = [rec.job for rec in w._pending.values()]      # private: to watch the C jobs
+        jobs = [rec.job for rec in w._bridge.pending.values()]      # private: to watch the C jobs
         assert len(jobs) == 8 and not any(j.done for j in jobs), [j.status for j in jobs]
         busy = rss()
         loop.close()            # the tasks stay pending forever: nothing will await them

@@ -347,7 +347,7 @@ def test_nothing_is_left_in_flight(storm):
         stats = w.stats()
         assert stats["live_jobs"] == 0
         assert stats["pending_requests"] == 0, [
-            (job_id, rec.job.status) for job_id, rec in list(w._pending.items())[:5]]
+            (job_id, rec.job.status) for job_id, rec in list(w._bridge.pending.items())[:5]]
         assert not w.is_running
 
 

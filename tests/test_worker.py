@@ -198,13 +198,13 @@ def test_cancellation_stops_the_c_work():
 
 
 def test_default_timeouts():
-    from bayesworker._worker import InferenceWorker as W
-    assert W._timeout(None, "fitting", 0) == 30
-    assert W._timeout(None, "sampling", 10_000) == 30
-    assert W._timeout(None, "sampling", 10_001) == 60
-    assert W._timeout(2.5, "sampling", 10**9) == 2.5
+    from bayesworker._bridge import timeout_limit
+    assert timeout_limit(None, "fitting", 0) == 30
+    assert timeout_limit(None, "sampling", 10_000) == 30
+    assert timeout_limit(None, "sampling", 10_001) == 60
+    assert timeout_limit(2.5, "sampling", 10**9) == 2.5
     with pytest.raises(ValueError, match="timeout"):
-        W._timeout(-1, "fitting", 0)
+        timeout_limit(-1, "fitting", 0)
 
 
 def test_progress_reports_start_ticks_and_completion():
@@ -314,7 +314,9 @@ def test_heartbeat_keeps_ticking_while_drawing_ten_million():
 def test_worker_collected_with_jobs_in_flight_does_not_hang():
     w = bw.InferenceWorker(threads=2, seed=5)
     post = w.run_inference_sync("beta-binomial", CONV).posterior
-    job, out = post._submit_sample(50_000_000, None)
+    call = post._handle.draws(0, 50_000_000)
+    job, out = call.submit(None, call.limit), call.result(None)
+    del call
     del w, post
     gc.collect()
     t0 = time.perf_counter()

@@ -31,15 +31,14 @@ Dirichlet of their alphas).
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
+from ._bridge import Owner
 from ._data import validate_level
-from ._proxy import PosteriorProxy, _cached, _readonly
+from ._proxy import PosteriorProxy, _readonly
 
-if TYPE_CHECKING:  # pragma: no cover
-    from ._worker import InferenceWorker
 
 # Part codes of csrc/store.h.
 PART_MIX_MEAN = 8
@@ -65,14 +64,9 @@ class MixturePosteriorProxy(PosteriorProxy):
     ``sample_predictive(n)`` draws new data values.
     """
 
-    def __init__(self, worker: "InferenceWorker", post_id: int, model_type: str,
+    def __init__(self, worker: Owner, post_id: int, model_type: str,
                  info: dict[str, Any], root: PosteriorProxy | None = None) -> None:
-        self._worker = worker
-        self._id = post_id
-        self._part = PART_MIX_MEAN          # sample() draws the mixture mean
-        self._root = root if root is not None else self
-        self._gone = None
-        self.model_type = model_type
+        self._bind(worker, post_id, PART_MIX_MEAN, model_type, root)   # sample(): the mean
         mx = info["mixture"]
         self._mx = mx
         comps, weights = mx["components"], mx["weights"]
@@ -121,44 +115,15 @@ class MixturePosteriorProxy(PosteriorProxy):
         """The number of reported components."""
         return len(self._components)
 
-    def __repr__(self) -> str:
-        if self._root._gone:
-            return f"<{type(self).__name__} {self.model_type} #{self._id} gone: {self._root._gone}>"
+    def _describe(self) -> str:
         means = ", ".join(f"{m:.6g}" for m in self._mean)
-        return (f"<{type(self).__name__} {self.model_type} #{self._id} K={self.n_components} "
-                f"means=[{means}] weights={np.round(self._w_mean, 4).tolist()}>")
+        return (f"K={self.n_components} means=[{means}] "
+                f"weights={np.round(self._w_mean, 4).tolist()}")
 
     # -- per-component summaries ---------------------------------------------------------
-    def credible_interval(self, level: float = 0.95) -> np.ndarray:
-        """Central interval of each component's mean at ``level``, shape (K, 2); exact.
-
-        0.95, 0.90 and 0.80 are precomputed; other levels are computed on this thread.
-        """
-        level = validate_level(level)
-        self._check()
-        cached = self._intervals.get(level)
-        if cached is None:
-            cached = _cached(self._intervals, level,
-                             [self._interval_now(PART_MIX_COMPONENT + r, level)
-                              for r in range(self.n_components)])
-        return cached
-
-    async def credible_interval_async(self, level: float = 0.95, *,
-                                      timeout: float | None = None) -> np.ndarray:
-        """:meth:`credible_interval` computed on the worker threads."""
-        level = validate_level(level)
-        self._check()
-        cached = self._intervals.get(level)
-        if cached is not None:
-            return cached
-        rows = []
-        for r in range(self.n_components):
-            job = await self._worker._run_async(
-                lambda ch, r=r: self._worker._core.interval(self._id, PART_MIX_COMPONENT + r,
-                                                            level, ch),
-                stage="interval", timeout=timeout, on_progress=None, n=0)
-            rows.append(job.result)
-        return _cached(self._intervals, level, rows)
+    def _interval_parts(self) -> range:
+        """credible_interval(level) has one row per reported component's mean."""
+        return range(PART_MIX_COMPONENT, PART_MIX_COMPONENT + self.n_components)
 
     def weights(self, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
         """(posterior means, central intervals) of the weights, shapes (K,) and (K, 2).
@@ -167,14 +132,9 @@ class MixturePosteriorProxy(PosteriorProxy):
         every fitted component, dropped ones included); exact. A lone component's weight
         is the constant 1.
         """
-        level = validate_level(level)
-        self._check()
-        cached = self._w_intervals.get(level)
-        if cached is None:
-            cached = _cached(self._w_intervals, level,
-                             [self._interval_now(PART_MIX_WEIGHT + r, level)
-                              for r in range(self.n_components)])
-        return self._w_mean, cached
+        parts = range(PART_MIX_WEIGHT, PART_MIX_WEIGHT + self.n_components)
+        return self._w_mean, self._handle.bridge.run_here(
+            self._levels(self._w_intervals, parts, level))
 
     def components(self, level: float = 0.95) -> list[dict[str, Any]]:
         """One dict per reported component, ordered by mean.
@@ -205,23 +165,13 @@ class MixturePosteriorProxy(PosteriorProxy):
         stream (deterministic for a posterior), with ``mc_standard_error`` of each endpoint
         (precomputed for 0.95, 0.90 and 0.80; other levels redo the draws on this thread).
         """
-        level = validate_level(level)
-        self._check()
-        ci = self._mm_intervals.get(level)
-        se = self._mm_se.get(level)
-        if ci is None:
-            ci = _cached(self._mm_intervals, level, self._interval_now(PART_MIX_MEAN, level))
+        ci = self._handle.bridge.run_here(self._levels(
+            self._mm_intervals, range(PART_MIX_MEAN, PART_MIX_MEAN + 1), level, row=True))
+        se = self._mm_se.get(validate_level(level))
         return {"mean": self._mm[0], "variance": self._mm[1], "credible_interval": ci,
                 "mc_standard_error": se, "mc_draws": self._mx["mc_draws"]}
 
     # -- predictive draws ----------------------------------------------------------------
-    def _stream(self, part: int) -> PosteriorProxy:
-        view = object.__new__(PosteriorProxy)
-        view.__dict__.update(self.__dict__)
-        view._part = part
-        view._root = self._root
-        return view
-
     async def sample_predictive(self, n: int, *, timeout: float | None = None,
                                 on_progress: Callable[[Any], None] | None = None) -> np.ndarray:
         """``n`` draws of a new data value from the posterior predictive.
@@ -231,25 +181,26 @@ class MixturePosteriorProxy(PosteriorProxy):
         Student-t_{2a}(m, b (kappa + 1) / (a kappa)) (exp'd for lognormal). Reproducible
         like :meth:`sample`, on a stream of its own.
         """
-        return await self._stream(PART_MIX_PREDICTIVE).sample(n, timeout=timeout,
-                                                              on_progress=on_progress)
+        return await self._handle.bridge.run_async(
+            self._draws(PART_MIX_PREDICTIVE, n, timeout, on_progress))
 
     def sample_predictive_sync(self, n: int, *, timeout: float | None = None,
                                on_progress: Callable[[Any], None] | None = None) -> np.ndarray:
         """Blocking twin of :meth:`sample_predictive`."""
-        return self._stream(PART_MIX_PREDICTIVE).sample_sync(n, timeout=timeout,
-                                                             on_progress=on_progress)
+        return self._handle.bridge.run_sync(
+            self._draws(PART_MIX_PREDICTIVE, n, timeout, on_progress))
 
     def sample_predictive_batched(self, n: int, batch_size: int = 10_000, *,
                                   timeout: float | None = None) -> AsyncIterator[np.ndarray]:
         """:meth:`sample_predictive` in batches (see ``sample_batched``)."""
-        return self._stream(PART_MIX_PREDICTIVE).sample_batched(n, batch_size, timeout=timeout)
+        return self._handle.bridge.iterate_async(
+            self._batches(PART_MIX_PREDICTIVE, n, batch_size, timeout))
 
     def sample_predictive_batched_sync(self, n: int, batch_size: int = 10_000, *,
                                        timeout: float | None = None) -> Iterator[np.ndarray]:
         """Blocking twin of :meth:`sample_predictive_batched`."""
-        return self._stream(PART_MIX_PREDICTIVE).sample_batched_sync(n, batch_size,
-                                                                     timeout=timeout)
+        return self._handle.bridge.iterate_sync(
+            self._batches(PART_MIX_PREDICTIVE, n, batch_size, timeout))
 
 
 class CompoundMixturePosteriorProxy(PosteriorProxy):
@@ -261,14 +212,9 @@ class CompoundMixturePosteriorProxy(PosteriorProxy):
     of draws like the mixture mean's; its draws are of revenue per user.
     """
 
-    def __init__(self, worker: "InferenceWorker", post_id: int, model_type: str,
+    def __init__(self, worker: Owner, post_id: int, model_type: str,
                  info: dict[str, Any]) -> None:
-        self._worker = worker
-        self._id = post_id
-        self._part = PART_MIX_REVENUE
-        self._root = self
-        self._gone = None
-        self.model_type = model_type
+        self._bind(worker, post_id, PART_MIX_REVENUE, model_type, None)
         rev = info["mixture"]["revenue"]
         self._mean = _readonly(np.array([rev["mean"]], dtype=np.float64))
         self._variance = _readonly(np.array([rev["variance"]], dtype=np.float64))

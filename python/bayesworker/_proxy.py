@@ -17,16 +17,13 @@ awaitable and run on the worker threads, writing straight into NumPy arrays.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
+from ._bridge import Emit, Handle, Owner, Request, Start
 from ._data import validate_batch_size, validate_count, validate_level
-from ._errors import DisposedError, ModelError
-from ._progress import Progress
 
-if TYPE_CHECKING:  # pragma: no cover
-    from ._worker import InferenceWorker
 
 # Kinds of the C core's distributions (csrc/bw_dist.h).
 _BETA, _NIG_MEAN, _NIG_LNMEAN, _GAMMA, _INVGAMMA = 1, 2, 3, 4, 5
@@ -59,25 +56,11 @@ def _parameters(factor: tuple) -> dict[str, float]:
     return {"alpha": p0, "beta": p1}
 
 
-class _Plan:
-    """The batches of n draws, batch_size at a time, as (offset, size): computed on demand,
+def _plan(n: int, batch_size: int) -> Iterator[tuple[int, int]]:
+    """The batches of n draws, batch_size at a time, as (offset, size): made on demand,
     so a plan of 2**48 single draws costs nothing until it is walked."""
-
-    def __init__(self, n: int, batch_size: int) -> None:
-        self.n, self.b = n, batch_size
-
-    def __len__(self) -> int:
-        return -(-self.n // self.b)
-
-    def __getitem__(self, i: int) -> tuple[int, int]:
-        if not 0 <= i < len(self):
-            raise IndexError(i)
-        pos = i * self.b
-        return pos, min(self.b, self.n - pos)
-
-    def __iter__(self):
-        for pos in range(0, self.n, self.b):
-            yield pos, min(self.b, self.n - pos)
+    for pos in range(0, n, batch_size):
+        yield pos, min(batch_size, n - pos)
 
 
 class PosteriorProxy:
@@ -87,16 +70,15 @@ class PosteriorProxy:
     ``variance()`` have shape ``(k,)``, ``credible_interval(level)`` shape ``(k, 2)``
     (``k == 1`` for the conjugate models). They are read-only views of the cache.
     Credible intervals are central (equal-tailed).
+
+    Every proxy of one posterior (a compound's parts, a mixture's streams) shares one
+    :class:`~bayesworker._bridge.Handle`; when the last of them is garbage-collected, the
+    posterior is freed from the worker's store.
     """
 
-    def __init__(self, worker: "InferenceWorker", post_id: int, part: int, model_type: str,
+    def __init__(self, worker: Owner, post_id: int, part: int, model_type: str,
                  info: dict[str, Any], root: "PosteriorProxy | None" = None) -> None:
-        self._worker = worker
-        self._id = post_id
-        self._part = part
-        self._root = root if root is not None else self
-        self._gone: str | None = None
-        self.model_type = model_type
+        self._bind(worker, post_id, part, model_type, root)
         entry = info["parts"][part]
         self._mean = _readonly(np.array([entry["mean"]], dtype=np.float64))
         self._variance = _readonly(np.array([entry["variance"]], dtype=np.float64))
@@ -112,16 +94,24 @@ class PosteriorProxy:
             self._parameters = {"frequency": _parameters(factors[0]),
                                 "severity": _parameters(factors[1])}
 
+    def _bind(self, worker: Owner, post_id: int, part: int, model_type: str,
+              root: "PosteriorProxy | None") -> None:
+        """Hold the posterior's shared handle (``root``'s, if given) and this quantity's part."""
+        self._handle: Handle = root._handle if root is not None else \
+            worker.posterior_handle(post_id)
+        self._part = part
+        self.model_type = model_type
+
     # -- identity and state ------------------------------------------------------------
     @property
     def id(self) -> int:
         """The posterior's id in the worker's store (shared by a compound's parts)."""
-        return self._id
+        return self._handle.id
 
     @property
     def disposed(self) -> bool:
         """True once the posterior was disposed, cleared, evicted or its worker closed."""
-        return self._root._gone is not None
+        return self._handle.gone is not None
 
     @property
     def parameters(self) -> dict[str, Any]:
@@ -135,17 +125,16 @@ class PosteriorProxy:
         return {k: (dict(v) if isinstance(v, dict) else v) for k, v in self._parameters.items()}
 
     def _check(self) -> None:
-        root = self._root
-        if root._gone is None and not self._worker._touch(self._id):
-            root._gone = self._worker._gone_reason(self._id)
-        if root._gone is not None:
-            raise DisposedError(f"posterior {self._id} ({self.model_type}) is gone: {root._gone}")
+        self._handle.check(self.model_type)
+
+    def _describe(self) -> str:
+        return (f"mean={self._mean[0]:.6g}, 95% CI=[{self._intervals[0.95][0, 0]:.6g}, "
+                f"{self._intervals[0.95][0, 1]:.6g}]")
 
     def __repr__(self) -> str:
-        state = f"gone: {self._root._gone}" if self._root._gone else (
-            f"mean={self._mean[0]:.6g}, 95% CI=[{self._intervals[0.95][0, 0]:.6g}, "
-            f"{self._intervals[0.95][0, 1]:.6g}]")
-        return f"<{type(self).__name__} {self.model_type} #{self._id} {state}>"
+        gone = self._handle.gone
+        state = f"gone: {gone}" if gone else self._describe()
+        return f"<{type(self).__name__} {self.model_type} #{self.id} {state}>"
 
     # -- instant summaries -------------------------------------------------------------
     def mean(self) -> np.ndarray:
@@ -163,58 +152,69 @@ class PosteriorProxy:
         self._check()
         return self._variance
 
+    # -- intervals: one request, computed here or on the workers -----------------------
+    def _interval_parts(self) -> range:
+        """The parts whose intervals are the rows of :meth:`credible_interval`."""
+        return range(self._part, self._part + 1)
+
+    def _levels(self, cache: dict[float, np.ndarray], parts: range, level: float,
+                timeout: float | None = None, *, row: bool = False) -> Request:
+        """Request: the central intervals of ``parts`` at ``level`` as a read-only array of
+        rows (``row``: the one row itself), from ``cache`` or computed and cached."""
+        level = validate_level(level)
+        self._check()
+        cached = cache.get(level)
+        if cached is None:
+            rows = []
+            for part in parts:
+                rows.append((yield self._handle.interval(part, level, timeout=timeout,
+                                                         label=self.model_type)))
+            cached = _cached(cache, level, rows[0] if row else rows)
+        return cached
+
     def credible_interval(self, level: float = 0.95) -> np.ndarray:
         """Central credible interval at ``level`` in (0, 1), shape (k, 2).
 
         0.95, 0.90 and 0.80 are precomputed; any other level is computed exactly on
         this thread (milliseconds at most) and cached.
         """
-        level = validate_level(level)
-        self._check()
-        cached = self._intervals.get(level)
-        if cached is None:
-            cached = _cached(self._intervals, level, [self._interval_now(self._part, level)])
-        return cached
-
-    def _interval_now(self, part: int, level: float) -> tuple[float, float]:
-        """One part's central interval at ``level``, computed on this thread; the C core's
-        errors become ModelError (a failed computation) or DisposedError (gone)."""
-        try:
-            return self._worker._core.interval_now(self._id, part, level)
-        except ArithmeticError as exc:
-            raise ModelError(str(exc)) from None
-        except KeyError:
-            self._check()
-            raise
+        return self._handle.bridge.run_here(
+            self._levels(self._intervals, self._interval_parts(), level))
 
     async def credible_interval_async(self, level: float = 0.95, *,
                                       timeout: float | None = None) -> np.ndarray:
-        """:meth:`credible_interval` computed on a worker thread."""
-        level = validate_level(level)
+        """:meth:`credible_interval` computed on the worker threads."""
+        return await self._handle.bridge.run_async(
+            self._levels(self._intervals, self._interval_parts(), level, timeout))
+
+    # -- draws: one request each, driven async or blocking -----------------------------
+    def _draws(self, part: int, n: int, timeout: float | None,
+               on_progress: Callable[[Any], None] | None) -> Request:
+        """Request: ``n`` draws of ``part``'s stream (short ones on the calling thread)."""
+        n = validate_count(n, "n")
         self._check()
-        cached = self._intervals.get(level)
-        if cached is not None:
-            return cached
-        job = await self._worker._run_async(
-            lambda ch: self._worker._core.interval(self._id, self._part, level, ch),
-            stage="interval", timeout=timeout, on_progress=None, n=0)
-        return _cached(self._intervals, level, [job.result])
+        return (yield self._handle.draws(part, n, inline=n <= INLINE_DRAWS, timeout=timeout,
+                                         on_progress=on_progress, label=self.model_type))
 
-    # -- draws -------------------------------------------------------------------------
-    def _submit_sample(self, n: int, channel: Any, start: int = -1):
-        out = self._worker._new_array(n)
-        try:
-            return self._worker._core.sample(self._id, self._part, out, channel, start), out
-        except KeyError:            # disposed since the last check (between two batches)
-            self._check()
-            raise
-
-    def _sample_inline(self, n: int, on_progress: Callable[[Any], None] | None) -> np.ndarray:
-        self._worker._error = None          # a request starts, as on the pool
-        out = self._worker._core.sample_now(self._id, self._part, np.empty(n, dtype=np.float64))
-        if on_progress is not None:
-            on_progress(Progress("sampling", 1.0, 1, 1))
-        return out
+    def _batches(self, part: int, n: int, batch_size: int,
+                 timeout: float | None) -> Request:
+        """Request: ``n`` draws of ``part``'s stream emitted ``batch_size`` at a time, one
+        batch drawn ahead; the ``n`` positions are reserved when it starts."""
+        n = validate_count(n, "n")
+        batch_size = validate_batch_size(batch_size)
+        self._check()
+        handle, label = self._handle, self.model_type
+        start = (yield handle.reserve(part, n, label)) if n else 0
+        calls = (handle.draws(part, size, start=start + pos, timeout=timeout, label=label)
+                 for pos, size in _plan(n, batch_size))
+        current = next(calls, None)
+        while current is not None:
+            yield Start(current)
+            ahead = next(calls, None)
+            if ahead is not None:
+                yield Start(ahead)
+            yield Emit((yield current))
+            current = ahead
 
     async def sample(self, n: int, *, timeout: float | None = None,
                      on_progress: Callable[[Any], None] | None = None) -> np.ndarray:
@@ -223,40 +223,16 @@ class PosteriorProxy:
         Successive calls continue one stream: ``sample(n)`` then ``sample(m)`` equals
         the first ``n + m`` draws of one ``sample(n + m)`` on a worker with the same seed.
         """
-        n = validate_count(n, "n")
-        self._check()
-        if n <= INLINE_DRAWS:
-            return self._sample_inline(n, on_progress)
-        holder: list[np.ndarray] = []
-
-        def submit(channel):
-            job, out = self._submit_sample(n, channel)
-            holder.append(out)
-            return job
-
-        await self._worker._run_async(submit, stage="sampling", timeout=timeout,
-                                      on_progress=on_progress, n=n)
-        return holder[0]
+        return await self._handle.bridge.run_async(
+            self._draws(self._part, n, timeout, on_progress))
 
     def sample_sync(self, n: int, *, timeout: float | None = None,
                     on_progress: Callable[[Any], None] | None = None) -> np.ndarray:
         """Blocking twin of :meth:`sample`."""
-        n = validate_count(n, "n")
-        self._check()
-        if n <= INLINE_DRAWS:
-            return self._sample_inline(n, on_progress)
-        job, out = self._submit_sample(n, None)
-        self._worker._run_sync(job, stage="sampling", timeout=timeout,
-                               on_progress=on_progress, n=n)
-        return out
+        return self._handle.bridge.run_sync(self._draws(self._part, n, timeout, on_progress))
 
-    def _batches(self, n: int, batch_size: int) -> tuple[int, list[tuple[int, int]]]:
-        """Reserve n positions; the batches as a lazy sequence of (offset, size)."""
-        start = self._worker._core.reserve(self._id, self._part, n) if n else 0
-        return start, _Plan(n, batch_size)
-
-    async def sample_batched(self, n: int, batch_size: int = 10_000, *,
-                             timeout: float | None = None) -> AsyncIterator[np.ndarray]:
+    def sample_batched(self, n: int, batch_size: int = 10_000, *,
+                       timeout: float | None = None) -> AsyncIterator[np.ndarray]:
         """Async generator of arrays of at most ``batch_size`` draws, ``n`` in all.
 
         Their concatenation equals ``sample(n)`` at the same stream position: the ``n``
@@ -264,52 +240,14 @@ class PosteriorProxy:
         the caller works on the current one, so memory stays at about two batches.
         ``timeout`` applies to each batch.
         """
-        n = validate_count(n, "n")
-        batch_size = validate_batch_size(batch_size)
-        self._check()
-        start, plan = self._batches(n, batch_size)
-        worker = self._worker
-        ahead = None
-        try:
-            for i, (pos, size) in enumerate(plan):
-                if ahead is None:
-                    ahead = worker._submit_async(*self._submit_sample(size, worker._channel(),
-                                                                      start + pos))
-                current, ahead = ahead, None
-                if i + 1 < len(plan):
-                    nxt_pos, nxt_size = plan[i + 1]
-                    ahead = worker._submit_async(*self._submit_sample(
-                        nxt_size, worker._channel(), start + nxt_pos))
-                out = await worker._finish_async(current, stage="sampling", timeout=timeout,
-                                                 on_progress=None, n=size)
-                yield out
-        finally:
-            if ahead is not None:
-                worker._abandon(ahead, "sampling")
+        return self._handle.bridge.iterate_async(
+            self._batches(self._part, n, batch_size, timeout))
 
     def sample_batched_sync(self, n: int, batch_size: int = 10_000, *,
                             timeout: float | None = None) -> Iterator[np.ndarray]:
         """Blocking twin of :meth:`sample_batched` (a generator)."""
-        n = validate_count(n, "n")
-        batch_size = validate_batch_size(batch_size)
-        self._check()
-        start, plan = self._batches(n, batch_size)
-        worker = self._worker
-        ahead = None
-        try:
-            for i, (pos, size) in enumerate(plan):
-                if ahead is None:
-                    ahead = self._submit_sample(size, None, start + pos)
-                (job, out), ahead = ahead, None
-                if i + 1 < len(plan):
-                    nxt_pos, nxt_size = plan[i + 1]
-                    ahead = self._submit_sample(nxt_size, None, start + nxt_pos)
-                worker._run_sync(job, stage="sampling", timeout=timeout, on_progress=None,
-                                 n=size)
-                yield out
-        finally:
-            if ahead is not None:
-                ahead[0].cancel()
+        return self._handle.bridge.iterate_sync(
+            self._batches(self._part, n, batch_size, timeout))
 
     # -- lifetime ----------------------------------------------------------------------
     async def dispose(self) -> None:
@@ -318,7 +256,7 @@ class PosteriorProxy:
 
     def dispose_sync(self) -> None:
         """Blocking twin of :meth:`dispose` (it never blocks for long)."""
-        self._worker._dispose(self._id, "disposed")
+        self._handle.dispose()
 
 
 class CompoundPosteriorProxy(PosteriorProxy):
@@ -329,7 +267,7 @@ class CompoundPosteriorProxy(PosteriorProxy):
     Disposing any of the three disposes the whole posterior.
     """
 
-    def __init__(self, worker: "InferenceWorker", post_id: int, model_type: str,
+    def __init__(self, worker: Owner, post_id: int, model_type: str,
                  info: dict[str, Any]) -> None:
         super().__init__(worker, post_id, 0, model_type, info)
         self.frequency = PosteriorProxy(worker, post_id, 1, model_type + ":frequency", info,

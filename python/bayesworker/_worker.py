@@ -1,9 +1,9 @@
-"""The inference worker: a pool of native threads, a posterior store and the asyncio bridge.
+"""The inference worker: a pool of native threads, a posterior store, and the fits.
 
-C threads never call into Python. A finished job goes on a completion channel, one per
-event loop, whose file descriptor the loop watches with ``add_reader``; the loop thread
-drains it and resolves the futures. Blocking ``_sync`` twins wait in C with the GIL
-released.
+The worker owns the C core (``_core.Core``: the pool and the store) and its asyncio bridge
+(``_bridge.Bridge``: channels, futures, progress, posterior handles). A fit is one request
+(:meth:`InferenceWorker._fit`), driven on the event loop by ``run_inference`` and on this
+thread by ``run_inference_sync``.
 
 >>> import bayesworker as bw
 >>> with bw.InferenceWorker(threads=2, seed=1) as worker:
@@ -15,23 +15,22 @@ released.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import os
 import secrets
-import threading
 import time
 import weakref
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from . import _core
-from ._data import (MIXTURE_DEFAULTS, MIXTURE_MODELS, FitRequest, prepare, value_error)
-from ._errors import DataError, DisposedError, ModelError
-from ._progress import IDLE, Progress
+from ._bridge import (DEFAULT_LONG_SAMPLE_TIMEOUT, DEFAULT_TIMEOUT, FITTING,  # noqa: F401
+                      LONG_SAMPLE, Bridge, Call, Handle, Request)
+from ._data import (MIXTURE_DEFAULTS, MIXTURE_MODELS, FitRequest, prepare)
+from ._errors import DataError, DisposedError
+from ._progress import Progress
 from ._mixture import CompoundMixturePosteriorProxy, MixturePosteriorProxy
 from ._proxy import CompoundPosteriorProxy, PosteriorProxy
 from ._results import Diagnostics, InferenceResult
@@ -50,10 +49,6 @@ MODEL_CODES = {
 }
 _COMPOUND = {"compound-beta-lognormal", "compound-beta-exponential"}
 
-DEFAULT_TIMEOUT = 30.0
-DEFAULT_LONG_SAMPLE_TIMEOUT = 60.0
-LONG_SAMPLE = 10_000
-_MEMCHECK_BYTES = 1 << 26      # requests above 64 MiB are checked against available memory
 #: "auto" takes a mixture over its single-component model only when the best K > 1 beats
 #: K = 1 by more than this many nats of ELBO (a Bayes factor above e^10 ~ 22,000 if the
 #: ELBOs were the evidences), and only with at least AUTO_MIXTURE_MIN_N values.
@@ -74,26 +69,6 @@ def default_threads() -> int:
         return os.cpu_count() or 1
 
 
-def _available_bytes() -> int | None:
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:  # pragma: no cover
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):  # pragma: no cover
-        return None
-
-
-@dataclass
-class _Pending:
-    job: Any
-    fut: asyncio.Future
-    out: np.ndarray | None
-    abandoned_fit: bool = False     # a fit whose caller gave up: drop its posterior on arrival
 
 
 class InferenceWorker:
@@ -108,6 +83,7 @@ class InferenceWorker:
     Use it as ``async with`` or ``with``; ``close()`` cancels what is in flight and frees
     every posterior.
     """
+
 
     def __init__(self, threads: int | None = None, seed: int | None = None) -> None:
         if threads is None:
@@ -125,15 +101,10 @@ class InferenceWorker:
         if not 0 <= seed < 2**64:
             raise ValueError(f"seed = {seed} must be in [0, 2**64)")
         self._core = _core.Core(threads, seed)
-        self._lock = threading.Lock()
-        self._pending: dict[int, _Pending] = {}
-        self._channels: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self._bridge = Bridge(self._core)
+        # root proxies by posterior id, registered by the fits (_result); weak: a proxy
+        # nobody holds goes, and its posterior with it
         self._proxies: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
-        self._active = 0
-        self._submits = 0
-        self._current: tuple[str, Any] | None = None
-        self._last_progress: Progress = IDLE
-        self._error: BaseException | None = None
 
     # -- properties of the hook ----------------------------------------------------------
     @property
@@ -153,22 +124,25 @@ class InferenceWorker:
     @property
     def is_running(self) -> bool:
         """True while any fit, sampling or interval request of this worker is in flight."""
-        return self._active > 0
+        return self._bridge.is_running
 
     @property
     def progress(self) -> Progress:
         """Progress of the latest request (stage, fraction, iteration, total_iterations)."""
-        current = self._current
-        if current is not None:
-            stage, job = current
-            if not job.done:
-                return Progress.of_job(stage, job)
-        return self._last_progress
+        return self._bridge.progress
 
     @property
     def error(self) -> BaseException | None:
         """The exception of the latest request that failed, cleared when a new one starts."""
-        return self._error
+        return self._bridge.error
+
+    @property
+    def _error(self) -> BaseException | None:
+        return self._bridge.error
+
+    @_error.setter
+    def _error(self, exc: BaseException | None) -> None:
+        self._bridge.error = exc            # a request refused before it started
 
     # -- lifecycle -----------------------------------------------------------------------
     def __enter__(self) -> "InferenceWorker":
@@ -192,94 +166,21 @@ class InferenceWorker:
 
         Requests still awaited raise ``RuntimeError``; proxies raise ``DisposedError``.
         """
-        if self._core.inherited:
-            self._core.close()          # forgets the parent's pool without touching it
-            self._pending = {}
-            return
-        if self._core.closed:
-            return
-        ids = [p["id"] for p in self._core.snapshot()]
-        self._core.close()
-        self._mark_gone(ids, "its worker was closed")
-        pending, self._pending = self._pending, {}
-        for rec in pending.values():
-            self._settle_closed(rec.fut)
-        with self._lock:
-            channels = list(self._channels.items())
-            self._channels.clear()
-        for loop, ch in channels:
-            self._remove_reader(loop, ch)
-
-    @staticmethod
-    def _settle_closed(fut: asyncio.Future) -> None:
-        def settle() -> None:
-            if not fut.done():
-                fut.set_exception(RuntimeError("the worker was closed while this request "
-                                               "was in flight"))
-        loop = fut.get_loop()
-        if loop.is_closed():
-            return
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is loop:
-            settle()
-        else:
-            try:
-                loop.call_soon_threadsafe(settle)
-            except RuntimeError:  # closed in between
-                pass
-
-    @staticmethod
-    def _remove_reader(loop: asyncio.AbstractEventLoop, ch: Any) -> None:
-        if loop.is_closed():
-            return
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        try:
-            if running is loop:
-                loop.remove_reader(ch.fileno())
-            else:
-                loop.call_soon_threadsafe(loop.remove_reader, ch.fileno())
-        except RuntimeError:
-            pass
-
-    def _check_open(self) -> None:
-        if self._core.inherited:
-            raise RuntimeError("this worker was inherited through fork and is closed in this "
-                               "process; create a new InferenceWorker in the child")
-        if self._core.closed:
-            raise RuntimeError("the worker is closed")
+        self._bridge.close()
 
     # -- the store -----------------------------------------------------------------------
-    def _touch(self, post_id: int) -> bool:
-        return self._core.touch(post_id)
-
-    def _gone_reason(self, post_id: int) -> str:
-        if self._core.inherited:
-            return ("its worker was inherited through fork and is closed in this process; "
-                    "create a new InferenceWorker here")
-        if self._core.closed:
-            return "its worker was closed"
-        return "it is no longer in the store"
-
-    def _mark_gone(self, ids: list[int], reason: str) -> None:
-        for i in ids:
-            proxy = self._proxies.get(i)
-            if proxy is not None and proxy._gone is None:
-                proxy._gone = reason
+    def posterior_handle(self, post_id: int) -> Handle:
+        """The handle of posterior ``post_id`` shared by its proxies (``_bridge.Handle``):
+        the posterior is freed when the last holder of its handle lets go."""
+        return self._bridge.handle(post_id)
 
     def _dispose(self, post_id: int, reason: str) -> None:
-        self._core.remove(post_id)
-        self._mark_gone([post_id], reason)
+        self._bridge.dispose(post_id, reason)
 
     def clear_all(self) -> int:
         """Free every posterior; returns how many there were."""
         ids = self._core.clear()
-        self._mark_gone(ids, "it was cleared by clear_all()")
+        self._bridge.forget(ids, "it was cleared by clear_all()")
         return len(ids)
 
     def evict_idle(self, seconds: float) -> list[int]:
@@ -288,12 +189,12 @@ class InferenceWorker:
                 or not seconds >= 0 or seconds == float("inf"):
             raise ValueError(f"seconds = {seconds!r} must be a finite number >= 0")
         ids = self._core.evict(time.time() - float(seconds))
-        self._mark_gone(ids, f"it was evicted by evict_idle({seconds!r}) after being idle")
+        self._bridge.forget(ids, f"it was evicted by evict_idle({seconds!r}) after being idle")
         return ids
 
     def stats(self) -> dict[str, Any]:
         """The store and the pool: posteriors held, bytes, per-posterior times, live jobs."""
-        self._reap_closed_loops()
+        self._bridge.reap_closed_loops()
         now = time.time()
         items = [{
             "id": p["id"],
@@ -307,199 +208,10 @@ class InferenceWorker:
             "posteriors": len(items),
             "bytes": sum(i["bytes"] for i in items),
             "live_jobs": self._core.live_jobs(),
-            "pending_requests": len(self._pending),
+            "pending_requests": len(self._bridge.pending),
             "threads": self.threads,
             "items": items,
         }
-
-    # -- the asyncio bridge --------------------------------------------------------------
-    def _channel(self) -> Any:
-        loop = asyncio.get_running_loop()
-        with self._lock:
-            ch = self._channels.get(loop)
-            if ch is None:
-                self._check_open()
-                ch = self._core.new_channel()
-                loop.add_reader(ch.fileno(), self._drain, ch)
-                self._channels[loop] = ch
-        return ch
-
-    def _drain(self, ch: Any) -> None:
-        for job_id in ch.drain():
-            rec = self._pending.pop(job_id, None)
-            if rec is None:
-                continue
-            if rec.abandoned_fit:
-                self._drop_orphan(rec.job)
-            elif not rec.fut.done():
-                rec.fut.set_result(None)
-
-    def _drop_orphan(self, job: Any) -> None:
-        """A fit nobody waits for any more: its posterior, if it was made, goes at once."""
-        if job.status == "ok" and not self._core.closed:
-            self._core.remove(job.result)
-
-    def _abandon(self, rec: _Pending, stage: str) -> None:
-        """The caller gave up on rec (timeout or cancellation): stop its C work and let go of
-        the record, so nothing stays behind even if no loop ever drains its channel."""
-        job = rec.job
-        job.cancel()
-        if stage != "fitting":
-            # Dropping the handle makes its dealloc wait (GIL released) for the C work to
-            # stop, at most a block, before the output array goes.
-            self._pending.pop(job.id, None)
-        elif job.done:
-            self._pending.pop(job.id, None)
-            self._drop_orphan(job)
-        else:
-            rec.abandoned_fit = True    # the drain removes the posterior when it arrives
-
-    def _submit_async(self, job: Any, out: np.ndarray | None = None) -> _Pending:
-        rec = _Pending(job, asyncio.get_running_loop().create_future(), out)
-        self._pending[job.id] = rec
-        self._submits += 1
-        if self._submits % 64 == 0:
-            self._reap_closed_loops()
-        return rec
-
-    def _reap_closed_loops(self) -> None:
-        """Requests whose event loop was closed can never be delivered: abandon them."""
-        for rec in list(self._pending.values()):
-            if rec.fut.get_loop().is_closed():
-                job = rec.job
-                job.cancel()
-                if rec.out is None:         # a fit or an interval: wait (cancelled, short)
-                    job.wait(None)
-                    if isinstance(job.result, int):
-                        self._drop_orphan(job)
-                self._pending.pop(job.id, None)
-
-    def _begin(self, stage: str, job: Any) -> None:
-        self._active += 1
-        self._error = None
-        self._current = (stage, job)
-
-    def _end(self, stage: str, job: Any, error: BaseException | None) -> None:
-        self._active -= 1
-        if self._current is not None and self._current[1] is job:
-            self._current = None
-            self._last_progress = Progress.of_job(stage if job.done else stage, job)
-        if error is not None:
-            self._error = error
-
-    @staticmethod
-    def _timeout(timeout: float | None, stage: str, n: int) -> float:
-        if timeout is None:
-            return DEFAULT_LONG_SAMPLE_TIMEOUT if (stage == "sampling" and n > LONG_SAMPLE) \
-                else DEFAULT_TIMEOUT
-        if isinstance(timeout, bool) or not isinstance(timeout, (int, float, np.number)) \
-                or not timeout >= 0:
-            raise ValueError(f"timeout = {timeout!r} must be a number of seconds >= 0")
-        return float(timeout)
-
-    @staticmethod
-    def _outcome(job: Any, stage: str, req: FitRequest | None = None) -> None:
-        status = job.status
-        if status == "ok":
-            return
-        if status == "failed":
-            code = job.error_detail[0]
-            if req is not None and 1 <= code <= 5:
-                raise value_error(req.model, req.values_name, *job.error_detail)
-            raise ModelError(f"{stage} failed: {job.error}")
-        raise RuntimeError(f"{stage} was cancelled (the worker was closed or cancel_all() ran)")
-
-    async def _finish_async(self, rec: _Pending, *, stage: str, timeout: float | None,
-                            on_progress: Callable[[Progress], None] | None, n: int,
-                            req: FitRequest | None = None) -> Any:
-        job = rec.job
-        limit = self._timeout(timeout, stage, n)
-        loop = asyncio.get_running_loop()
-        self._begin(stage, job)
-        error: BaseException | None = None
-        ticker: list[asyncio.TimerHandle] = []
-        if on_progress is not None:
-            on_progress(Progress(stage, 0.0, 0, job.progress[1]))
-
-            def tick() -> None:
-                if not job.done:
-                    on_progress(Progress.of_job(stage, job))
-                    ticker[:] = [loop.call_later(0.1, tick)]
-            ticker.append(loop.call_later(0.1, tick))
-        try:
-            try:
-                await asyncio.wait_for(rec.fut, limit)
-            except asyncio.TimeoutError:
-                self._abandon(rec, stage)
-                raise TimeoutError(f"{stage} timed out after {limit:g} s; the work was "
-                                   f"stopped") from None
-            except asyncio.CancelledError:
-                self._abandon(rec, stage)
-                raise
-            self._outcome(job, stage, req)
-            if on_progress is not None:
-                on_progress(Progress.of_job(stage, job))
-        except BaseException as exc:
-            if not isinstance(exc, asyncio.CancelledError):
-                error = exc
-            raise
-        finally:
-            for h in ticker:
-                h.cancel()
-            self._end(stage, job, error)
-        return rec.out
-
-    async def _run_async(self, submit: Callable[[Any], Any], *, stage: str,
-                         timeout: float | None, on_progress: Callable[[Progress], None] | None,
-                         n: int, req: FitRequest | None = None) -> Any:
-        self._timeout(timeout, stage, n)            # validate before any work starts
-        self._check_open()
-        job = submit(self._channel())
-        rec = self._submit_async(job)
-        await self._finish_async(rec, stage=stage, timeout=timeout, on_progress=on_progress,
-                                 n=n, req=req)
-        return job
-
-    def _run_sync(self, job: Any, *, stage: str, timeout: float | None,
-                  on_progress: Callable[[Progress], None] | None, n: int,
-                  req: FitRequest | None = None) -> None:
-        limit = self._timeout(timeout, stage, n)
-        deadline = time.monotonic() + limit
-        self._begin(stage, job)
-        error: BaseException | None = None
-        try:
-            if on_progress is not None:
-                on_progress(Progress(stage, 0.0, 0, job.progress[1]))
-            try:
-                while not job.wait(max(0.0, min(0.1, deadline - time.monotonic()))):
-                    if time.monotonic() >= deadline:
-                        raise TimeoutError(f"{stage} timed out after {limit:g} s; the work "
-                                           f"was stopped")
-                    if on_progress is not None:
-                        on_progress(Progress.of_job(stage, job))
-            except BaseException:
-                job.cancel()
-                job.wait(None)
-                if stage == "fitting":
-                    self._drop_orphan(job)
-                raise
-            self._outcome(job, stage, req)
-            if on_progress is not None:
-                on_progress(Progress.of_job(stage, job))
-        except BaseException as exc:
-            error = exc if isinstance(exc, Exception) else None
-            raise
-        finally:
-            self._end(stage, job, error)
-
-    def _new_array(self, n: int) -> np.ndarray:
-        nbytes = 8 * n
-        if nbytes > _MEMCHECK_BYTES:
-            avail = _available_bytes()
-            if avail is not None and nbytes > avail:
-                raise MemoryError(f"n = {n} draws need {nbytes / 2**30:.1f} GiB; only "
-                                  f"{avail / 2**30:.1f} GiB of memory is available")
-        return np.empty(n, dtype=np.float64)
 
     # -- fits ----------------------------------------------------------------------------
     def _prepare(self, model_type: str, data: Any, prior: Any, options: dict) -> FitRequest:
@@ -627,6 +339,26 @@ class InferenceWorker:
                                   model_type=req.model, details=details)
         return InferenceResult(proxy, diagnostics)
 
+
+    def _fit_call(self, req: FitRequest, timeout: float | None,
+                  on_progress: Callable[[Progress], None] | None) -> Call:
+        return Call(FITTING, lambda channel, limit: self._submit_fit(req, channel),
+                    timeout=timeout, on_progress=on_progress, request=req)
+
+    def _fit(self, model_type: str, data: Any, prior: Any, timeout: float | None,
+             on_progress: Callable[[Progress], None] | None, options: dict) -> Request:
+        """The request of a fit (``auto`` may try a mixture first); its value is the
+        InferenceResult. Data are validated before any work starts."""
+        req = self._prepare(model_type, data, prior, options)
+        mreq = self._auto_mixture_request(req)
+        if mreq is not None:
+            job = yield self._fit_call(mreq, timeout, on_progress)
+            res, req = self._auto_mixture_decide(req, mreq, job)
+            if res is not None:
+                return res
+        job = yield self._fit_call(req, timeout, on_progress)
+        return self._result(req, job)
+
     async def run_inference(self, model_type: str, data: Any, *, prior: Any = None,
                             timeout: float | None = None,
                             on_progress: Callable[[Progress], None] | None = None,
@@ -635,39 +367,16 @@ class InferenceWorker:
 
         Data are validated first (``DataError``, ``ModelError``), before any work starts.
         """
-        req = self._prepare(model_type, data, prior, options)
-        mreq = self._auto_mixture_request(req)
-        if mreq is not None:
-            job = await self._run_async(lambda ch: self._submit_fit(mreq, ch), stage="fitting",
-                                        timeout=timeout, on_progress=on_progress, n=0,
-                                        req=mreq)
-            res, req = self._auto_mixture_decide(req, mreq, job)
-            if res is not None:
-                return res
-        job = await self._run_async(lambda ch: self._submit_fit(req, ch), stage="fitting",
-                                    timeout=timeout, on_progress=on_progress, n=0, req=req)
-        return self._result(req, job)
+        return await self._bridge.run_async(
+            self._fit(model_type, data, prior, timeout, on_progress, options))
 
     def run_inference_sync(self, model_type: str, data: Any, *, prior: Any = None,
                            timeout: float | None = None,
                            on_progress: Callable[[Progress], None] | None = None,
                            **options: Any) -> InferenceResult:
         """Blocking twin of :meth:`run_inference`."""
-        req = self._prepare(model_type, data, prior, options)
-        self._timeout(timeout, "fitting", 0)
-        self._check_open()
-        mreq = self._auto_mixture_request(req)
-        if mreq is not None:
-            job = self._submit_fit(mreq, None)
-            self._run_sync(job, stage="fitting", timeout=timeout, on_progress=on_progress,
-                           n=0, req=mreq)
-            res, req = self._auto_mixture_decide(req, mreq, job)
-            if res is not None:
-                return res
-        job = self._submit_fit(req, None)
-        self._run_sync(job, stage="fitting", timeout=timeout, on_progress=on_progress, n=0,
-                       req=req)
-        return self._result(req, job)
+        return self._bridge.run_sync(
+            self._fit(model_type, data, prior, timeout, on_progress, options))
 
     # -- auto and mixtures ---------------------------------------------------------------
     @staticmethod
