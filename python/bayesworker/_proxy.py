@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from ._bridge import Emit, Handle, Owner, Request, Start
+from ._bridge import SAMPLING, Emit, Handle, Owner, Request, Start, timeout_limit
 from ._data import validate_batch_size, validate_count, validate_level
 
 
@@ -202,6 +202,7 @@ class PosteriorProxy:
         batch drawn ahead; the ``n`` positions are reserved when it starts."""
         n = validate_count(n, "n")
         batch_size = validate_batch_size(batch_size)
+        timeout_limit(timeout, SAMPLING)        # refused before any position is reserved
         self._check()
         handle, label = self._handle, self.model_type
         start = (yield handle.reserve(part, n, label)) if n else 0
