@@ -229,7 +229,7 @@ class InferenceWorker:
             self._error = exc
             raise
 
-    def _submit_fit(self, req: FitRequest, channel: Any) -> Any:
+    def _submit_fit(self, req: FitRequest, channel: Any, timeout: float) -> Any:
         code = MODEL_CODES[req.model]
         if req.model in MIXTURE_MODELS:
             opts = {**MIXTURE_DEFAULTS, **req.options}
@@ -239,7 +239,8 @@ class InferenceWorker:
             freq = req.prior.get("frequency", {"alpha": 1.0, "beta": 1.0})
             return self._core.mix_fit(code, req.values, ks, float(opts["tolerance"]),
                                       int(opts["max_iterations"]), successes, trials,
-                                      (freq["alpha"], freq["beta"]), channel)
+                                      (freq["alpha"], freq["beta"]), channel,
+                                      timeout=timeout)
         if req.model in _COMPOUND:
             freq, sev = req.prior["frequency"], req.prior["severity"]
             prior = (freq["alpha"], freq["beta"], *_prior_tuple(req.model, sev))
@@ -254,7 +255,8 @@ class InferenceWorker:
         values = req.values
         if values is None and stats is None and req.model != "beta-binomial":
             values = np.empty(0, dtype=np.float64)
-        return self._core.fit(code, prior, successes, trials, values, stats, channel)
+        return self._core.fit(code, prior, successes, trials, values, stats, channel,
+                              timeout=timeout)
 
     def _mixture_result(self, req: FitRequest, job: Any) -> InferenceResult:
         post_id = job.result
@@ -342,7 +344,7 @@ class InferenceWorker:
 
     def _fit_call(self, req: FitRequest, timeout: float | None,
                   on_progress: Callable[[Progress], None] | None) -> Call:
-        return Call(FITTING, lambda channel, limit: self._submit_fit(req, channel),
+        return Call(FITTING, lambda channel, limit: self._submit_fit(req, channel, limit),
                     timeout=timeout, on_progress=on_progress, request=req)
 
     def _fit(self, model_type: str, data: Any, prior: Any, timeout: float | None,
