@@ -43,7 +43,6 @@ import asyncio
 import contextlib
 import os
 import threading
-import time
 import weakref
 from collections.abc import AsyncIterator, Callable, Generator, Iterator
 from typing import Any, NamedTuple, Protocol
@@ -51,7 +50,7 @@ from typing import Any, NamedTuple, Protocol
 import numpy as np
 
 from ._data import value_error
-from ._errors import DisposedError, ModelError
+from ._errors import DataError, DisposedError, ModelError
 from ._progress import IDLE, Progress
 
 FITTING, SAMPLING, INTERVAL = "fitting", "sampling", "interval"
@@ -61,7 +60,6 @@ LONG_SAMPLE = 10_000            # draws above which the sampling default is the 
 PROGRESS_TICK = 0.1             # seconds between on_progress reports while a job runs
 _REAP_EVERY = 64                # submissions between sweeps for requests of closed loops
 _MEMCHECK_BYTES = 1 << 26       # outputs above 64 MiB are checked against available memory
-_VALUE_RULES = range(1, 6)      # error codes of a fit's value rules (csrc/jobs.h)
 
 Request = Generator[Any, Any, Any]
 
@@ -145,7 +143,7 @@ class Call:
     """
 
     __slots__ = ("stage", "submit", "here", "result", "limit", "on_progress", "request",
-                 "handle", "label", "job", "fut", "delivered", "orphan", "timed_out")
+                 "handle", "label", "job", "fut", "delivered", "orphan")
 
     def __init__(self, stage: str, submit: Callable[[Any, float], Any] | None = None, *,
                  here: Callable[[], Any] | None = None,
@@ -166,7 +164,6 @@ class Call:
         self.fut: asyncio.Future | None = None      # once submitted on an event loop
         self.delivered = False                      # its value went back to the request
         self.orphan = False     # a fit whose caller gave up: drop its posterior on arrival
-        self.timed_out = False
 
     def __repr__(self) -> str:
         state = "here" if self.job is None else f"job {self.job.id} {self.job.status}"
@@ -250,7 +247,7 @@ class Handle:
 
         def submit(channel: Any, limit: float) -> Any:
             out.append(output_array(n))
-            return core.sample(post_id, part, out[0], channel, start)
+            return core.sample(post_id, part, out[0], channel, start, timeout=limit)
 
         def here() -> np.ndarray:
             return core.sample_now(post_id, part, np.empty(n, dtype=np.float64))
@@ -270,7 +267,7 @@ class Handle:
         """The central interval of ``part`` at ``level``: its value is ``(lo, hi)``."""
         core, post_id = self.bridge.core, self.id
         return Call(INTERVAL, lambda channel, limit: core.interval(post_id, part, level,
-                                                                   channel),
+                                                                   channel, timeout=limit),
                     here=lambda: core.interval_now(post_id, part, level),
                     result=lambda job: job.result, timeout=timeout, handle=self,
                     label=label)
@@ -447,30 +444,28 @@ class Bridge:
 
         The only place where the core's errors become bayesworker's: a refused value
         becomes a DataError naming the request's field, index and value; a failed
-        computation a ModelError; a posterior missing from the store a DisposedError.
+        computation a ModelError; a posterior missing from the store a DisposedError; a
+        job over its timeout a TimeoutError, and every message says which stage failed.
         """
         if exc is not None:
-            if isinstance(exc, KeyError) and call.handle is not None:
+            if isinstance(exc, (KeyError, DisposedError)) and call.handle is not None:
                 return call.handle.gone_error(call.label)
             if isinstance(exc, ArithmeticError):
                 return ModelError(str(exc))
             return exc
         job, stage = call.job, call.stage
-        status = job.status
-        if status == "failed":
-            code, index, value = job.error_detail
-            if call.request is not None and code in _VALUE_RULES:
-                return value_error(call.request.model, call.request.values_name, code,
-                                   index, value)
-            return ModelError(f"{stage} failed: {job.error}")
-        if call.timed_out:
-            return TimeoutError(f"{stage} timed out after {call.limit:g} s; the work was "
-                                f"stopped")
-        if self.core.closed:
+        exc = job.exception
+        if isinstance(exc, DataError) and call.request is not None:
+            return value_error(call.request.model, call.request.values_name,
+                               *job.error_detail)
+        if isinstance(exc, TimeoutError):
+            return TimeoutError(f"{stage} {exc}")
+        if isinstance(exc, ModelError):
+            return ModelError(f"{stage} failed: {exc}")
+        if job.status == "cancelled" and self.core.closed:
             return RuntimeError(f"the worker was closed while this request ({stage}) was "
                                 f"in flight")
-        return RuntimeError(f"{stage} was cancelled (the worker was closed or cancel_all() "
-                            f"ran)")
+        return exc
 
     def _compute(self, call: Call) -> Any:
         """A call's value computed on this thread, its errors mapped."""
@@ -558,15 +553,11 @@ class Bridge:
             return self._finish_here(call)
         with self._request(call):
             self._report(call, Progress(call.stage, 0.0, 0, job.progress[1]))
-            deadline = time.monotonic() + call.limit
             try:
-                # short waits: signals are seen, and progress is reported, between them
-                while not job.wait(max(0.0, min(PROGRESS_TICK, deadline - time.monotonic()))):
-                    if time.monotonic() >= deadline:
-                        call.timed_out = True
-                        raise self.user_error(call)
-                    if not job.done:
-                        self._report(call)
+                # the job's timeout is enforced by the pool; short waits so that signals
+                # are seen, and progress is reported, between them
+                while not job.wait(PROGRESS_TICK):
+                    self._report(call)
             except BaseException:
                 self.abandon(call)
                 raise
@@ -580,11 +571,7 @@ class Bridge:
             self._report(call, Progress(call.stage, 0.0, 0, job.progress[1]))
             ticker = _Ticker(self, call) if call.on_progress is not None else None
             try:
-                await asyncio.wait_for(call.fut, call.limit)
-            except asyncio.TimeoutError:
-                self.abandon(call)
-                call.timed_out = True
-                raise self.user_error(call) from None
+                await call.fut          # the job's timeout is enforced by the pool
             except asyncio.CancelledError:
                 self.abandon(call)
                 raise
