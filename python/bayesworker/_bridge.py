@@ -165,6 +165,12 @@ class Call:
         self.delivered = False                      # its value went back to the request
         self.orphan = False     # a fit whose caller gave up: drop its posterior on arrival
 
+    def release(self) -> None:
+        """Let go of the job, its arrays and the posterior (a call that failed or was
+        abandoned): an exception whose traceback holds this call keeps none of them."""
+        self.job = self.fut = self.submit = self.here = self.handle = self.request = None
+        self.result = _itself
+
     def __repr__(self) -> str:
         state = "here" if self.job is None else f"job {self.job.id} {self.job.status}"
         return f"<Call {self.stage} {state}>"
@@ -375,8 +381,9 @@ class Bridge:
     def progress(self) -> Progress:
         """Progress of the latest call (stage, fraction, iteration, total_iterations)."""
         current = self._current
-        if current is not None and not current.job.done:
-            return Progress.of_job(current.stage, current.job)
+        job = current.job if current is not None else None
+        if job is not None and not job.done:
+            return Progress.of_job(current.stage, job)
         return self._last_progress
 
     @contextlib.contextmanager
@@ -401,6 +408,8 @@ class Bridge:
                 self._last_progress = Progress.of_job(call.stage, call.job)
             if error is not None:
                 self.error = error
+            if not (call.delivered or call.orphan):
+                call.release()          # the error may live on; the draws need not
 
     def _report(self, call: Call, progress: Progress | None = None) -> None:
         if call.on_progress is not None:
@@ -547,16 +556,17 @@ class Bridge:
         if reap:
             self.reap_closed_loops()
 
+    # The finishers keep no local reference to the job: an exception's traceback holds
+    # their frames, and a released call (Call.release) must leave nothing behind.
     def _finish_sync(self, call: Call) -> Any:
-        job = call.job
-        if job is None:
+        if call.job is None:
             return self._finish_here(call)
         with self._request(call):
-            self._report(call, Progress(call.stage, 0.0, 0, job.progress[1]))
+            self._report(call, Progress(call.stage, 0.0, 0, call.job.progress[1]))
             try:
                 # the job's timeout is enforced by the pool; short waits so that signals
                 # are seen, and progress is reported, between them
-                while not job.wait(PROGRESS_TICK):
+                while not call.job.wait(PROGRESS_TICK):
                     self._report(call)
             except BaseException:
                 self.abandon(call)
@@ -564,11 +574,10 @@ class Bridge:
             return self._deliver(call)
 
     async def _finish_async(self, call: Call) -> Any:
-        job = call.job
-        if job is None:
+        if call.job is None:
             return self._finish_here(call)
         with self._request(call):
-            self._report(call, Progress(call.stage, 0.0, 0, job.progress[1]))
+            self._report(call, Progress(call.stage, 0.0, 0, call.job.progress[1]))
             ticker = _Ticker(self, call) if call.on_progress is not None else None
             try:
                 await call.fut          # the job's timeout is enforced by the pool
@@ -598,7 +607,8 @@ class Bridge:
             job.wait(None)              # cancelled: at most a block
         if call.stage == FITTING:
             self._drop_orphan(job)
-        # On a live loop, a dropped job's handle waits (GIL released, at most a block) for
+        call.release()
+        # On a live loop, the dropped job's handle waits (GIL released, at most a block) for
         # the C work to stop before the output array goes.
 
     def _drop_orphan(self, job: Any) -> None:
