@@ -40,7 +40,6 @@ True True
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import threading
 import weakref
@@ -297,11 +296,10 @@ class _Drive:
     """
 
     def __init__(self, bridge: "Bridge", request: Request,
-                 finish: Callable[[Call], Any] | None, *, submit: bool = True) -> None:
+                 finish: Callable[[Call], Any] | None) -> None:
         self.bridge = bridge
         self.request = request
         self.finish = finish
-        self.submit = submit
         self.started: list[Call] = []
         self.value: Any = None
 
@@ -317,7 +315,7 @@ class _Drive:
                 self.bridge.abandon(call)
 
     def _start(self, call: Call) -> None:
-        if self.submit and call.submit is not None and call.job is None:
+        if call.submit is not None and call.job is None:
             self.bridge.start(call, async_=self.finish is None)
             self.started.append(call)
 
@@ -386,35 +384,23 @@ class Bridge:
             return Progress.of_job(current.stage, job)
         return self._last_progress
 
-    @contextlib.contextmanager
-    def _request(self, call: Call) -> Iterator[None]:
+    def _request(self, call: Call) -> "_Running":
         """The bookkeeping of one call while it runs: is_running, progress and error."""
-        with self._lock:
-            self._active += 1
-        self.error = None
-        if call.job is not None:
-            self._current = call
-        error: BaseException | None = None
-        try:
-            yield
-        except Exception as exc:
-            error = exc
-            raise
-        finally:
-            with self._lock:
-                self._active -= 1
-            if call.job is not None and self._current is call:
-                self._current = None
-                self._last_progress = Progress.of_job(call.stage, call.job)
-            if error is not None:
-                self.error = error
-            if not (call.delivered or call.orphan):
-                call.release()          # the error may live on; the draws need not
+        return _Running(self, call)
 
-    def _report(self, call: Call, progress: Progress | None = None) -> None:
-        if call.on_progress is not None:
-            call.on_progress(progress if progress is not None else
-                             Progress.of_job(call.stage, call.job))
+    @staticmethod
+    def _report(call: Call, stage: str = "running") -> None:
+        """Tell the call's on_progress, if any: it "started", is "running" (its job's
+        progress now), or was "computed" here in one go."""
+        if call.on_progress is None:
+            return
+        if stage == "started":
+            progress = Progress(call.stage, 0.0, 0, call.job.progress[1])
+        elif stage == "computed":
+            progress = Progress(call.stage, 1.0, 1, 1)
+        else:
+            progress = Progress.of_job(call.stage, call.job)
+        call.on_progress(progress)
 
     # -- the store -----------------------------------------------------------------------
     def handle(self, post_id: int) -> Handle:
@@ -492,16 +478,27 @@ class Bridge:
         return call.result(call.job)
 
     def _finish_here(self, call: Call) -> Any:
-        with self._request(call):
+        """A call computed at once on this thread (short: not counted in is_running)."""
+        self.error = None
+        try:
             value = self._compute(call)
-            call.delivered = True
-            self._report(call, Progress(call.stage, 1.0, 1, 1))
-            return value
+        except Exception as exc:
+            self.error = exc
+            raise
+        call.delivered = True
+        self._report(call, "computed")
+        return value
 
     # -- drivers -------------------------------------------------------------------------
     def run_here(self, request: Request) -> Any:
         """Compute every call of ``request`` on this thread, at once; no bookkeeping."""
-        return _Drive(self, request, self._compute, submit=False).result()
+        value = None
+        try:
+            while True:
+                step = request.send(value)
+                value = None if isinstance(step, Start) else self._compute(step)
+        except StopIteration as stop:
+            return stop.value
 
     def run_sync(self, request: Request) -> Any:
         """Drive ``request`` to its value, blocking this thread (the GIL released)."""
@@ -562,7 +559,7 @@ class Bridge:
         if call.job is None:
             return self._finish_here(call)
         with self._request(call):
-            self._report(call, Progress(call.stage, 0.0, 0, call.job.progress[1]))
+            self._report(call, "started")
             try:
                 # the job's timeout is enforced by the pool; short waits so that signals
                 # are seen, and progress is reported, between them
@@ -577,7 +574,7 @@ class Bridge:
         if call.job is None:
             return self._finish_here(call)
         with self._request(call):
-            self._report(call, Progress(call.stage, 0.0, 0, call.job.progress[1]))
+            self._report(call, "started")
             ticker = _Ticker(self, call) if call.on_progress is not None else None
             try:
                 await call.fut          # the job's timeout is enforced by the pool
@@ -666,6 +663,36 @@ class Bridge:
                 on_loop(call.fut.get_loop(), _wake, call.fut)
         for loop, ch in channels:
             on_loop(loop, loop.remove_reader, ch.fileno())
+
+
+class _Running:
+    """A call in flight (a context manager): counted in is_running, its job the one
+    ``progress`` follows, its failure ``error``; what it holds is released if it fails."""
+
+    __slots__ = ("bridge", "call")
+
+    def __init__(self, bridge: Bridge, call: Call) -> None:
+        self.bridge, self.call = bridge, call
+
+    def __enter__(self) -> None:
+        bridge, call = self.bridge, self.call
+        with bridge._lock:
+            bridge._active += 1
+        bridge.error = None
+        if call.job is not None:
+            bridge._current = call
+
+    def __exit__(self, kind: Any, exc: BaseException | None, tb: Any) -> None:
+        bridge, call = self.bridge, self.call
+        with bridge._lock:
+            bridge._active -= 1
+        if call.job is not None and bridge._current is call:
+            bridge._current = None
+            bridge._last_progress = Progress.of_job(call.stage, call.job)
+        if isinstance(exc, Exception):
+            bridge.error = exc
+        if not (call.delivered or call.orphan):
+            call.release()          # the error may live on; the draws need not
 
 
 class _Ticker:
