@@ -21,8 +21,8 @@ request with two drivers, and so are ``credible_interval`` and ``credible_interv
 A :class:`Handle` is one stored posterior, shared by every proxy of it; when the last
 proxy lets go of it, its finaliser frees the posterior in the C store.
 
-The bridge knows the C core (``bayesworker._core``), never the worker or the proxies:
-they import it.
+The bridge knows only the C core object it is given, never the worker or the proxies:
+they import it, it imports neither.
 
 >>> import bayesworker as bw
 >>> from bayesworker._bridge import Bridge
@@ -312,11 +312,11 @@ class _Drive:
         self.request.close()
         for call in self.started:
             if not call.delivered:
-                self.bridge.abandon(call)
+                self.bridge._abandon(call)
 
     def _start(self, call: Call) -> None:
         if call.submit is not None and call.job is None:
-            self.bridge.start(call, async_=self.finish is None)
+            self.bridge._submit(call, async_=self.finish is None)
             self.started.append(call)
 
     def advance(self, sent: Any = None) -> Call | Emit | None:
@@ -372,7 +372,7 @@ class Bridge:
     # -- state ---------------------------------------------------------------------------
     @property
     def is_running(self) -> bool:
-        """True while any request's job or computation is in flight."""
+        """True while a job of any request is in flight."""
         return self._active > 0
 
     @property
@@ -383,10 +383,6 @@ class Bridge:
         if job is not None and not job.done:
             return Progress.of_job(current.stage, job)
         return self._last_progress
-
-    def _request(self, call: Call) -> "_Running":
-        """The bookkeeping of one call while it runs: is_running, progress and error."""
-        return _Running(self, call)
 
     @staticmethod
     def _report(call: Call, stage: str = "running") -> None:
@@ -532,7 +528,7 @@ class Bridge:
                     step = drive.advance(await self._finish_async(step))
 
     # -- submitting and waiting ----------------------------------------------------------
-    def start(self, call: Call, async_: bool) -> None:
+    def _submit(self, call: Call, async_: bool) -> None:
         """Submit ``call``'s job; on the running loop's channel when ``async_``."""
         channel = self._channel() if async_ else None
         try:
@@ -558,7 +554,7 @@ class Bridge:
     def _finish_sync(self, call: Call) -> Any:
         if call.job is None:
             return self._finish_here(call)
-        with self._request(call):
+        with _Running(self, call):
             self._report(call, "started")
             try:
                 # the job's timeout is enforced by the pool; short waits so that signals
@@ -566,27 +562,27 @@ class Bridge:
                 while not call.job.wait(PROGRESS_TICK):
                     self._report(call)
             except BaseException:
-                self.abandon(call)
+                self._abandon(call)
                 raise
             return self._deliver(call)
 
     async def _finish_async(self, call: Call) -> Any:
         if call.job is None:
             return self._finish_here(call)
-        with self._request(call):
+        with _Running(self, call):
             self._report(call, "started")
             ticker = _Ticker(self, call) if call.on_progress is not None else None
             try:
                 await call.fut          # the job's timeout is enforced by the pool
             except asyncio.CancelledError:
-                self.abandon(call)
+                self._abandon(call)
                 raise
             finally:
                 if ticker is not None:
                     ticker.cancel()
             return self._deliver(call)
 
-    def abandon(self, call: Call) -> None:
+    def _abandon(self, call: Call) -> None:
         """The caller gave up on ``call``: stop its C work and let go of it, so nothing
         stays behind even if no loop ever drains its channel. A fit's posterior, if it is
         made, is dropped: now, or when a loop drains the fit's end."""
@@ -638,7 +634,7 @@ class Bridge:
         """Requests whose event loop was closed can never be delivered: abandon them."""
         for call in list(self.pending.values()):
             if call.fut.get_loop().is_closed():
-                self.abandon(call)
+                self._abandon(call)
 
     # -- closing -------------------------------------------------------------------------
     def close(self) -> None:
