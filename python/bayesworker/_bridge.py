@@ -21,8 +21,8 @@ request with two drivers, and so are ``credible_interval`` and ``credible_interv
 A :class:`Handle` is one stored posterior, shared by every proxy of it; when the last
 proxy lets go of it, its finaliser frees the posterior in the C store.
 
-The bridge knows only the C core object it is given, never the worker or the proxies:
-they import it, it imports neither.
+The bridge knows the C core (the Core it is given, and `_core`'s constants), never the
+worker or the proxies: they import it, it imports neither.
 
 >>> import bayesworker as bw
 >>> from bayesworker._bridge import Bridge
@@ -48,6 +48,7 @@ from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
+from . import _core
 from ._data import value_error
 from ._errors import DataError, DisposedError, ModelError
 from ._progress import IDLE, Progress
@@ -119,6 +120,15 @@ def on_loop(loop: asyncio.AbstractEventLoop, fn: Callable[..., Any], *args: Any)
         loop.call_soon_threadsafe(fn, *args)
     except RuntimeError:        # closed in between
         pass
+
+
+def _rule_code(job: Any, exc: DataError) -> int | None:
+    """The code of the value rule a refused value broke (``_data.value_error``'s key), from
+    the core's DataError (its ``rule`` name), or None if it names none."""
+    rules = getattr(_core, "VALUE_RULES", None)
+    if rules is None:           # a core before VALUE_RULES was exported: the job says
+        return job.error_detail[0]
+    return rules.index(exc.rule) if exc.rule in rules[1:] else None
 
 
 def _itself(job: Any) -> Any:
@@ -441,14 +451,16 @@ class Bridge:
         if exc is not None:
             if isinstance(exc, (KeyError, DisposedError)) and call.handle is not None:
                 return call.handle.gone_error(call.label)
-            if isinstance(exc, ArithmeticError):
+            if isinstance(exc, ArithmeticError):    # a core before its one error path
                 return ModelError(str(exc))
             return exc
         job, stage = call.job, call.stage
         exc = job.exception
         if isinstance(exc, DataError) and call.request is not None:
-            return value_error(call.request.model, call.request.values_name,
-                               *job.error_detail)
+            code = _rule_code(job, exc)
+            if code is not None:
+                return value_error(call.request.model, call.request.values_name, code,
+                                   exc.index, exc.value)
         if isinstance(exc, TimeoutError):
             return TimeoutError(f"{stage} {exc}")
         if isinstance(exc, ModelError):
