@@ -165,9 +165,10 @@ class MixturePosteriorProxy(PosteriorProxy):
         stream (deterministic for a posterior), with ``mc_standard_error`` of each endpoint
         (precomputed for 0.95, 0.90 and 0.80; other levels redo the draws on this thread).
         """
+        level = validate_level(level)
         ci = self._handle.bridge.run_here(self._levels(
             self._mm_intervals, range(PART_MIX_MEAN, PART_MIX_MEAN + 1), level, row=True))
-        se = self._mm_se.get(validate_level(level))
+        se = self._mm_se.get(level)
         return {"mean": self._mm[0], "variance": self._mm[1], "credible_interval": ci,
                 "mc_standard_error": se, "mc_draws": self._mx["mc_draws"]}
 

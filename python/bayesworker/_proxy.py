@@ -1,6 +1,7 @@
 """Posterior proxies: exact cached summaries at hand, expensive work on the workers.
 
-A proxy holds the id of a posterior in the worker's C store. ``mean()``, ``variance()``
+A proxy holds the shared handle of a posterior in the worker's C store (every proxy of
+one posterior shares it; the last to go frees the posterior). ``mean()``, ``variance()``
 and ``credible_interval()`` answer at once from cached exact values (closed forms or
 deterministic quadrature, never Monte Carlo); sampling and new interval levels are
 awaitable and run on the worker threads, writing straight into NumPy arrays.
@@ -23,7 +24,6 @@ import numpy as np
 
 from ._bridge import SAMPLING, Emit, Handle, Owner, Request, Start, timeout_limit
 from ._data import validate_batch_size, validate_count, validate_level
-
 
 # Kinds of the C core's distributions (csrc/bw_dist.h).
 _BETA, _NIG_MEAN, _NIG_LNMEAN, _GAMMA, _INVGAMMA = 1, 2, 3, 4, 5
