@@ -37,24 +37,31 @@ def defaults() -> dict[str, Any]:
             "max_components": _DEFAULT_MAX_COMPONENTS}
 
 
+def _from_1_to(limit: str, alternative: str = "") -> OptionCheck:
+    """An integer option from 1 to the C table's ``limit``."""
+
+    def check(value: Any, name: str) -> int:
+        most = core_table()[limit]
+        k = count(value, name, most, ModelError)
+        if k < 1:
+            raise ModelError(f"{name} = {k} must be an integer 1..{most}{alternative}")
+        return k
+
+    return check
+
+
+_max_components = _from_1_to("max_components")
+_max_iterations = _from_1_to("max_iterations")
+_k_components = _from_1_to("max_components", " or 'auto'")
+
+
 def _components(value: Any, name: str) -> int | str:
-    most = core_table()["max_components"]
     if isinstance(value, str):
         if value == "auto":
             return value
-        raise ModelError(f"{name} = {value!r} must be an integer 1..{most} or 'auto'")
-    k = count(value, name, most, ModelError)
-    if k < 1:
-        raise ModelError(f"{name} = {k} must be an integer 1..{most} or 'auto'")
-    return k
-
-
-def _max_components(value: Any, name: str) -> int:
-    most = core_table()["max_components"]
-    k = count(value, name, most, ModelError)
-    if k < 1:
-        raise ModelError(f"{name} = {k} must be an integer 1..{most}")
-    return k
+        raise ModelError(f"{name} = {value!r} must be an integer "
+                         f"1..{core_table()['max_components']} or 'auto'")
+    return _k_components(value, name)
 
 
 def _tolerance(value: Any, name: str) -> float:
@@ -62,14 +69,6 @@ def _tolerance(value: Any, name: str) -> float:
     if x < 0:
         raise ModelError(f"{name} = {show(value)} must be >= 0 (a relative ELBO change)")
     return x
-
-
-def _max_iterations(value: Any, name: str) -> int:
-    most = core_table()["max_iterations"]
-    k = count(value, name, most, ModelError)
-    if k < 1:
-        raise ModelError(f"{name} = {k} must be an integer 1..{most}")
-    return k
 
 
 OPTIONS: Mapping[str, OptionCheck] = {

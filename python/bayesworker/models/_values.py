@@ -1,13 +1,13 @@
 """The one-sample data forms: raw values (1-D arrays, ``{"values": ...}``) and aggregates.
 
 Shared by normal, lognormal, exponential, poisson and the mixtures: :func:`values_parser`
-builds a family's parser from its aggregate forms; :func:`moments_aggregate` reads the
-normal-style aggregates (mean and sd, or sum and sum of squares); :func:`moments` are the
-blockwise moments ``auto`` compares models with.
+builds a family's parser from its aggregate forms; :func:`moments_forms` gives the
+normal-style aggregates (mean and sd, or sum and sum of squares) and their reader;
+:func:`moments` are the blockwise moments ``auto`` compares models with.
 
->>> from bayesworker.models._values import moments_aggregate
->>> read = moments_aggregate(("mean", "sd", "sum", "sum_squares"))
->>> read({"n": 3, "sum": 6.0, "sum_squares": 14.0}, ("n", "sum", "sum_squares"), "data")
+>>> from bayesworker.models._values import moments_forms
+>>> forms, read = moments_forms(("mean", "sd", "sum", "sum_squares"))
+>>> read({"n": 3, "sum": 6.0, "sum_squares": 14.0}, forms[1], "data")
 {'n': 3.0, 'mean': 2.0, 'm2': 2.0}
 """
 
@@ -28,7 +28,7 @@ from .._table import core_row
 from .._validate import count, finite, real, show
 from ._family import Parsed
 
-__all__ = ["values_parser", "moments_aggregate", "moments"]
+__all__ = ["values_parser", "moments_forms", "moments"]
 
 #: Relative tolerance for a negative sum of squared deviations caused by rounding.
 _M2_RTOL = 1e-9
@@ -67,11 +67,13 @@ def values_parser(model: str, forms: Sequence[tuple[str, ...]] = (),
     return parse
 
 
-def moments_aggregate(keys: tuple[str, str, str, str]) -> Aggregate:
-    """The reader of the aggregates ``{n, <mean>, <sd>}`` and ``{n, <sum>, <sum of
-    squares>}`` whose key names are ``keys`` = (mean, sd, sum, sum of squares); it returns
-    ``{"n", "mean", "m2"}`` (``m2`` the sum of squared deviations)."""
+def moments_forms(keys: tuple[str, str, str, str]) -> tuple[tuple[tuple[str, ...], ...],
+                                                            Aggregate]:
+    """The aggregate forms ``{n, <mean>, <sd>}`` and ``{n, <sum>, <sum of squares>}`` whose
+    key names are ``keys`` = (mean, sd, sum, sum of squares), and their reader, which
+    returns ``{"n", "mean", "m2"}`` (``m2`` the sum of squared deviations)."""
     mean_k, sd_k, sum_k, ss_k = keys
+    forms = (("n", mean_k, sd_k), ("n", sum_k, ss_k))
 
     def read(data: Mapping[str, Any], form: tuple[str, ...], where: str) -> dict[str, float]:
         def key(k: str) -> str:
@@ -110,7 +112,7 @@ def moments_aggregate(keys: tuple[str, str, str, str]) -> Aggregate:
             m2 = 0.0  # rounding in the user's sums
         return {"n": float(n), "mean": float(Fraction(s) / n), "m2": m2}
 
-    return read
+    return forms, read
 
 
 def moments(x: np.ndarray, log: bool = False) -> tuple[int, float, float]:

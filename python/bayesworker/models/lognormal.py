@@ -18,11 +18,10 @@ import numpy as np
 
 from ._conjugate import conjugate_family
 from ._family import Auto
-from ._values import moments, moments_aggregate, values_parser
+from ._values import moments, moments_forms, values_parser
 
 NAME = "lognormal"
-FORMS = (("n", "mean_log", "sd_log"), ("n", "sum_log", "sum_log_squares"))
-AGGREGATE = moments_aggregate(("mean_log", "sd_log", "sum_log", "sum_log_squares"))
+FORMS, AGGREGATE = moments_forms(("mean_log", "sd_log", "sum_log", "sum_log_squares"))
 
 
 def _loglik(x: np.ndarray, m: tuple[int, float, float]) -> float | None:

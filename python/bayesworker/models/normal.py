@@ -18,11 +18,10 @@ import numpy as np
 
 from ._conjugate import conjugate_family
 from ._family import Auto
-from ._values import moments_aggregate, values_parser
+from ._values import moments_forms, values_parser
 
 NAME = "normal"
-FORMS = (("n", "mean", "sd"), ("n", "sum", "sum_squares"))
-AGGREGATE = moments_aggregate(("mean", "sd", "sum", "sum_squares"))
+FORMS, AGGREGATE = moments_forms(("mean", "sd", "sum", "sum_squares"))
 
 
 def _claim(arr: np.ndarray, x: np.ndarray, name: str, lo: float) -> str | None:
