@@ -11,6 +11,8 @@ awaitable and reproducible.
 [0.065868] (1, 2)
 """
 
+from typing import Any
+
 from ._errors import BayesworkerError, DataError, DisposedError, ModelError
 from ._mixture import CompoundMixturePosteriorProxy, MixturePosteriorProxy
 from ._progress import Progress
@@ -20,7 +22,7 @@ from . import models
 from ._worker import InferenceWorker, default_threads
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:
     # MODEL_TYPES: every accepted model type string (each family, then its aliases, then
     # "auto"), read from the registry each time, so a family registered later is listed.
     if name == "MODEL_TYPES":

@@ -486,6 +486,7 @@ class InferenceWorker:
 
     # -- fits ----------------------------------------------------------------------------
     def _prepare(self, model_type: str, data: Any, prior: Any, options: dict) -> FitRequest:
+        """The validated request (_request.prepare_fit); a refusal is also ``error``."""
         try:
             return prepare_fit(model_type, data, prior, options)
         except Exception as exc:
@@ -493,9 +494,11 @@ class InferenceWorker:
             raise
 
     def _submit_fit(self, req: FitRequest, channel: Any) -> Any:
+        """Submit the fit of ``req`` (_fit.submit_fit); returns its job."""
         return submit_fit(self._core, req, channel)
 
     def _mixture_result(self, req: FitRequest, job: Any) -> InferenceResult:
+        """The same as :meth:`_result`, which serves every family, mixtures included."""
         return self._result(req, job)
 
     def _stored(self, post_id: int) -> dict[str, Any]:
@@ -508,6 +511,7 @@ class InferenceWorker:
                                 "close) before its fit was delivered") from None
 
     def _result(self, req: FitRequest, job: Any) -> InferenceResult:
+        """The family's proxy and diagnostics of a finished fit (_fit.fit_result)."""
         return fit_result(self, req, job, self._stored(job.result), self._proxies.__setitem__)
 
     async def run_inference(self, model_type: str, data: Any, *, prior: Any = None,
@@ -555,10 +559,12 @@ class InferenceWorker:
     # -- auto and mixtures ---------------------------------------------------------------
     @staticmethod
     def _auto_mixture_request(req: FitRequest) -> FitRequest | None:
+        """The mixture request "auto" compares ``req`` with, or None (_auto)."""
         return mixture_request(req)
 
     def _auto_mixture_decide(self, req: FitRequest, mreq: FitRequest,
                              job: Any) -> tuple[InferenceResult | None, FitRequest]:
+        """Keep the mixture fit ``job`` or discard it (_auto.mixture_decide)."""
         return mixture_decide(req, mreq, job, self._result, self._dispose)
 
     def __repr__(self) -> str:
