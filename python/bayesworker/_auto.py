@@ -98,8 +98,10 @@ def _choose_aggregate(data: Mapping[str, Any]) -> tuple[Family, str, Parsed]:
             f"{'both ' if len(names) == 2 else ''}{', '.join(names[:-1])} and {names[-1]}; "
             "pass the model type"
         )
-    forms = [form for f in ranked for form in f.forms
-             if sum(set(form) == set(g) for h in ranked for g in h.forms) == 1]
+    auto_names = {f.name for f in ranked}
+    listed = [f for f in families() if f.name in auto_names]       # in the registry's order
+    forms = [form for f in listed for form in f.forms
+             if sum(set(form) == set(g) for h in listed for g in h.forms) == 1]
     raise DataError(
         f"data has keys {keys_text(keys)}, which 'auto' does not recognise; expected one "
         f"of: {forms_text([*forms, ROW_KEYS, ('values',)])}, a compound aggregate, or a "
