@@ -1,30 +1,19 @@
-"""Tests of the data edge: python/bayesworker/_data.py and _errors.py."""
+"""Tests of the data edge: the request (_request.py), the scalar validators (_validate.py),
+the input adapters (_inputs.py), the value rules (_rules.py), auto (_auto.py), the
+families' parsers and priors (models/) and _errors.py."""
 
 from __future__ import annotations
 
 import dataclasses
-import importlib
+import fractions
 import math
-import pathlib
-import sys
-import types
 
 import numpy as np
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "python"))
-try:
-    from bayesworker import _data, _errors
-except Exception:  # the package __init__ needs the C extension, which may not be built
-    _PKG = "_bayesworker_data_under_test"
-    _stub = types.ModuleType(_PKG)
-    _stub.__path__ = [str(ROOT / "python" / "bayesworker")]
-    sys.modules[_PKG] = _stub
-    _errors = importlib.import_module(f"{_PKG}._errors")
-    _data = importlib.import_module(f"{_PKG}._data")
+from bayesworker import _auto, _errors, _inputs, _request, _rules, _validate, models
 
-prepare = _data.prepare
+prepare = _request.prepare
 DataError = _errors.DataError
 ModelError = _errors.ModelError
 DisposedError = _errors.DisposedError
@@ -70,13 +59,13 @@ def test_error_hierarchy():
         assert cls.__doc__
 
 
-@pytest.mark.parametrize("name", _data.MODEL_TYPES)
+@pytest.mark.parametrize("name", models.model_names())
 def test_canonical_model_types_resolve_to_themselves(name):
-    assert _data.resolve_model_type(name) == name
+    assert models.resolve_model_type(name) == name
 
 
 def test_gamma_is_an_alias_of_exponential():
-    assert _data.resolve_model_type("gamma") == "exponential"
+    assert models.resolve_model_type("gamma") == "exponential"
     assert prepare("gamma", [1.0, 2.0]).model == "exponential"
 
 
@@ -290,8 +279,8 @@ def test_first_offending_index_is_reported_with_its_own_reason():
 
 
 def test_offending_index_found_past_the_first_block():
-    x = np.ones(3 * _data._CHUNK + 17)
-    i = 2 * _data._CHUNK + 5
+    x = np.ones(3 * _rules.CHUNK + 17)
+    i = 2 * _rules.CHUNK + 5
     x[i] = np.nan
     x[i + 1] = -1.0
     with pytest.raises(DataError, match=rf"values\[{i}\] = nan is not finite"):
@@ -308,7 +297,7 @@ def test_more_than_2_40_elements_is_rejected():
 
 
 def test_element_limit_applies_to_lists(monkeypatch):
-    monkeypatch.setattr(_data, "MAX_ELEMENTS", 3)
+    monkeypatch.setattr(_inputs, "MAX_ELEMENTS", 3)
     with pytest.raises(DataError, match=r"values has 4 elements"):
         prepare("normal", [1.0, 2.0, 3.0, 4.0])
     assert prepare("normal", [1.0, 2.0, 3.0]).values.shape == (3,)
@@ -353,7 +342,7 @@ def test_sum_aggregate_m2_is_exact_for_exactly_representable_sums():
 
 def test_sum_aggregate_tiny_negative_m2_from_rounding_is_zero():
     s = 0.3
-    exact = float(_data.Fraction(s) ** 2 / 3)
+    exact = float(fractions.Fraction(s) ** 2 / 3)
     ss = np.nextafter(exact, 0.0)  # one ulp below: m2 slightly negative
     assert prepare("normal", {"n": 3, "sum": s, "sum_squares": ss}).stats["m2"] == 0.0
 
@@ -595,7 +584,7 @@ def test_default_priors_never_depend_on_data():
 def test_returned_prior_is_a_fresh_dict():
     req = prepare("normal", [1.0])
     req.prior["mu"] = 99.0
-    assert _data.DEFAULT_PRIORS["normal"]["mu"] == 0.0
+    assert models.default_prior("normal")["mu"] == 0.0
     assert prepare("normal", [1.0]).prior["mu"] == 0.0
 
 
@@ -649,12 +638,17 @@ def test_option_table_is_extensible(monkeypatch):
             raise ModelError(f"{name} = {value!r} must be positive")
         return v
 
-    monkeypatch.setitem(_data.MODEL_OPTIONS, "normal", {"tolerance": tolerance})
-    assert prepare("normal", [1.0], None, {"tolerance": 1}).options == {"tolerance": 1.0}
-    with pytest.raises(ModelError, match=r"options\['tolerance'\] = -1 must be positive"):
-        prepare("normal", [1.0], None, {"tolerance": -1})
-    with pytest.raises(ModelError, match=r"unknown option 'components' for model 'normal'; allowed options: 'tolerance'"):
-        prepare("normal", [1.0], None, {"components": 2})
+    normal = models.family("normal")
+    models.register(dataclasses.replace(normal, options={"tolerance": tolerance}), replace=True)
+    try:
+        assert prepare("normal", [1.0], None, {"tolerance": 1}).options == {"tolerance": 1.0}
+        with pytest.raises(ModelError, match=r"options\['tolerance'\] = -1 must be positive"):
+            prepare("normal", [1.0], None, {"tolerance": -1})
+        with pytest.raises(ModelError, match=r"unknown option 'components' for model 'normal'; allowed options: 'tolerance'"):
+            prepare("normal", [1.0], None, {"components": 2})
+    finally:
+        models.register(normal, replace=True)
+    assert models.model_names().index("normal") == 1 and prepare("normal", [1.0]).options == {}
 
 
 # ---------------------------------------------------------------------------------------- #
@@ -818,7 +812,7 @@ def test_auto_checks_prior_and_options_against_the_chosen_model():
 
 def test_choose_model_matches_prepare():
     x = np.random.default_rng(4).lognormal(0.0, 1.0, 300)
-    model, reason = _data.choose_model(x)
+    model, reason = _auto.choose_model(x)
     req = prepare("auto", x)
     assert (model, reason) == (req.model, req.reason)
 
@@ -830,7 +824,7 @@ def test_choose_model_matches_prepare():
 
 @pytest.mark.parametrize("level, want", [(0.95, 0.95), (np.float32(0.5), 0.5), (np.float64(0.99), 0.99), (1e-9, 1e-9)])
 def test_validate_level_ok(level, want):
-    got = _data.validate_level(level)
+    got = _validate.validate_level(level)
     assert got == pytest.approx(want) and type(got) is float
 
 
@@ -850,17 +844,17 @@ def test_validate_level_ok(level, want):
 )
 def test_validate_level_bad(level, pattern):
     with pytest.raises(DataError, match=pattern):
-        _data.validate_level(level)
+        _validate.validate_level(level)
 
 
 def test_validate_level_custom_name():
     with pytest.raises(DataError, match=r"^lower = 2.0 must be"):
-        _data.validate_level(2.0, name="lower")
+        _validate.validate_level(2.0, name="lower")
 
 
 @pytest.mark.parametrize("n, want", [(0, 0), (10, 10), (1e6, 1_000_000), (np.int64(7), 7), (np.uint64(7), 7), (2**48, 2**48), (np.float64(3.0), 3)])
 def test_validate_count_ok(n, want):
-    got = _data.validate_count(n)
+    got = _validate.validate_count(n)
     assert got == want and type(got) is int
 
 
@@ -879,15 +873,15 @@ def test_validate_count_ok(n, want):
 )
 def test_validate_count_bad(n, pattern):
     with pytest.raises(DataError, match=pattern):
-        _data.validate_count(n)
+        _validate.validate_count(n)
 
 
 def test_validate_batch_size():
-    assert _data.validate_batch_size(1) == 1
-    assert _data.validate_batch_size(1e6) == 1_000_000
+    assert _validate.validate_batch_size(1) == 1
+    assert _validate.validate_batch_size(1e6) == 1_000_000
     with pytest.raises(DataError, match=r"batch_size = 0 must be at least 1"):
-        _data.validate_batch_size(0)
+        _validate.validate_batch_size(0)
     with pytest.raises(DataError, match=r"batch_size = -3 must be non-negative"):
-        _data.validate_batch_size(-3)
+        _validate.validate_batch_size(-3)
     with pytest.raises(DataError, match=r"^size = 0 must be at least 1"):
-        _data.validate_batch_size(0, name="size")
+        _validate.validate_batch_size(0, name="size")

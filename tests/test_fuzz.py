@@ -45,7 +45,7 @@ from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
 import bayesworker as bw
-from bayesworker._data import prepare
+from bayesworker._request import prepare
 
 N_EXAMPLES = int(os.environ.get("BW_FUZZ_EXAMPLES", "400"))
 WATCHDOG = 60.0          # seconds one example may take before the run is killed as hung
@@ -694,7 +694,7 @@ def tame_prior(draw, model: str):
 
 
 def expected_parameters(model: str, x: np.ndarray, prior: dict | None) -> dict[str, float]:
-    p = dict(bw._data.DEFAULT_PRIORS[bw._data.resolve_model_type(model)])
+    p = bw.models.default_prior(model)
     p.update(prior or {})
     if model == "beta-binomial":
         s = float(np.count_nonzero(x))
@@ -757,7 +757,7 @@ def test_valid_requests_give_the_conjugate_answer_in_every_layout(harness, data)
         # the same values as a plain float64 array give bit-identical summaries
         ref = w.run_inference_sync(model, np.ascontiguousarray(x), prior=prior).posterior
         assert repr(summaries(ref)) == repr(summaries(post))
-        canon = bw._data.resolve_model_type(model)
+        canon = bw.models.resolve_model_type(model)
         strict = canon != "lognormal" or (x.size >= 5 and prior is None)
         check_posterior(post, canon, strict=strict, h=h if use_async else None)
         if canon == "beta-binomial":

@@ -11,27 +11,24 @@ awaitable and reproducible.
 [0.065868] (1, 2)
 """
 
+from typing import Any
+
 from ._errors import BayesworkerError, DataError, DisposedError, ModelError
 from ._mixture import CompoundMixturePosteriorProxy, MixturePosteriorProxy
 from ._progress import Progress
 from ._proxy import CompoundPosteriorProxy, PosteriorProxy
 from ._results import Diagnostics, InferenceResult
+from . import models
 from ._worker import InferenceWorker, default_threads
 
-MODEL_TYPES = (
-    "beta-binomial",
-    "normal",
-    "lognormal",
-    "exponential",
-    "gamma",
-    "poisson",
-    "compound-beta-lognormal",
-    "compound-beta-exponential",
-    "normal-mixture",
-    "lognormal-mixture",
-    "compound-beta-lognormalmixture",
-    "auto",
-)
+
+def __getattr__(name: str) -> Any:
+    # MODEL_TYPES: every accepted model type string (each family, then its aliases, then
+    # "auto"), read from the registry each time, so a family registered later is listed.
+    if name == "MODEL_TYPES":
+        return models.model_types()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "InferenceWorker",

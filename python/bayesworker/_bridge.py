@@ -49,7 +49,7 @@ from typing import Any, NamedTuple, Protocol
 import numpy as np
 
 from . import _core
-from ._data import value_error
+from ._rules import value_error
 from ._errors import DataError, DisposedError, ModelError
 from ._progress import IDLE, Progress
 

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from ._bridge import Owner
-from ._data import validate_level
+from ._validate import validate_level
 from ._proxy import PosteriorProxy, _readonly
 
 

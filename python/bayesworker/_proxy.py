@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from ._bridge import SAMPLING, Emit, Handle, Owner, Request, Start, timeout_limit
-from ._data import validate_batch_size, validate_count, validate_level
+from ._validate import validate_batch_size, validate_count, validate_level
 
 # Kinds of the C core's distributions (csrc/bw_dist.h).
 _BETA, _NIG_MEAN, _NIG_LNMEAN, _GAMMA, _INVGAMMA = 1, 2, 3, 4, 5

@@ -15,7 +15,6 @@ thread by ``run_inference_sync``.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import secrets
 import time
@@ -26,36 +25,19 @@ from typing import Any
 import numpy as np
 
 from . import _core
+from ._auto import (AUTO_MIXTURE_MIN_N, AUTO_MIXTURE_NATS, mixture_decide,  # noqa: F401
+                    mixture_request, prepare_mixture_prior)
 from ._bridge import (DEFAULT_LONG_SAMPLE_TIMEOUT, DEFAULT_TIMEOUT, FITTING,  # noqa: F401
                       LONG_SAMPLE, Bridge, Call, Handle, Request)
-from ._data import (MIXTURE_DEFAULTS, MIXTURE_MODELS, FitRequest, prepare)
-from ._errors import DataError, DisposedError
+from ._errors import DisposedError
+from ._fit import fit_result, submit_fit
 from ._progress import Progress
-from ._mixture import CompoundMixturePosteriorProxy, MixturePosteriorProxy
-from ._proxy import CompoundPosteriorProxy, PosteriorProxy
-from ._results import Diagnostics, InferenceResult
+from ._request import FitRequest, prepare_fit
+from ._results import InferenceResult
+from .models import model_codes
 
-MODEL_CODES = {
-    "beta-binomial": 1,
-    "normal": 2,
-    "lognormal": 3,
-    "exponential": 4,
-    "poisson": 5,
-    "compound-beta-lognormal": 6,
-    "compound-beta-exponential": 7,
-    "normal-mixture": 8,
-    "lognormal-mixture": 9,
-    "compound-beta-lognormalmixture": 10,
-}
-_COMPOUND = {"compound-beta-lognormal", "compound-beta-exponential"}
+MODEL_CODES = model_codes()
 
-#: "auto" takes a mixture over its single-component model only when the best K > 1 beats
-#: K = 1 by more than this many nats of ELBO (a Bayes factor above e^10 ~ 22,000 if the
-#: ELBOs were the evidences), and only with at least AUTO_MIXTURE_MIN_N values.
-AUTO_MIXTURE_NATS = 10.0
-AUTO_MIXTURE_MIN_N = 20
-_AUTO_MIXTURE_OF = {"normal": "normal-mixture", "lognormal": "lognormal-mixture",
-                    "compound-beta-lognormal": "compound-beta-lognormalmixture"}
 
 
 def default_threads() -> int:
@@ -215,99 +197,20 @@ class InferenceWorker:
 
     # -- fits ----------------------------------------------------------------------------
     def _prepare(self, model_type: str, data: Any, prior: Any, options: dict) -> FitRequest:
+        """The validated request (_request.prepare_fit); a refusal is also ``error``."""
         try:
-            req = prepare(model_type, data, prior, options, check_values=False)
-            if req.model == "compound-beta-lognormal":
-                n_sev = req.values.size if req.values is not None else (req.stats or {}).get("n", 0)
-                if n_sev == 0:
-                    raise DataError(
-                        "compound-beta-lognormal needs at least one converter with a value > 0: "
-                        "with none, the severity is the vague default prior, whose data-scale "
-                        "mean has no finite credible interval")
-            return req
+            return prepare_fit(model_type, data, prior, options)
         except Exception as exc:
             self._error = exc
             raise
 
     def _submit_fit(self, req: FitRequest, channel: Any, timeout: float) -> Any:
-        code = MODEL_CODES[req.model]
-        if req.model in MIXTURE_MODELS:
-            opts = {**MIXTURE_DEFAULTS, **req.options}
-            comp = opts["components"]
-            ks = tuple(range(1, opts["max_components"] + 1)) if comp == "auto" else (comp,)
-            successes, trials = req.counts if req.counts is not None else (0, 0)
-            freq = req.prior.get("frequency", {"alpha": 1.0, "beta": 1.0})
-            return self._core.mix_fit(code, req.values, ks, float(opts["tolerance"]),
-                                      int(opts["max_iterations"]), successes, trials,
-                                      (freq["alpha"], freq["beta"]), channel,
-                                      timeout=timeout)
-        if req.model in _COMPOUND:
-            freq, sev = req.prior["frequency"], req.prior["severity"]
-            prior = (freq["alpha"], freq["beta"], *_prior_tuple(req.model, sev))
-        else:
-            prior = _prior_tuple(req.model, req.prior)
-        successes, trials = req.counts if req.counts is not None else (0, 0)
-        stats = None
-        if req.stats is not None:
-            s = req.stats
-            stats = (float(s["n"]), float(s["mean"]), float(s["m2"])) if "mean" in s \
-                else (float(s["n"]), float(s["sum"]), 0.0)
-        values = req.values
-        if values is None and stats is None and req.model != "beta-binomial":
-            values = np.empty(0, dtype=np.float64)
-        return self._core.fit(code, prior, successes, trials, values, stats, channel,
-                              timeout=timeout)
+        """Submit the fit of ``req`` (_fit.submit_fit); returns its job."""
+        return submit_fit(self._core, req, channel, timeout)
 
     def _mixture_result(self, req: FitRequest, job: Any) -> InferenceResult:
-        post_id = job.result
-        info = self._stored(post_id)
-        if req.model == "compound-beta-lognormalmixture":
-            proxy: PosteriorProxy = CompoundMixturePosteriorProxy(self, post_id, req.model, info)
-            mix = proxy.severity
-        else:
-            proxy = mix = MixturePosteriorProxy(self, post_id, req.model, info)
-        self._proxies[post_id] = proxy
-        rep = job.mixture_report
-        mx = info["mixture"]
-        chosen = rep["fits"][rep["chosen"]]
-        opts = {**MIXTURE_DEFAULTS, **req.options}
-        if opts["components"] != "auto":
-            opts.pop("max_components")
-        dropped = [{"location": f["m"], "weight_alpha": f["alpha"],
-                    "responsibility": f["alpha"] - mx["alpha0"]}
-                   for f in mx["fitted"] if not f["reported"]]
-        details: dict[str, Any] = {
-            "model": req.model,
-            "prior": req.prior,
-            "prior_scale": "standardised: y = (x' - loc) / scale, x' = "
-                           + ("log x" if mx["log_scale"] else "x"),
-            "options": opts,
-            "standardisation": {"loc": mx["loc"], "scale": mx["scale"]},
-            "components_chosen": chosen["K"],
-            "components_reported": mx["nrep"],
-            "dropped_components": dropped,
-            "elbo": chosen["elbo"],
-            "elbo_history": rep["elbo_history"],
-            "fits": rep["fits"],
-            "posterior": proxy._parameters,
-            "mixture_mean": {"mean": mix._mm[0], "variance": mix._mm[1],
-                             "mc_draws": mx["mc_draws"],
-                             "mc_standard_error": {lvl: (lo, hi) for lvl, lo, hi
-                                                   in mx["mc_se"][0]}},
-            "sufficient_statistics": {"n": info["stats"][0]},
-        }
-        if opts["components"] == "auto":
-            details["elbo_per_K"] = {f["K"]: f["elbo"] for f in rep["fits"]}
-        if req.model == "compound-beta-lognormalmixture":
-            details["sufficient_statistics"] = {"converters": info["stats"][3],
-                                                "users": info["stats"][4],
-                                                "severity_n": info["stats"][0]}
-        if req.reason is not None:
-            details["auto_choice"] = req.model
-            details["reason"] = req.reason
-        diagnostics = Diagnostics(converged=chosen["converged"], iterations=chosen["iterations"],
-                                  runtime=job.runtime, model_type=req.model, details=details)
-        return InferenceResult(proxy, diagnostics)
+        """The same as :meth:`_result`, which serves every family, mixtures included."""
+        return self._result(req, job)
 
     def _stored(self, post_id: int) -> dict[str, Any]:
         """The stored posterior of a fit that just ended, or DisposedError if clear_all,
@@ -319,27 +222,8 @@ class InferenceWorker:
                                 "close) before its fit was delivered") from None
 
     def _result(self, req: FitRequest, job: Any) -> InferenceResult:
-        if req.model in MIXTURE_MODELS:
-            return self._mixture_result(req, job)
-        post_id = job.result
-        info = self._stored(post_id)
-        if req.model in _COMPOUND:
-            proxy: PosteriorProxy = CompoundPosteriorProxy(self, post_id, req.model, info)
-        else:
-            proxy = PosteriorProxy(self, post_id, 0, req.model, info)
-        self._proxies[post_id] = proxy
-        details: dict[str, Any] = {
-            "model": req.model,
-            "prior": req.prior,
-            "posterior": proxy._parameters,
-            "sufficient_statistics": _stats_dict(req.model, info["stats"]),
-        }
-        if req.reason is not None:
-            details["auto_choice"] = req.model
-            details["reason"] = req.reason
-        diagnostics = Diagnostics(converged=True, iterations=1, runtime=job.runtime,
-                                  model_type=req.model, details=details)
-        return InferenceResult(proxy, diagnostics)
+        """The family's proxy and diagnostics of a finished fit (_fit.fit_result)."""
+        return fit_result(self, req, job, self._stored(job.result), self._proxies.__setitem__)
 
 
     def _fit_call(self, req: FitRequest, timeout: float | None,
@@ -383,41 +267,13 @@ class InferenceWorker:
     # -- auto and mixtures ---------------------------------------------------------------
     @staticmethod
     def _auto_mixture_request(req: FitRequest) -> FitRequest | None:
-        """For "auto" on raw values that chose normal, lognormal or compound-beta-lognormal,
-        the mixture request (components="auto") it is compared with; else None."""
-        if req.reason is None or req.model not in _AUTO_MIXTURE_OF or req.values is None \
-                or req.values.shape[0] < AUTO_MIXTURE_MIN_N:
-            return None
-        from ._data import DEFAULT_PRIORS
-        own = req.prior.get("severity", req.prior) if req.model.startswith("compound") \
-            else req.prior
-        if own != DEFAULT_PRIORS["lognormal" if "lognormal" in req.model else "normal"]:
-            return None         # a prior of the user's: keep the conjugate model it is for
-        model = _AUTO_MIXTURE_OF[req.model]
-        prior = prepare_mixture_prior(req)
-        return dataclasses.replace(req, model=model, prior=prior,
-                                   options={"components": "auto"})
+        """The mixture request "auto" compares ``req`` with, or None (_auto)."""
+        return mixture_request(req)
 
     def _auto_mixture_decide(self, req: FitRequest, mreq: FitRequest,
                              job: Any) -> tuple[InferenceResult | None, FitRequest]:
-        rep = job.mixture_report
-        fits = rep["fits"]
-        one = next(f for f in fits if f["K"] == 1)
-        best = fits[rep["chosen"]]
-        gap = best["elbo"] - one["elbo"]
-        figures = ", ".join(f"K={f['K']} {f['elbo']:.2f}" for f in fits)
-        if best["K"] > 1 and gap > AUTO_MIXTURE_NATS:
-            reason = (f"{req.reason}; then {mreq.model} with components='auto' (ELBO "
-                      f"{figures}): K={best['K']} beats K=1 by {gap:.2f} nats > "
-                      f"{AUTO_MIXTURE_NATS:g}, so {mreq.model} with {best['K']} components")
-            return self._result(dataclasses.replace(mreq, reason=reason), job), req
-        self._dispose(job.result, "discarded by auto")
-        reason = (f"{req.reason}; {mreq.model} with components='auto' (ELBO {figures}) "
-                  f"chose K={best['K']}, " + (
-                      f"which beats K=1 by only {gap:.2f} nats <= {AUTO_MIXTURE_NATS:g}"
-                      if best["K"] > 1 else "so no mixture")
-                  + f"; kept {req.model}")
-        return None, dataclasses.replace(req, reason=reason)
+        """Keep the mixture fit ``job`` or discard it (_auto.mixture_decide)."""
+        return mixture_decide(req, mreq, job, self._result, self._dispose)
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else f"threads={self.threads}, seed={self.seed}"
@@ -425,33 +281,3 @@ class InferenceWorker:
 
 
 _MODEL_NAMES = {v: k for k, v in MODEL_CODES.items()}
-
-
-def prepare_mixture_prior(req: FitRequest) -> dict[str, Any]:
-    """The mixture counterpart of an auto request's prior (the frequency part is kept)."""
-    from ._data import MIXTURE_PRIOR
-    if req.model == "compound-beta-lognormal":
-        return {"frequency": req.prior["frequency"], "severity": dict(MIXTURE_PRIOR)}
-    return dict(MIXTURE_PRIOR)
-
-
-def _prior_tuple(model: str, prior: dict[str, float]) -> tuple[float, ...]:
-    if model in ("normal", "lognormal", "compound-beta-lognormal"):
-        return (prior["mu"], prior["kappa"], prior["alpha"], prior["beta"])
-    return (prior["alpha"], prior["beta"])
-
-
-def _stats_dict(model: str, stats: tuple) -> dict[str, float]:
-    if model == "beta-binomial":
-        return {"successes": stats[0], "trials": stats[1]}
-    if model in ("normal", "lognormal", "compound-beta-lognormal"):
-        scale = "log " if "lognormal" in model else ""
-        out = {"n": stats[0], f"{scale}mean".strip(): stats[1], f"{scale}m2".strip(): stats[2]}
-    elif model == "poisson":
-        out = {"exposure": stats[0], "sum": stats[1]}
-    else:
-        out = {"n": stats[0], "sum": stats[1]}
-    if model.startswith("compound"):
-        out = {"converters": stats[3], "users": stats[4], **{f"severity_{k}": v
-                                                             for k, v in out.items()}}
-    return {k.replace(" ", "_"): v for k, v in out.items()}
