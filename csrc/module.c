@@ -31,6 +31,9 @@ typedef struct {
     PyTypeObject *CoreType;
     PyTypeObject *JobType;
     PyTypeObject *ChannelType;
+    PyObject *DataError;        /* bayesworker._errors, imported when the module loads */
+    PyObject *ModelError;
+    PyObject *DisposedError;
 } module_state;
 
 static module_state *state_of_type(PyTypeObject *tp)
@@ -69,6 +72,53 @@ typedef struct {
 } ChannelObject;
 
 enum { JOB_FIT = 0, JOB_SAMPLE = 1, JOB_INTERVAL = 2, JOB_MIXFIT = 3 };
+
+/* ======================================================================================== */
+/* Errors                                                                                   */
+/* ======================================================================================== */
+
+static const char *const rule_names[] = {"", "finite", "positive", "nonnegative", "integer",
+                                         "some_positive"};
+
+/* An exception instance of `type` with message msg and, if attrs, the attributes rule,
+ * index and value of a refused value. */
+static PyObject *new_exception(PyObject *type, const char *msg, int attrs, int rule,
+                               double index, double value)
+{
+    PyObject *exc = PyObject_CallFunction(type, "s", msg);
+    if (!exc || !attrs)
+        return exc;
+    PyObject *r = PyUnicode_FromString(rule_names[rule]);
+    PyObject *i = PyLong_FromDouble(index);
+    PyObject *v = PyFloat_FromDouble(value);
+    if (!r || !i || !v || PyObject_SetAttrString(exc, "rule", r) < 0 ||
+        PyObject_SetAttrString(exc, "index", i) < 0 ||
+        PyObject_SetAttrString(exc, "value", v) < 0)
+        Py_CLEAR(exc);
+    Py_XDECREF(r);
+    Py_XDECREF(i);
+    Py_XDECREF(v);
+    return exc;
+}
+
+/* The exception that says why a finished job did not succeed. */
+static PyObject *job_exception(module_state *st, bw_job *job)
+{
+    int s = atomic_load(&job->status);
+    if (s == BW_JOB_TIMEOUT)
+        return new_exception(PyExc_TimeoutError, job->errmsg, 0, 0, 0, 0);
+    if (s == BW_JOB_CANCELLED)
+        return new_exception(PyExc_RuntimeError,
+                             "the job was cancelled (the worker was closed or cancel_all() ran)",
+                             0, 0, 0, 0);
+    const char *msg = job->errmsg[0] ? job->errmsg : "the job failed";
+    if (job->error_code == ENOMEM)
+        return new_exception(PyExc_MemoryError, msg, 0, 0, 0, 0);
+    if (job->error_code >= 1 && job->error_code <= 5)
+        return new_exception(st->DataError, msg, 1, job->error_code, job->result[0],
+                             job->result[1]);
+    return new_exception(st->ModelError, msg, 0, 0, 0, 0);
+}
 
 /* ======================================================================================== */
 /* Channel                                                                                  */
@@ -193,9 +243,24 @@ static PyObject *Job_get_done(JobObject *self, void *c)
 static PyObject *Job_get_status(JobObject *self, void *c)
 {
     (void)c;
-    static const char *const names[] = {"pending", "ok", "cancelled", "failed"};
+    static const char *const names[] = {"pending", "ok", "cancelled", "failed", "timeout"};
     int s = atomic_load(&self->job->status);
     return PyUnicode_FromString(names[s]);
+}
+
+static PyObject *Job_get_exec_time(JobObject *self, void *c)
+{
+    (void)c;
+    return PyFloat_FromDouble(bw_job_exec_time(self->job));
+}
+
+static PyObject *Job_get_exception(JobObject *self, void *c)
+{
+    (void)c;
+    int s = atomic_load(&self->job->status);
+    if (s == BW_JOB_PENDING || s == BW_JOB_OK)
+        Py_RETURN_NONE;
+    return job_exception(state_of_type(Py_TYPE(self)), self->job);
 }
 
 static PyObject *Job_get_error(JobObject *self, void *c)
@@ -319,7 +384,13 @@ static PyMethodDef Job_methods[] = {
 static PyGetSetDef Job_getset[] = {
     {"id", (getter)Job_get_id, NULL, "Job id, unique within its Core.", NULL},
     {"done", (getter)Job_get_done, NULL, "True once finished (ok, cancelled or failed).", NULL},
-    {"status", (getter)Job_get_status, NULL, "'pending', 'ok', 'cancelled' or 'failed'.", NULL},
+    {"status", (getter)Job_get_status, NULL,
+     "'pending', 'ok', 'cancelled', 'failed' or 'timeout'.", NULL},
+    {"exec_time", (getter)Job_get_exec_time, NULL,
+     "Seconds during which a worker thread was executing the job (0.0 while queued).", NULL},
+    {"exception", (getter)Job_get_exception, NULL,
+     "None while pending or after success; else the exception that says why it ended.",
+     NULL},
     {"error", (getter)Job_get_error, NULL, "The failure message, or None.", NULL},
     {"error_detail", (getter)Job_get_error_detail, NULL,
      "(code, index, value) of a failed job (a fit's refused value), or None.", NULL},
@@ -349,15 +420,35 @@ static PyType_Spec Job_spec = {
     Job_slots,
 };
 
-/* Wrap and submit a C job; takes the C job's reference and a new reference to keep. */
+/* A job's timeout: None (no limit: -1) or seconds >= 0 of execution time. */
+static int parse_timeout(PyObject *obj, double *out)
+{
+    *out = -1.0;
+    if (obj == Py_None)
+        return 0;
+    double t = PyFloat_AsDouble(obj);
+    if (t == -1.0 && PyErr_Occurred())
+        return -1;
+    if (!(t >= 0)) {
+        PyErr_Format(PyExc_ValueError,
+                     "timeout = %R must be None or a number of seconds >= 0", obj);
+        return -1;
+    }
+    *out = t;
+    return 0;
+}
+
+/* Wrap and submit a C job; takes the C job's reference and a new reference to keep.
+ * timeout: the seconds of execution time the job may take (< 0: no limit). */
 static PyObject *submit(CoreObject *self, bw_job *cjob, int kind, PyObject *keep,
-                        PyObject *channel)
+                        PyObject *channel, double timeout)
 {
     module_state *st = state_of_type(Py_TYPE(self));
     if (!cjob) {
         Py_XDECREF(keep);
         return PyErr_NoMemory();
     }
+    cjob->timeout = timeout;
     bw_channel *ch = NULL;
     if (channel != Py_None) {
         if (!Py_IS_TYPE(channel, st->ChannelType)) {
@@ -510,12 +601,15 @@ static int check_f64(PyObject *obj, const char *name, int writeable)
 static PyObject *Core_fit(CoreObject *self, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"model", "prior", "successes", "trials", "values", "stats",
-                             "channel", NULL};
+                             "channel", "timeout", NULL};
     int model;
-    PyObject *prior, *values, *stats, *channel;
+    PyObject *prior, *values, *stats, *channel, *timeout_obj = Py_None;
     long long successes, trials;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "iOLLOOO", kwlist, &model, &prior,
-                                     &successes, &trials, &values, &stats, &channel))
+    double timeout;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "iOLLOOO|$O", kwlist, &model, &prior,
+                                     &successes, &trials, &values, &stats, &channel,
+                                     &timeout_obj) ||
+        parse_timeout(timeout_obj, &timeout) < 0)
         return NULL;
     if (core_check_open(self) < 0)
         return NULL;
@@ -568,19 +662,21 @@ static PyObject *Core_fit(CoreObject *self, PyObject *args, PyObject *kwds)
         spec.have_stats = 1;
     }
     uint64_t id = bw_store_next_id(self->store);
-    return submit(self, bw_fit_job(self->store, id, &spec), JOB_FIT, keep, channel);
+    return submit(self, bw_fit_job(self->store, id, &spec), JOB_FIT, keep, channel, timeout);
 }
 
 static PyObject *Core_mix_fit(CoreObject *self, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"model", "values", "Ks", "tol", "max_iter", "successes", "trials",
-                             "freq_prior", "channel", NULL};
+                             "freq_prior", "channel", "timeout", NULL};
     int model, max_iter;
-    PyObject *values, *Ks, *channel;
-    double tol, fa, fb;
+    PyObject *values, *Ks, *channel, *timeout_obj = Py_None;
+    double tol, fa, fb, timeout;
     long long successes, trials;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "iOOdiLL(dd)O", kwlist, &model, &values, &Ks,
-                                     &tol, &max_iter, &successes, &trials, &fa, &fb, &channel))
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "iOOdiLL(dd)O|$O", kwlist, &model, &values,
+                                     &Ks, &tol, &max_iter, &successes, &trials, &fa, &fb,
+                                     &channel, &timeout_obj) ||
+        parse_timeout(timeout_obj, &timeout) < 0)
         return NULL;
     if (core_check_open(self) < 0 || check_f64(values, "values", 0) < 0)
         return NULL;
@@ -640,7 +736,8 @@ static PyObject *Core_mix_fit(CoreObject *self, PyObject *args, PyObject *kwds)
     spec.stream_key = bw_stream_key(self->seed, id);
     spec.init_key = spec.stream_key ^ UINT64_C(0x6D69787475726521);   /* "mixture!" */
     Py_INCREF(values);
-    return submit(self, bw_mixfit_job(self->store, id, &spec), JOB_MIXFIT, values, channel);
+    return submit(self, bw_mixfit_job(self->store, id, &spec), JOB_MIXFIT, values, channel,
+                  timeout);
 }
 
 static int reserve_or_get(CoreObject *self, unsigned long long id, int part, Py_ssize_t n,
@@ -736,13 +833,15 @@ static PyObject *Core_reserve(CoreObject *self, PyObject *args)
 
 static PyObject *Core_sample(CoreObject *self, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"post_id", "part", "out", "channel", "start", NULL};
+    static char *kwlist[] = {"post_id", "part", "out", "channel", "start", "timeout", NULL};
     unsigned long long id;
     int part;
-    PyObject *out, *channel;
+    PyObject *out, *channel, *timeout_obj = Py_None;
     long long start = -1;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "KiOO|L", kwlist, &id, &part, &out, &channel,
-                                     &start))
+    double timeout;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "KiOO|L$O", kwlist, &id, &part, &out, &channel,
+                                     &start, &timeout_obj) ||
+        parse_timeout(timeout_obj, &timeout) < 0)
         return NULL;
     if (core_check_open(self) < 0 || check_f64(out, "out", 1) < 0)
         return NULL;
@@ -761,7 +860,7 @@ static PyObject *Core_sample(CoreObject *self, PyObject *args, PyObject *kwds)
                                          (double *)PyArray_DATA((PyArrayObject *)out));
         free(post);
         Py_INCREF(out);
-        return submit(self, cjob, JOB_SAMPLE, out, channel);
+        return submit(self, cjob, JOB_SAMPLE, out, channel, timeout);
     }
     bw_quantity q;
     if (reserve_or_get(self, id, part, n, start, &pos, &q) < 0)
@@ -771,7 +870,7 @@ static PyObject *Core_sample(CoreObject *self, PyObject *args, PyObject *kwds)
     return submit(self,
                   bw_sample_job(&q, st, pos, (size_t)n,
                                 (double *)PyArray_DATA((PyArrayObject *)out)),
-                  JOB_SAMPLE, out, channel);
+                  JOB_SAMPLE, out, channel, timeout);
 }
 
 static PyObject *Core_sample_now(CoreObject *self, PyObject *args)
@@ -854,13 +953,16 @@ static int get_quantity(CoreObject *self, unsigned long long id, int part, bw_qu
     return 0;
 }
 
-static PyObject *Core_interval(CoreObject *self, PyObject *args)
+static PyObject *Core_interval(CoreObject *self, PyObject *args, PyObject *kwds)
 {
+    static char *kwlist[] = {"post_id", "part", "level", "channel", "timeout", NULL};
     unsigned long long id;
     int part;
-    double level;
-    PyObject *channel;
-    if (!PyArg_ParseTuple(args, "KidO", &id, &part, &level, &channel))
+    double level, timeout;
+    PyObject *channel, *timeout_obj = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "KidO|$O", kwlist, &id, &part, &level,
+                                     &channel, &timeout_obj) ||
+        parse_timeout(timeout_obj, &timeout) < 0)
         return NULL;
     if (core_check_open(self) < 0 || check_level(level) < 0)
         return NULL;
@@ -875,12 +977,12 @@ static PyObject *Core_interval(CoreObject *self, PyObject *args)
         }
         bw_job *cjob = bw_mix_interval_job(post, part, bw_stream_key(self->seed, id), level);
         free(post);
-        return submit(self, cjob, JOB_INTERVAL, NULL, channel);
+        return submit(self, cjob, JOB_INTERVAL, NULL, channel, timeout);
     }
     bw_quantity q;
     if (get_quantity(self, id, part, &q) < 0)
         return NULL;
-    return submit(self, bw_interval_job(&q, level), JOB_INTERVAL, NULL, channel);
+    return submit(self, bw_interval_job(&q, level), JOB_INTERVAL, NULL, channel, timeout);
 }
 
 static PyObject *Core_interval_now(CoreObject *self, PyObject *args)
@@ -1198,17 +1300,18 @@ static PyMethodDef Core_methods[] = {
      "Cancel every job, wait for them, stop the threads and free every posterior."},
     {"new_channel", (PyCFunction)Core_new_channel, METH_NOARGS, "A new completion channel."},
     {"fit", (PyCFunction)(void (*)(void))Core_fit, METH_VARARGS | METH_KEYWORDS,
-     "fit(model, prior, successes, trials, values, stats, channel) -> Job"},
+     "fit(model, prior, successes, trials, values, stats, channel, *, timeout=None) -> Job"},
     {"mix_fit", (PyCFunction)(void (*)(void))Core_mix_fit, METH_VARARGS | METH_KEYWORDS,
-     "mix_fit(model, values, Ks, tol, max_iter, successes, trials, freq_prior, channel) -> Job"},
+     "mix_fit(model, values, Ks, tol, max_iter, successes, trials, freq_prior, channel, *, "
+     "timeout=None) -> Job"},
     {"reserve", (PyCFunction)Core_reserve, METH_VARARGS,
      "reserve(post_id, part, n) -> first stream position of n reserved draws"},
     {"sample", (PyCFunction)(void (*)(void))Core_sample, METH_VARARGS | METH_KEYWORDS,
-     "sample(post_id, part, out, channel, start=-1) -> Job filling out"},
+     "sample(post_id, part, out, channel, start=-1, *, timeout=None) -> Job filling out"},
     {"sample_now", (PyCFunction)Core_sample_now, METH_VARARGS,
      "sample_now(post_id, part, out) -> out, drawn on this thread (for small requests)"},
-    {"interval", (PyCFunction)Core_interval, METH_VARARGS,
-     "interval(post_id, part, level, channel) -> Job"},
+    {"interval", (PyCFunction)(void (*)(void))Core_interval, METH_VARARGS | METH_KEYWORDS,
+     "interval(post_id, part, level, channel, *, timeout=None) -> Job"},
     {"interval_now", (PyCFunction)Core_interval_now, METH_VARARGS,
      "interval_now(post_id, part, level) -> (lo, hi), computed on this thread"},
     {"get", (PyCFunction)Core_get, METH_O, "get(post_id) -> dict of the stored posterior"},
@@ -1281,6 +1384,15 @@ static int module_exec(PyObject *m)
     st->CoreType = (PyTypeObject *)PyType_FromModuleAndSpec(m, &Core_spec, NULL);
     if (!st->CoreType || PyModule_AddType(m, st->CoreType) < 0)
         return -1;
+    PyObject *errors = PyImport_ImportModule("bayesworker._errors");
+    if (!errors)
+        return -1;
+    st->DataError = PyObject_GetAttrString(errors, "DataError");
+    st->ModelError = PyObject_GetAttrString(errors, "ModelError");
+    st->DisposedError = PyObject_GetAttrString(errors, "DisposedError");
+    Py_DECREF(errors);
+    if (!st->DataError || !st->ModelError || !st->DisposedError)
+        return -1;
     if (PyModule_AddIntConstant(m, "SAMPLE_BLOCK", BW_SAMPLE_BLOCK) < 0 ||
         PyModule_AddIntConstant(m, "FIT_BLOCK", BW_FIT_BLOCK) < 0 ||
         PyModule_AddIntConstant(m, "MIX_MC_DRAWS", BW_MIX_MC_DRAWS) < 0 ||
@@ -1295,6 +1407,9 @@ static int module_traverse(PyObject *m, visitproc visit, void *arg)
     Py_VISIT(st->CoreType);
     Py_VISIT(st->JobType);
     Py_VISIT(st->ChannelType);
+    Py_VISIT(st->DataError);
+    Py_VISIT(st->ModelError);
+    Py_VISIT(st->DisposedError);
     return 0;
 }
 
@@ -1304,6 +1419,9 @@ static int module_clear(PyObject *m)
     Py_CLEAR(st->CoreType);
     Py_CLEAR(st->JobType);
     Py_CLEAR(st->ChannelType);
+    Py_CLEAR(st->DataError);
+    Py_CLEAR(st->ModelError);
+    Py_CLEAR(st->DisposedError);
     return 0;
 }
 

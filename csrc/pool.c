@@ -201,6 +201,15 @@ size_t bw_channel_drain(bw_channel *ch, uint64_t *ids, size_t cap)
 /* Jobs                                                                                     */
 /* ======================================================================================== */
 
+/* Why the remaining blocks of a job are skipped (job->cancel). */
+enum { STOP_NONE = 0, STOP_CANCEL = 1, STOP_FAILED = 2, STOP_TIMEOUT = 3 };
+
+static double monotonic_clock(void *ctx)
+{
+    (void)ctx;
+    return bw_monotonic();
+}
+
 bw_job *bw_job_new(size_t nblocks, bw_block_fn block, bw_finish_fn finish,
                    void *ctx, void (*ctx_free)(void *))
 {
@@ -217,6 +226,8 @@ bw_job *bw_job_new(size_t nblocks, bw_block_fn block, bw_finish_fn finish,
     atomic_init(&job->status, BW_JOB_PENDING);
     atomic_init(&job->started, 0);
     atomic_init(&job->value_bits, 0);
+    job->timeout = -1.0;
+    job->clock = monotonic_clock;
     job->block = block;
     job->finish = finish;
     job->ctx = ctx;
@@ -242,10 +253,48 @@ void bw_job_decref(bw_job *job)
     free(job);
 }
 
-void bw_job_cancel(bw_job *job)
+/* Mark why the job stops unless it is stopping already. */
+static void job_stop(bw_job *job, int why)
 {
-    int none = 0;
-    atomic_compare_exchange_strong(&job->cancel, &none, 1);
+    int none = STOP_NONE;
+    atomic_compare_exchange_strong(&job->cancel, &none, why);
+}
+
+void bw_job_cancel(bw_job *job) { job_stop(job, STOP_CANCEL); }
+
+/* A thread starts (enter = 1) or stops (enter = 0) executing the job; returns the job's
+ * execution time at that moment.  The busy intervals of all threads are merged: the time
+ * counts once while any thread executes the job. */
+static double exec_mark(bw_job *job, int enter)
+{
+    pthread_mutex_lock(&job->mu);
+    double now = job->clock(job->clock_ctx);
+    if (enter) {
+        if (job->exec_running++ == 0)
+            job->exec_since = now;
+    } else if (--job->exec_running == 0) {
+        job->exec_total += now - job->exec_since;
+    }
+    double t = job->exec_total + (job->exec_running ? now - job->exec_since : 0.0);
+    pthread_mutex_unlock(&job->mu);
+    return t;
+}
+
+double bw_job_exec_time(bw_job *job)
+{
+    pthread_mutex_lock(&job->mu);
+    double t = job->exec_total;
+    if (job->exec_running)
+        t += job->clock(job->clock_ctx) - job->exec_since;
+    pthread_mutex_unlock(&job->mu);
+    return t;
+}
+
+/* Stop the job if its execution time t reached its timeout. */
+static void check_timeout(bw_job *job, double t)
+{
+    if (job->timeout >= 0 && t >= job->timeout)
+        job_stop(job, STOP_TIMEOUT);
 }
 
 int bw_job_finished(const bw_job *job)
@@ -294,11 +343,15 @@ static void job_complete(bw_job *job, int status)
 
 /* The last block of a phase is done: run the finish step.  Returns the job's final status,
  * or BW_JOB_PENDING if the finish step asked for another phase (counters are reset). */
-static int phase_end(bw_job *job)
+static int phase_end(bw_job *job, double exec_time)
 {
+    if (job->finish)
+        check_timeout(job, exec_time);
     int c = atomic_load(&job->cancel);
-    if (c == 2)
+    if (c == STOP_FAILED)
         return BW_JOB_FAILED;
+    if (c == STOP_TIMEOUT)
+        return BW_JOB_TIMEOUT;
     if (c)
         return BW_JOB_CANCELLED;
     if (!job->finish)
@@ -330,6 +383,8 @@ struct bw_pool {
     size_t live;                 /* submitted, not finished */
     atomic_uint_fast64_t next_id;
     int shutdown;
+    bw_clock_fn clock;           /* of execution times */
+    void *clock_ctx;
     /* Every live job, for cancel_all: a small intrusive registry would need another link;
      * a growable array of references is simpler and is only touched under mu. */
     bw_job **all;
@@ -370,15 +425,23 @@ static int block_done(bw_pool *pool, bw_job *job, int failed)
 {
     if (failed) {
         /* Make the remaining blocks no-ops; the last one to finish reports the failure. */
-        atomic_store(&job->cancel, 2);
+        atomic_store(&job->cancel, STOP_FAILED);
     }
     /* Read nblocks before the add: once the add is published, the thread that completes the
-     * phase may run the finish step, which may change nblocks. */
+     * phase may run the finish step, which may change nblocks.  Likewise stop the clock
+     * before it: after the add the job may be gone. */
     size_t nblocks = job->nblocks;
+    exec_mark(job, 0);
     size_t done = atomic_fetch_add(&job->done_blocks, 1) + 1;
     if (done != nblocks)
         return 0;
-    int status = phase_end(job);
+    /* The finish step is the job's work too. */
+    int status = phase_end(job, exec_mark(job, 1));
+    double exec_time = exec_mark(job, 0);
+    if (status == BW_JOB_TIMEOUT)
+        snprintf(job->errmsg, sizeof job->errmsg,
+                 "timed out after %.3g s of work (its timeout is %g s); the work was stopped",
+                 exec_time, job->timeout);
     if (status == BW_JOB_PENDING) {
         if (pool) {
             pthread_mutex_lock(&pool->mu);
@@ -399,10 +462,12 @@ static int block_done(bw_pool *pool, bw_job *job, int failed)
     return 0;
 }
 
+/* Run block b unless the job is stopping; the caller then calls block_done. */
 static int run_block(bw_job *job, size_t b)
 {
     if (!atomic_exchange(&job->started, 1))
         job->t_start = bw_monotonic();
+    check_timeout(job, exec_mark(job, 1));
     if (atomic_load(&job->cancel))
         return 0;
     if (job->block && job->block(job, b) != 0) {
@@ -477,6 +542,7 @@ bw_pool *bw_pool_new(int nthreads)
     pthread_mutex_init(&pool->mu, NULL);
     pthread_cond_init(&pool->work, NULL);
     pthread_cond_init(&pool->idle, NULL);
+    pool->clock = monotonic_clock;
     if (nthreads > 0) {
         pool->threads = calloc((size_t)nthreads, sizeof *pool->threads);
         if (!pool->threads) {
@@ -514,6 +580,12 @@ void bw_pool_cancel_all(bw_pool *pool)
     pthread_mutex_unlock(&pool->mu);
 }
 
+void bw_pool_set_clock(bw_pool *pool, bw_clock_fn clock, void *ctx)
+{
+    pool->clock = clock ? clock : monotonic_clock;
+    pool->clock_ctx = clock ? ctx : NULL;
+}
+
 void bw_pool_free(bw_pool *pool)
 {
     if (!pool)
@@ -544,11 +616,13 @@ void bw_pool_submit(bw_pool *pool, bw_job *job, bw_channel *channel)
     job->id = atomic_fetch_add(&pool->next_id, 1) + 1;
     bw_job_incref(job);                   /* the pool's reference, dropped at completion */
     job->t_submit = bw_monotonic();
+    job->clock = pool->clock;
+    job->clock_ctx = pool->clock_ctx;
 
     if (job->nblocks == 0) {
         atomic_store(&job->started, 1);
         job->t_start = job->t_submit;
-        int status = phase_end(job);
+        int status = phase_end(job, 0.0);
         job_complete(job, status == BW_JOB_PENDING ? BW_JOB_FAILED : status);
         bw_job_decref(job);
         return;

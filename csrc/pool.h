@@ -10,6 +10,12 @@
  *
  * A pool with nthreads == 0 is the inline fallback: bw_pool_submit runs the whole job on
  * the calling thread before it returns.
+ *
+ * Timeouts bound a job's execution time, not its time in the queue: the pool measures the
+ * wall-clock seconds during which at least one thread was executing one of the job's blocks
+ * (or its finish step) and, at every block boundary, stops a job whose execution time
+ * reached job->timeout as it stops a cancelled one; the job ends BW_JOB_TIMEOUT.  Inline
+ * jobs count the time they run on the calling thread.
  */
 #ifndef BW_POOL_H
 #define BW_POOL_H
@@ -32,7 +38,16 @@ typedef int (*bw_block_fn)(bw_job *job, size_t block);
 typedef int (*bw_finish_fn)(bw_job *job);
 #define BW_JOB_AGAIN 1
 
-enum bw_job_status { BW_JOB_PENDING = 0, BW_JOB_OK = 1, BW_JOB_CANCELLED = 2, BW_JOB_FAILED = 3 };
+enum bw_job_status {
+    BW_JOB_PENDING = 0,
+    BW_JOB_OK = 1,
+    BW_JOB_CANCELLED = 2,
+    BW_JOB_FAILED = 3,
+    BW_JOB_TIMEOUT = 4,         /* its execution time passed job->timeout (below) */
+};
+
+/* A clock in seconds (monotonic); the pool measures execution time with it. */
+typedef double (*bw_clock_fn)(void *ctx);
 
 struct bw_job {
     uint64_t id;                /* unique within its pool, set by bw_pool_submit */
@@ -40,7 +55,8 @@ struct bw_job {
     size_t nblocks;
     size_t next_block;          /* guarded by the pool mutex */
     atomic_size_t done_blocks;
-    atomic_int cancel;
+    atomic_int cancel;          /* 0, or why the remaining blocks are skipped: 1 cancelled,
+                                 * 2 a block failed, 3 the timeout passed */
     atomic_int status;          /* enum bw_job_status; PENDING until finished */
     bw_block_fn block;
     bw_finish_fn finish;
@@ -53,6 +69,16 @@ struct bw_job {
     pthread_cond_t cv;
     double t_submit, t_start, t_end;   /* monotonic seconds */
     atomic_int started;
+    /* Execution time: the seconds during which at least one thread was executing one of
+     * the job's blocks or its finish step (time spent queued does not count).  Kept under
+     * mu with the clock copied from the pool at submission. */
+    double timeout;             /* the most execution time allowed (< 0 or inf: no limit);
+                                 * set before bw_pool_submit, checked at block boundaries */
+    int exec_running;           /* threads executing the job now */
+    double exec_total;          /* seconds accumulated by closed busy intervals */
+    double exec_since;          /* start of the open busy interval (exec_running > 0) */
+    bw_clock_fn clock;
+    void *clock_ctx;
     int error_code;             /* set with errmsg by a failing block or finish */
     char errmsg[320];
     atomic_size_t phase;        /* phases finished (iterations of an iterative fit) */
@@ -76,6 +102,9 @@ void bw_pool_free(bw_pool *pool);
 size_t bw_pool_live_jobs(bw_pool *pool);
 /* Ask every unfinished job to stop. */
 void bw_pool_cancel_all(bw_pool *pool);
+/* The clock of execution times (default: bw_monotonic).  Set it before submitting jobs;
+ * tests drive a pool with a clock of their own. */
+void bw_pool_set_clock(bw_pool *pool, bw_clock_fn clock, void *ctx);
 
 /* Job ------------------------------------------------------------------------------------- */
 /* A new job with one reference, owned by the caller; ctx is taken (freed with ctx_free even
@@ -92,6 +121,8 @@ void bw_job_cancel(bw_job *job);
  * Returns 1 if finished. */
 int bw_job_wait(bw_job *job, double timeout);
 int bw_job_finished(const bw_job *job);
+/* Execution time so far (0 while queued; final once the job finished). */
+double bw_job_exec_time(bw_job *job);
 
 /* Channel --------------------------------------------------------------------------------- */
 bw_channel *bw_channel_new(void);           /* one reference; NULL on failure */

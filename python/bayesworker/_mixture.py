@@ -154,8 +154,8 @@ class MixturePosteriorProxy(PosteriorProxy):
         rows = []
         for r in range(self.n_components):
             job = await self._worker._run_async(
-                lambda ch, r=r: self._worker._core.interval(self._id, PART_MIX_COMPONENT + r,
-                                                            level, ch),
+                lambda ch, t, r=r: self._worker._core.interval(
+                    self._id, PART_MIX_COMPONENT + r, level, ch, timeout=t),
                 stage="interval", timeout=timeout, on_progress=None, n=0)
             rows.append(job.result)
         return _cached(self._intervals, level, rows)

@@ -196,15 +196,17 @@ class PosteriorProxy:
         if cached is not None:
             return cached
         job = await self._worker._run_async(
-            lambda ch: self._worker._core.interval(self._id, self._part, level, ch),
+            lambda ch, t: self._worker._core.interval(self._id, self._part, level, ch, timeout=t),
             stage="interval", timeout=timeout, on_progress=None, n=0)
         return _cached(self._intervals, level, [job.result])
 
     # -- draws -------------------------------------------------------------------------
-    def _submit_sample(self, n: int, channel: Any, start: int = -1):
+    def _submit_sample(self, n: int, channel: Any, start: int = -1,
+                       timeout: float | None = None):
         out = self._worker._new_array(n)
         try:
-            return self._worker._core.sample(self._id, self._part, out, channel, start), out
+            return self._worker._core.sample(self._id, self._part, out, channel, start,
+                                             timeout=timeout), out
         except KeyError:            # disposed since the last check (between two batches)
             self._check()
             raise
@@ -229,8 +231,8 @@ class PosteriorProxy:
             return self._sample_inline(n, on_progress)
         holder: list[np.ndarray] = []
 
-        def submit(channel):
-            job, out = self._submit_sample(n, channel)
+        def submit(channel, limit):
+            job, out = self._submit_sample(n, channel, timeout=limit)
             holder.append(out)
             return job
 
@@ -245,7 +247,8 @@ class PosteriorProxy:
         self._check()
         if n <= INLINE_DRAWS:
             return self._sample_inline(n, on_progress)
-        job, out = self._submit_sample(n, None)
+        job, out = self._submit_sample(n, None,
+                                       timeout=self._worker._timeout(timeout, "sampling", n))
         self._worker._run_sync(job, stage="sampling", timeout=timeout,
                                on_progress=on_progress, n=n)
         return out
@@ -269,17 +272,18 @@ class PosteriorProxy:
         self._check()
         start, plan = self._batches(n, batch_size)
         worker = self._worker
+        limit = worker._timeout(timeout, "sampling", batch_size)
         ahead = None
         try:
             for i, (pos, size) in enumerate(plan):
                 if ahead is None:
-                    ahead = worker._submit_async(*self._submit_sample(size, worker._channel(),
-                                                                      start + pos))
+                    ahead = worker._submit_async(*self._submit_sample(
+                        size, worker._channel(), start + pos, timeout=limit))
                 current, ahead = ahead, None
                 if i + 1 < len(plan):
                     nxt_pos, nxt_size = plan[i + 1]
                     ahead = worker._submit_async(*self._submit_sample(
-                        nxt_size, worker._channel(), start + nxt_pos))
+                        nxt_size, worker._channel(), start + nxt_pos, timeout=limit))
                 out = await worker._finish_async(current, stage="sampling", timeout=timeout,
                                                  on_progress=None, n=size)
                 yield out
@@ -295,15 +299,16 @@ class PosteriorProxy:
         self._check()
         start, plan = self._batches(n, batch_size)
         worker = self._worker
+        limit = worker._timeout(timeout, "sampling", batch_size)
         ahead = None
         try:
             for i, (pos, size) in enumerate(plan):
                 if ahead is None:
-                    ahead = self._submit_sample(size, None, start + pos)
+                    ahead = self._submit_sample(size, None, start + pos, timeout=limit)
                 (job, out), ahead = ahead, None
                 if i + 1 < len(plan):
                     nxt_pos, nxt_size = plan[i + 1]
-                    ahead = self._submit_sample(nxt_size, None, start + nxt_pos)
+                    ahead = self._submit_sample(nxt_size, None, start + nxt_pos, timeout=limit)
                 worker._run_sync(job, stage="sampling", timeout=timeout, on_progress=None,
                                  n=size)
                 yield out

@@ -399,21 +399,21 @@ class InferenceWorker:
 
     @staticmethod
     def _outcome(job: Any, stage: str, req: FitRequest | None = None) -> None:
-        status = job.status
-        if status == "ok":
+        exc = job.exception
+        if exc is None:
             return
-        if status == "failed":
-            code = job.error_detail[0]
-            if req is not None and 1 <= code <= 5:
-                raise value_error(req.model, req.values_name, *job.error_detail)
-            raise ModelError(f"{stage} failed: {job.error}")
-        raise RuntimeError(f"{stage} was cancelled (the worker was closed or cancel_all() ran)")
+        if isinstance(exc, DataError) and req is not None:
+            raise value_error(req.model, req.values_name, *job.error_detail)
+        if isinstance(exc, TimeoutError):
+            raise TimeoutError(f"{stage} {exc}")
+        if isinstance(exc, ModelError):
+            raise ModelError(f"{stage} failed: {exc}")
+        raise exc
 
     async def _finish_async(self, rec: _Pending, *, stage: str, timeout: float | None,
                             on_progress: Callable[[Progress], None] | None, n: int,
                             req: FitRequest | None = None) -> Any:
         job = rec.job
-        limit = self._timeout(timeout, stage, n)
         loop = asyncio.get_running_loop()
         self._begin(stage, job)
         error: BaseException | None = None
@@ -428,11 +428,7 @@ class InferenceWorker:
             ticker.append(loop.call_later(0.1, tick))
         try:
             try:
-                await asyncio.wait_for(rec.fut, limit)
-            except asyncio.TimeoutError:
-                self._abandon(rec, stage)
-                raise TimeoutError(f"{stage} timed out after {limit:g} s; the work was "
-                                   f"stopped") from None
+                await rec.fut           # the job's timeout is enforced by the C pool
             except asyncio.CancelledError:
                 self._abandon(rec, stage)
                 raise
@@ -449,12 +445,12 @@ class InferenceWorker:
             self._end(stage, job, error)
         return rec.out
 
-    async def _run_async(self, submit: Callable[[Any], Any], *, stage: str,
+    async def _run_async(self, submit: Callable[[Any, float], Any], *, stage: str,
                          timeout: float | None, on_progress: Callable[[Progress], None] | None,
                          n: int, req: FitRequest | None = None) -> Any:
-        self._timeout(timeout, stage, n)            # validate before any work starts
+        limit = self._timeout(timeout, stage, n)    # validate before any work starts
         self._check_open()
-        job = submit(self._channel())
+        job = submit(self._channel(), limit)
         rec = self._submit_async(job)
         await self._finish_async(rec, stage=stage, timeout=timeout, on_progress=on_progress,
                                  n=n, req=req)
@@ -463,18 +459,13 @@ class InferenceWorker:
     def _run_sync(self, job: Any, *, stage: str, timeout: float | None,
                   on_progress: Callable[[Progress], None] | None, n: int,
                   req: FitRequest | None = None) -> None:
-        limit = self._timeout(timeout, stage, n)
-        deadline = time.monotonic() + limit
         self._begin(stage, job)
         error: BaseException | None = None
         try:
             if on_progress is not None:
                 on_progress(Progress(stage, 0.0, 0, job.progress[1]))
             try:
-                while not job.wait(max(0.0, min(0.1, deadline - time.monotonic()))):
-                    if time.monotonic() >= deadline:
-                        raise TimeoutError(f"{stage} timed out after {limit:g} s; the work "
-                                           f"was stopped")
+                while not job.wait(0.1):     # the job's timeout is enforced by the C pool
                     if on_progress is not None:
                         on_progress(Progress.of_job(stage, job))
             except BaseException:
@@ -517,7 +508,7 @@ class InferenceWorker:
             self._error = exc
             raise
 
-    def _submit_fit(self, req: FitRequest, channel: Any) -> Any:
+    def _submit_fit(self, req: FitRequest, channel: Any, timeout: float) -> Any:
         code = MODEL_CODES[req.model]
         if req.model in MIXTURE_MODELS:
             opts = {**MIXTURE_DEFAULTS, **req.options}
@@ -527,7 +518,8 @@ class InferenceWorker:
             freq = req.prior.get("frequency", {"alpha": 1.0, "beta": 1.0})
             return self._core.mix_fit(code, req.values, ks, float(opts["tolerance"]),
                                       int(opts["max_iterations"]), successes, trials,
-                                      (freq["alpha"], freq["beta"]), channel)
+                                      (freq["alpha"], freq["beta"]), channel,
+                                      timeout=timeout)
         if req.model in _COMPOUND:
             freq, sev = req.prior["frequency"], req.prior["severity"]
             prior = (freq["alpha"], freq["beta"], *_prior_tuple(req.model, sev))
@@ -542,7 +534,8 @@ class InferenceWorker:
         values = req.values
         if values is None and stats is None and req.model != "beta-binomial":
             values = np.empty(0, dtype=np.float64)
-        return self._core.fit(code, prior, successes, trials, values, stats, channel)
+        return self._core.fit(code, prior, successes, trials, values, stats, channel,
+                              timeout=timeout)
 
     def _mixture_result(self, req: FitRequest, job: Any) -> InferenceResult:
         post_id = job.result
@@ -638,13 +631,13 @@ class InferenceWorker:
         req = self._prepare(model_type, data, prior, options)
         mreq = self._auto_mixture_request(req)
         if mreq is not None:
-            job = await self._run_async(lambda ch: self._submit_fit(mreq, ch), stage="fitting",
+            job = await self._run_async(lambda ch, t: self._submit_fit(mreq, ch, t), stage="fitting",
                                         timeout=timeout, on_progress=on_progress, n=0,
                                         req=mreq)
             res, req = self._auto_mixture_decide(req, mreq, job)
             if res is not None:
                 return res
-        job = await self._run_async(lambda ch: self._submit_fit(req, ch), stage="fitting",
+        job = await self._run_async(lambda ch, t: self._submit_fit(req, ch, t), stage="fitting",
                                     timeout=timeout, on_progress=on_progress, n=0, req=req)
         return self._result(req, job)
 
@@ -654,17 +647,17 @@ class InferenceWorker:
                            **options: Any) -> InferenceResult:
         """Blocking twin of :meth:`run_inference`."""
         req = self._prepare(model_type, data, prior, options)
-        self._timeout(timeout, "fitting", 0)
+        limit = self._timeout(timeout, "fitting", 0)
         self._check_open()
         mreq = self._auto_mixture_request(req)
         if mreq is not None:
-            job = self._submit_fit(mreq, None)
+            job = self._submit_fit(mreq, None, limit)
             self._run_sync(job, stage="fitting", timeout=timeout, on_progress=on_progress,
                            n=0, req=mreq)
             res, req = self._auto_mixture_decide(req, mreq, job)
             if res is not None:
                 return res
-        job = self._submit_fit(req, None)
+        job = self._submit_fit(req, None, limit)
         self._run_sync(job, stage="fitting", timeout=timeout, on_progress=on_progress, n=0,
                        req=req)
         return self._result(req, job)

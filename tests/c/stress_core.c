@@ -6,7 +6,7 @@
  *
  *     stress_core [--seed N] [--scale X] [scenario ...]
  *
- * With no scenario it runs the default set: pool, fail, free, inline, store.  Scenarios whose
+ * With no scenario it runs the default set: pool, fail, free, inline, store, timeout.  Scenarios whose
  * names start with "bug_" reproduce defects found in pool.c; they are run one by one (see
  * tests/c/test_tsan.py) and fail until the defect is fixed.  "hazard_errmsg_race" is opt-in
  * only (it demonstrates a hazard of the block contract, not a defect of the current callers).
@@ -414,8 +414,8 @@ static bw_job *new_test_job(size_t nblocks, uint64_t salt, tctx **ctx_out)
 
 static const char *status_name(int s)
 {
-    static const char *const names[] = {"PENDING", "OK", "CANCELLED", "FAILED"};
-    return s >= 0 && s <= 3 ? names[s] : "?";
+    static const char *const names[] = {"PENDING", "OK", "CANCELLED", "FAILED", "TIMEOUT"};
+    return s >= 0 && s <= 4 ? names[s] : "?";
 }
 
 /* The checks every finished job must pass.  may_cancel: CANCELLED is acceptable. */
@@ -1843,6 +1843,235 @@ static void hazard_errmsg_race(void)
 }
 
 /* ======================================================================================== */
+/* Execution-time timeouts                                                                  */
+/* ======================================================================================== */
+/*
+ * A job's timeout bounds its execution time: the seconds during which at least one thread
+ * executes one of its blocks or its finish step.  These checks drive the pool with a clock
+ * of their own (bw_pool_set_clock) that only the jobs advance, so every figure is exact and
+ * nothing depends on how fast the machine is; one thread makes the block counts exact too.
+ * Real time appears only in hang guards, and in the last check, where a job that runs on
+ * the monotonic clock must end by timing out.
+ */
+
+typedef struct {
+    atomic_llong s;                     /* fake time in whole seconds: differences are exact */
+} fake_clock;
+
+static double fake_now(void *ctx) { return (double)atomic_load(&((fake_clock *)ctx)->s); }
+
+typedef struct {
+    fake_clock *clock;
+    long long advance_s;                /* per block */
+    long long finish_s;                 /* per finish step */
+    int phases;                         /* finish steps asking for another phase */
+    atomic_int blocks_run, finishes_run;
+    /* a gate: the block announces itself, then waits for release */
+    atomic_int *arrived, *release;
+    int both;                           /* two blocks meet before the clock moves */
+    double spin_s;                      /* real seconds each block spins (monotonic) */
+} xctx;
+
+static int x_block(bw_job *job, size_t b)
+{
+    xctx *c = job->ctx;
+    atomic_fetch_add(&c->blocks_run, 1);
+    if (c->arrived) {
+        atomic_fetch_add(c->arrived, 1);
+        if (c->both) {
+            double end = bw_monotonic() + 20.0;          /* hang guard */
+            while (atomic_load(c->arrived) < 2 && bw_monotonic() < end)
+                sleep_us(100);
+            if (b == 0) {
+                atomic_fetch_add(&c->clock->s, c->advance_s);
+                atomic_store(c->release, 1);
+            }
+        }
+        await_flag(c->release, 20.0);
+        return 0;
+    }
+    if (c->spin_s > 0) {
+        double end = bw_monotonic() + c->spin_s;
+        while (bw_monotonic() < end) {
+        }
+    }
+    if (c->clock)
+        atomic_fetch_add(&c->clock->s, c->advance_s);
+    return 0;
+}
+
+static int x_finish(bw_job *job)
+{
+    xctx *c = job->ctx;
+    int k = atomic_fetch_add(&c->finishes_run, 1);
+    if (c->clock)
+        atomic_fetch_add(&c->clock->s, c->finish_s);
+    return k + 1 < c->phases ? BW_JOB_AGAIN : 0;
+}
+
+static bw_job *x_job(size_t nblocks, xctx *c, int with_finish, double timeout)
+{
+    bw_job *job = bw_job_new(nblocks, x_block, with_finish ? x_finish : NULL, c, NULL);
+    if (!job) {
+        fprintf(stderr, "FAIL: out of memory\n");
+        _exit(2);
+    }
+    job->timeout = timeout;
+    return job;
+}
+
+static void x_wait(bw_job *job, const char *what)
+{
+    if (!bw_job_wait(job, 30.0))                          /* hang guard */
+        failf("%s: the job did not finish within 30 s", what);
+}
+
+static void scenario_timeout(void)
+{
+    fake_clock clk;
+    atomic_init(&clk.s, 0);
+
+    /* 1. Time in the queue does not count.  H holds the only thread while the clock moves
+     *    1000 s on; Q, queued behind it with a timeout of 5 s, then runs and succeeds. */
+    {
+        bw_pool *pool = bw_pool_new(1);
+        bw_pool_set_clock(pool, fake_now, &clk);
+        atomic_int arrived, release;
+        atomic_init(&arrived, 0);
+        atomic_init(&release, 0);
+        xctx hc = {.clock = &clk, .arrived = &arrived, .release = &release};
+        xctx qc = {.clock = &clk};
+        bw_job *h = x_job(1, &hc, 0, -1.0);
+        bw_job *q = x_job(4, &qc, 0, 5.0);
+        bw_pool_submit(pool, h, NULL);
+        CHECK(await_flag(&arrived, 20.0), "the holding job never started");
+        bw_pool_submit(pool, q, NULL);
+        atomic_fetch_add(&clk.s, 1000);
+        CHECK(bw_job_exec_time(q) == 0.0, "a queued job has execution time %g",
+              bw_job_exec_time(q));
+        CHECK(bw_job_exec_time(h) == 1000.0, "the running job has execution time %g, "
+              "expected 1000", bw_job_exec_time(h));
+        CHECK(!bw_job_finished(q), "the queued job finished while the thread was held");
+        atomic_store(&release, 1);
+        x_wait(q, "queued job");
+        x_wait(h, "holding job");
+        CHECK(atomic_load(&q->status) == BW_JOB_OK, "a job queued for 1000 s with a timeout "
+              "of 5 s of work ended %s", status_name(atomic_load(&q->status)));
+        CHECK(atomic_load(&qc.blocks_run) == 4, "%d of 4 blocks ran",
+              atomic_load(&qc.blocks_run));
+        CHECK(bw_job_exec_time(q) == 0.0, "the queued job's execution time is %g, expected 0",
+              bw_job_exec_time(q));
+        CHECK(bw_job_exec_time(h) == 1000.0, "the holding job's execution time is %g",
+              bw_job_exec_time(h));
+        bw_pool_free(pool);
+        bw_job_decref(h);
+        bw_job_decref(q);
+    }
+
+    /* 2. A long job times out at the first block boundary at or past its timeout: each
+     *    block takes 1 s, the timeout is 5 s, so exactly blocks 0..4 run. */
+    {
+        bw_pool *pool = bw_pool_new(1);
+        bw_pool_set_clock(pool, fake_now, &clk);
+        xctx c = {.clock = &clk, .advance_s = 1};
+        bw_job *job = x_job(100, &c, 0, 5.0);
+        bw_pool_submit(pool, job, NULL);
+        x_wait(job, "long job");
+        CHECK(atomic_load(&job->status) == BW_JOB_TIMEOUT, "a job past its timeout ended %s",
+              status_name(atomic_load(&job->status)));
+        CHECK(atomic_load(&c.blocks_run) == 5, "%d blocks ran, expected 5",
+              atomic_load(&c.blocks_run));
+        CHECK(bw_job_exec_time(job) == 5.0, "execution time %g, expected 5",
+              bw_job_exec_time(job));
+        CHECK(strstr(job->errmsg, "timed out after 5 s of work") != NULL,
+              "timeout message \"%s\"", job->errmsg);
+        bw_job_cancel(job);
+        CHECK(atomic_load(&job->status) == BW_JOB_TIMEOUT, "a cancel after the end changed "
+              "the status");
+        bw_pool_free(pool);
+        bw_job_decref(job);
+    }
+
+    /* 3. Finish steps are work too: 0 s blocks, 2 s finish steps, timeout 5 s: the finish
+     *    steps end at 2, 4, 6 s, and the block of the fourth phase starts past 5 s. */
+    {
+        bw_pool *pool = bw_pool_new(1);
+        bw_pool_set_clock(pool, fake_now, &clk);
+        xctx c = {.clock = &clk, .finish_s = 2, .phases = 100};
+        bw_job *job = x_job(1, &c, 1, 5.0);
+        bw_pool_submit(pool, job, NULL);
+        x_wait(job, "multi-phase job");
+        CHECK(atomic_load(&job->status) == BW_JOB_TIMEOUT, "a multi-phase job ended %s",
+              status_name(atomic_load(&job->status)));
+        CHECK(atomic_load(&c.finishes_run) == 3, "%d finish steps ran, expected 3",
+              atomic_load(&c.finishes_run));
+        CHECK(bw_job_exec_time(job) == 6.0, "execution time %g, expected 6",
+              bw_job_exec_time(job));
+        bw_pool_free(pool);
+        bw_job_decref(job);
+    }
+
+    /* 4. Two threads executing one job at the same time count the time once. */
+    {
+        bw_pool *pool = bw_pool_new(2);
+        bw_pool_set_clock(pool, fake_now, &clk);
+        atomic_int arrived, release;
+        atomic_init(&arrived, 0);
+        atomic_init(&release, 0);
+        xctx c = {.clock = &clk, .advance_s = 10, .arrived = &arrived,
+                  .release = &release, .both = 1};
+        bw_job *job = x_job(2, &c, 0, -1.0);
+        bw_pool_submit(pool, job, NULL);
+        x_wait(job, "two-thread job");
+        CHECK(atomic_load(&job->status) == BW_JOB_OK, "the two-thread job ended %s",
+              status_name(atomic_load(&job->status)));
+        CHECK(bw_job_exec_time(job) == 10.0, "two threads busy together for 10 s gave an "
+              "execution time of %g, expected 10", bw_job_exec_time(job));
+        bw_pool_free(pool);
+        bw_job_decref(job);
+    }
+
+    /* 5. Inline pools count the inline run; a timeout of 0 allows no block at all. */
+    {
+        bw_pool *pool = bw_pool_new(0);
+        bw_pool_set_clock(pool, fake_now, &clk);
+        xctx c = {.clock = &clk, .advance_s = 1};
+        bw_job *job = x_job(10, &c, 0, 3.0);
+        bw_pool_submit(pool, job, NULL);
+        CHECK(atomic_load(&job->status) == BW_JOB_TIMEOUT, "an inline job ended %s",
+              status_name(atomic_load(&job->status)));
+        CHECK(atomic_load(&c.blocks_run) == 3, "inline: %d blocks ran, expected 3",
+              atomic_load(&c.blocks_run));
+        xctx z = {.clock = &clk, .advance_s = 1};
+        bw_job *zero = x_job(3, &z, 0, 0.0);
+        bw_pool_submit(pool, zero, NULL);
+        CHECK(atomic_load(&zero->status) == BW_JOB_TIMEOUT && atomic_load(&z.blocks_run) == 0,
+              "timeout 0: status %s after %d blocks", status_name(atomic_load(&zero->status)),
+              atomic_load(&z.blocks_run));
+        bw_pool_free(pool);
+        bw_job_decref(job);
+        bw_job_decref(zero);
+    }
+
+    /* 6. On the monotonic clock, a job of a million 0.1 ms blocks with a timeout of 20 ms of
+     *    work ends by timing out, long before its last block. */
+    {
+        bw_pool *pool = bw_pool_new(2);
+        xctx c = {.spin_s = 1e-4};
+        bw_job *job = x_job(1000000, &c, 0, 0.02);
+        bw_pool_submit(pool, job, NULL);
+        x_wait(job, "real-clock job");
+        CHECK(atomic_load(&job->status) == BW_JOB_TIMEOUT, "the real-clock job ended %s",
+              status_name(atomic_load(&job->status)));
+        CHECK(atomic_load(&c.blocks_run) < 1000000, "every block ran");
+        CHECK(bw_job_exec_time(job) >= 0.02, "execution time %g below the timeout",
+              bw_job_exec_time(job));
+        bw_pool_free(pool);
+        bw_job_decref(job);
+    }
+}
+
+/* ======================================================================================== */
 /* main                                                                                     */
 /* ======================================================================================== */
 
@@ -1859,6 +2088,7 @@ static const scenario scenarios[] = {
     {"free", scenario_free, 30, 1},
     {"inline", scenario_inline, 30, 1},
     {"store", scenario_store, 60, 1},
+    {"timeout", scenario_timeout, 60, 1},
     {"bug_stale_wakeup", bug_stale_wakeup, 20, 0},
     {"bug_channel_leak", bug_channel_leak, 20, 0},
     {"bug_fail_masked", bug_fail_masked, 20, 0},

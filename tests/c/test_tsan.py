@@ -4,7 +4,9 @@ tests/c/stress_core.c is a standalone C program that hammers csrc/pool.c and csr
 (and links nothing else of the core): pools of 0, 1, 2 and 4 threads with several submitter
 threads, channel drainers polling the fd, random cancels, cancel_all, failing blocks and
 finish steps, bw_pool_free with jobs in flight, and the store under concurrent insert,
-reserve, get, remove, evict, clear and snapshot.  It checks its own invariants (every job
+reserve, get, remove, evict, clear and snapshot, and execution-time timeouts on a clock of its
+own (time queued behind other jobs does not count; a long job stops at the first block boundary
+past its timeout; finish steps count; two threads on one job count the time once).  It checks its own invariants (every job
 finishes exactly once, every block runs at most once and exactly once in an OK job, every
 channel job is drained exactly once, reserved stream ranges tile [0, total), ...) and exits
 nonzero on any failed check.
@@ -224,6 +226,15 @@ def _check(built: Built, cmd, proc, what: str) -> None:
                     f"--- stderr ---\n{_tail(proc.stderr, 120)}")
 
 
+def test_execution_time_timeouts(build):
+    """Queued time does not count toward a job's timeout; a long job times out (the
+    "timeout" scenario of stress_core.c, driven by a clock the jobs advance)."""
+    built = build("plain")
+    cmd, proc = built.run("timeout")
+    _check(built, cmd, proc, "scenario timeout")
+    assert "ok   timeout" in proc.stdout, proc.stdout
+
+
 def test_plain_build_is_warning_free_and_passes(build, build_dir):
     built = build("plain")
     # The variant without the write(2) wrapper must compile clean too.
@@ -239,9 +250,9 @@ def test_plain_build_is_warning_free_and_passes(build, build_dir):
 def test_stress_under_sanitizer(build, flavour):
     built = build(flavour)
     cmd, proc = built.run("--scale", SCALE)
-    _check(built, cmd, proc, "the default scenarios (pool, fail, free, inline, store)")
+    _check(built, cmd, proc, "the default scenarios (pool, fail, free, inline, store, timeout)")
     assert "stress_core: passed" in proc.stdout, proc.stdout
-    for name in ("pool", "fail", "free", "inline", "store"):
+    for name in ("pool", "fail", "free", "inline", "store", "timeout"):
         assert f"ok   {name}" in proc.stdout, f"scenario {name} did not report ok:\n" \
                                                 f"{proc.stdout}"
 
