@@ -13,27 +13,70 @@
 /* Summaries of a part                                                                      */
 /* ======================================================================================== */
 
-int bw_part_summarise(bw_part *part, char *err, size_t errlen)
+/* "Beta(alpha = 2, beta = 5)" and the like: a distribution for a message. */
+static const char *dist_text(const bw_dist *d, char *buf, size_t len)
+{
+    char a[32], b[32], c[32], e[32];
+    switch (d->kind) {
+    case BW_KIND_BETA:
+        snprintf(buf, len, "Beta(%s, %s)", bw_fmt(a, 32, d->p[0]), bw_fmt(b, 32, d->p[1]));
+        break;
+    case BW_KIND_GAMMA:
+    case BW_KIND_INVGAMMA:
+        snprintf(buf, len, "%s(shape %s, %s %s)",
+                 d->kind == BW_KIND_GAMMA ? "Gamma" : "InvGamma", bw_fmt(a, 32, d->p[0]),
+                 d->kind == BW_KIND_GAMMA ? "rate" : "scale", bw_fmt(b, 32, d->p[1]));
+        break;
+    default:
+        snprintf(buf, len, "normal-inverse-gamma(m %s, kappa %s, alpha %s, beta %s)",
+                 bw_fmt(a, 32, d->p[0]), bw_fmt(b, 32, d->p[1]), bw_fmt(c, 32, d->p[2]),
+                 bw_fmt(e, 32, d->p[3]));
+    }
+    return buf;
+}
+
+/* Fill err for a summary kernel's status rc on q: which summary, of what, and why. */
+static int summary_failed(bw_error *err, int rc, const char *name, const char *what,
+                          const bw_quantity *q)
+{
+    char d0[200], d1[200];
+    const char *why = rc == BW_E_DOMAIN ? "a parameter is outside its domain"
+                                        : "the computation did not converge";
+    if (q->nfactors == 2)
+        return bw_fail(err, rc, "the %s%s%s of the posterior %s x %s cannot be computed: %s",
+                       name, *name ? " " : "", what, dist_text(&q->f[0], d0, sizeof d0),
+                       dist_text(&q->f[1], d1, sizeof d1), why);
+    return bw_fail(err, rc, "the %s%s%s of the posterior %s cannot be computed: %s", name,
+                   *name ? " " : "", what, dist_text(&q->f[0], d0, sizeof d0), why);
+}
+
+int bw_part_summarise(bw_part *part, const char *name, bw_error *err)
 {
     int rc = bw_mean(&part->q, &part->mean);
-    if (rc != BW_OK) {
-        snprintf(err, errlen, "posterior mean failed (status %d)", rc);
-        return rc;
-    }
+    if (rc != BW_OK)
+        return summary_failed(err, rc, name, "mean", &part->q);
     rc = bw_variance(&part->q, &part->variance);
-    if (rc != BW_OK) {
-        snprintf(err, errlen, "posterior variance failed (status %d)", rc);
-        return rc;
-    }
+    if (rc != BW_OK)
+        return summary_failed(err, rc, name, "variance", &part->q);
     for (int i = 0; i < BW_NCACHED; i++) {
         rc = bw_interval(&part->q, bw_cached_levels[i], part->ci[i]);
         if (rc != BW_OK) {
-            snprintf(err, errlen, "credible interval at level %g failed (status %d)",
-                     bw_cached_levels[i], rc);
-            return rc;
+            char what[64];
+            snprintf(what, sizeof what, "%g%% credible interval", 100 * bw_cached_levels[i]);
+            return summary_failed(err, rc, name, what, &part->q);
         }
     }
     return BW_OK;
+}
+
+int bw_interval_checked(const bw_quantity *q, double level, double out[2], bw_error *err)
+{
+    int rc = bw_interval(q, level, out);
+    if (rc == BW_OK)
+        return 0;
+    char what[64], lv[32];
+    snprintf(what, sizeof what, "credible interval at level %s", bw_fmt(lv, sizeof lv, level));
+    return summary_failed(err, rc, "", what, q);
 }
 
 /* ======================================================================================== */
@@ -238,17 +281,78 @@ static void set_nig(bw_dist *d, int kind, const double prior[4], double n, doubl
     d->p[3] = b0 + 0.5 * m2 + 0.5 * (k0 * n / kn) * (mean - mu0) * (mean - mu0);
 }
 
+/* The values' statistics overflowed float64 (which = 1: their sum, hence their mean;
+ * which = 2: their sum of squared deviations): fill err naming the first value at which a
+ * serial pass (a running sum, or Welford's running mean and sum of squared deviations, of
+ * the values or their logs) stops being finite.  Only ever run on that failure. */
+static int overflow_failed(bw_error *err, const double *x, size_t n, int logs, int which)
+{
+    double cnt = 0, mean = 0, m2 = 0, sum = 0;
+    size_t i = 0;
+    int found = 0;
+    for (; i < n && !found; i++) {
+        double v = logs ? log(x[i]) : x[i];
+        if (which == 1) {
+            sum += v;
+            found = !isfinite(sum);
+        } else {
+            cnt += 1;
+            double d = v - mean;
+            mean += d / cnt;
+            m2 += d * (v - mean);
+            found = !isfinite(m2);
+        }
+    }
+    const char *what = which == 1 ? "sum" : "sum of squared deviations";
+    const char *of = logs ? "the values' logs" : "the values";
+    const char *from = which == 1 ? "" : " from their mean";
+    if (!found)             /* not reproduced serially: name no value */
+        return bw_fail(err, BW_E_NUMERIC, "the %s of %s%s overflows float64; rescale the "
+                       "values", what, of, from);
+    char v[32];
+    i--;
+    bw_fail(err, BW_E_NUMERIC,
+            "the %s of %s%s overflows float64 at the value at index %zu = %s%s; rescale the "
+            "values", what, of, from, i, bw_fmt(v, sizeof v, x[i]),
+            which == 2 ? " (values this far apart cannot be fitted)" : "");
+    bw_error_at(err, i, x[i]);
+    return -1;
+}
+
+/* The posterior's parameters are finite, or err says which overflowed and why.  st: the
+ * data's statistics, named by stat_names (NULL-terminated). */
+static int check_update(bw_error *err, const bw_dist *d, const char *part, const double *st,
+                        const char *const *stat_names)
+{
+    static const char *const nig[4] = {"m", "kappa", "alpha", "beta"};
+    static const char *const two[2] = {"alpha", "beta"};
+    int is_nig = d->kind == BW_KIND_NIG_MEAN || d->kind == BW_KIND_NIG_LNMEAN;
+    for (int j = 0; j < (is_nig ? 4 : 2); j++) {
+        if (isfinite(d->p[j]))
+            continue;
+        char stats[160] = "", v[32];
+        size_t len = 0;
+        for (int k = 0; stat_names[k] && len < sizeof stats; k++)
+            len += (size_t)snprintf(stats + len, sizeof stats - len, "%s%s = %s",
+                                    k ? ", " : "", stat_names[k], bw_fmt(v, sizeof v, st[k]));
+        return bw_fail(err, BW_E_NUMERIC,
+                       "updating the prior with the data's statistics (%s) overflows float64: "
+                       "the %sposterior's %s is %s; the data are too large, or too far from "
+                       "the prior", stats, part, is_nig ? nig[j] : two[j],
+                       bw_fmt(v, sizeof v, d->p[j]));
+    }
+    return 0;
+}
+
 /* The last step of every fit: stamp the posterior's times, hand it to the store and make
- * its id the job's result.  Returns 0, or -1 with job->errmsg set. */
+ * its id the job's result.  Returns 0, or -1 with job->err set. */
 static int publish_posterior(bw_job *job, bw_store *store, bw_posterior *post,
                              uint64_t post_id)
 {
     post->created = post->last_access = bw_wallclock();
     post->fit_seconds = bw_monotonic() - job->t_start;
-    if (bw_store_insert(store, post) != 0) {
-        snprintf(job->errmsg, sizeof job->errmsg, "out of memory storing the posterior");
-        return -1;
-    }
+    if (bw_store_insert(store, post) != 0)
+        return bw_fail(&job->err, BW_E_NOMEM, "out of memory storing the posterior");
     job->result_id = post_id;
     return 0;
 }
@@ -261,14 +365,9 @@ static int fit_finish(bw_job *job)
 
     if (c->bad) {
         for (size_t b = 0; b < job->nblocks; b++) {
-            if (c->bad[b] != SIZE_MAX) {
-                job->error_code = c->bad_rule[b];
-                job->result[0] = (double)c->bad[b];
-                job->result[1] = s->values[c->bad[b]];
-                snprintf(job->errmsg, sizeof job->errmsg, "values[%zu] = %.17g is invalid",
-                         c->bad[b], s->values[c->bad[b]]);
-                return -1;
-            }
+            if (c->bad[b] != SIZE_MAX)
+                return bw_fail_value(&job->err, c->bad_rule[b], c->bad[b],
+                                     s->values[c->bad[b]], 0);
         }
     }
     if (s->have_stats) {
@@ -285,13 +384,14 @@ static int fit_finish(bw_job *job)
                 merge_moments(&st[0], &st[1], &st[2], c->partial[3 * b],
                               c->partial[3 * b + 1], c->partial[3 * b + 2]);
         }
+        if (!isfinite(st[1]) || !isfinite(st[2]))
+            return overflow_failed(&job->err, s->values, s->n, c->mode == REDUCE_LOG_MOMENTS,
+                                   isfinite(st[1]) ? 2 : 1);
     }
 
     bw_posterior *post = calloc(1, sizeof *post);
-    if (!post) {
-        snprintf(job->errmsg, sizeof job->errmsg, "out of memory storing the posterior");
-        return -1;
-    }
+    if (!post)
+        return bw_fail(&job->err, BW_E_NOMEM, "out of memory storing the posterior");
     post->id = c->post_id;
     post->model = s->model;
     post->nparts = 1;
@@ -327,15 +427,22 @@ static int fit_finish(bw_job *job)
         break;
     default:
         free(post);
-        snprintf(job->errmsg, sizeof job->errmsg, "unknown model code %d", s->model);
-        return -1;
+        return bw_fail(&job->err, BW_E_DOMAIN, "unknown model code %d", s->model);
     }
     if ((s->model == BW_M_EXPONENTIAL || s->model == BW_M_COMPOUND_EXPONENTIAL) &&
         !s->have_stats && st[0] > 0 && !(st[1] > 0)) {
         free(post);
-        job->error_code = BW_RULE_SOME_POSITIVE;
-        job->result[0] = st[0];
-        snprintf(job->errmsg, sizeof job->errmsg, "all %.0f values are 0", st[0]);
+        return bw_fail_value(&job->err, BW_RULE_SOME_POSITIVE, (size_t)st[0], 0, 0);
+    }
+    static const char *const moments[] = {"n", "mean", "m2", NULL};
+    static const char *const log_moments[] = {"n", "log mean", "log m2", NULL};
+    static const char *const sums[] = {"n", "sum", NULL};
+    const char *const *names = c->mode == REDUCE_MOMENTS       ? moments
+                               : c->mode == REDUCE_LOG_MOMENTS ? log_moments
+                                                               : sums;
+    if (s->model != BW_M_BETA_BINOMIAL &&
+        check_update(&job->err, &sev, compound ? "severity " : "", st, names) != 0) {
+        free(post);
         return -1;
     }
     if (s->model != BW_M_BETA_BINOMIAL) {
@@ -363,12 +470,10 @@ static int fit_finish(bw_job *job)
         post->part[0].q.f[0] = sev;
     }
 
-    static const char *const part_names[BW_MAX_PARTS] = {"", "frequency ", "severity "};
+    static const char *const part_names[BW_MAX_PARTS] = {"revenue per user", "frequency",
+                                                          "severity"};
     for (int i = 0; i < post->nparts; i++) {
-        char err[200];
-        if (bw_part_summarise(&post->part[i], err, sizeof err) != BW_OK) {
-            snprintf(job->errmsg, sizeof job->errmsg, "%s%s", compound ? part_names[i] : "",
-                     err);
+        if (bw_part_summarise(&post->part[i], compound ? part_names[i] : "", &job->err) != 0) {
             free(post);
             return -1;
         }
@@ -472,14 +577,7 @@ static int interval_block(bw_job *job, size_t b)
 {
     (void)b;
     interval_ctx *c = job->ctx;
-    int rc = bw_interval(&c->q, c->level, job->result);
-    if (rc != BW_OK) {
-        job->error_code = rc;
-        snprintf(job->errmsg, sizeof job->errmsg,
-                 "credible interval at level %.17g failed (status %d)", c->level, rc);
-        return -1;
-    }
-    return 0;
+    return bw_interval_checked(&c->q, c->level, job->result, &job->err);
 }
 
 bw_job *bw_interval_job(const bw_quantity *q, double level)
@@ -616,14 +714,15 @@ static double order_stat(const double *x, size_t M, double h)
 }
 
 static int mc_intervals(const bw_posterior *post, int code, uint64_t key, const double *levels,
-                        int nlev, double (*out)[2], double (*se)[2])
+                        int nlev, double (*out)[2], double (*se)[2], bw_error *err)
 {
     if (!(post->mix.K > 0 && (code == BW_PART_MIX_MEAN || code == BW_PART_MIX_REVENUE)))
-        return BW_E_DOMAIN;
+        return bw_fail(err, BW_E_DOMAIN, "part %d has no Monte Carlo interval", code);
     const size_t M = BW_MIX_MC_DRAWS;
     double *x = malloc(M * sizeof *x);
     if (!x)
-        return BW_E_NOCONV;
+        return bw_fail(err, BW_E_NOMEM, "out of memory for the %u draws of a mixture "
+                       "interval", (unsigned)M);
     bw_mix_draw(post, code, key, BW_MIX_MC_TAG, 0, M, x);
     qsort(x, M, sizeof *x, cmp_dbl);
     for (int l = 0; l < nlev; l++) {
@@ -635,17 +734,19 @@ static int mc_intervals(const bw_posterior *post, int code, uint64_t key, const 
         }
     }
     free(x);
-    return BW_OK;
+    return 0;
 }
 
 int bw_mix_mc_interval(const bw_posterior *post, int code, uint64_t key, double level,
-                       double out[2], double se[2])
+                       double out[2], double se[2], bw_error *err)
 {
+    char lv[32];
     if (!(level > 0 && level < 1))
-        return BW_E_DOMAIN;
-    double o[1][2], s[1][2];
-    int rc = mc_intervals(post, code, key, &level, 1, o, s);
-    if (rc == BW_OK) {
+        return bw_fail(err, BW_E_DOMAIN, "level = %s must be strictly between 0 and 1",
+                       bw_fmt(lv, sizeof lv, level));
+    double o[1][2] = {{0, 0}}, s[1][2] = {{0, 0}};
+    int rc = mc_intervals(post, code, key, &level, 1, o, s, err);
+    if (rc == 0) {
         out[0] = o[0][0];
         out[1] = o[0][1];
         if (se) {
@@ -667,15 +768,8 @@ static int mixinterval_block(bw_job *job, size_t b)
 {
     (void)b;
     mixinterval_ctx *c = job->ctx;
-    int rc = bw_mix_mc_interval(&c->post, c->code, c->key, c->level, job->result,
-                                job->result + 2);
-    if (rc != BW_OK) {
-        job->error_code = rc;
-        snprintf(job->errmsg, sizeof job->errmsg,
-                 "mixture credible interval at level %.17g failed (status %d)", c->level, rc);
-        return -1;
-    }
-    return 0;
+    return bw_mix_mc_interval(&c->post, c->code, c->key, c->level, job->result,
+                              job->result + 2, &job->err);
 }
 
 bw_job *bw_mix_interval_job(const bw_posterior *post, int code, uint64_t key, double level)
@@ -734,14 +828,8 @@ static int mixfit_block(bw_job *job, size_t b)
         sp.tol = c->spec.tol;
         sp.max_iter = c->spec.max_iter;
         sp.key = c->spec.init_key;
-        char err[256];
-        c->m = bw_mix_new(&sp, c->spec.values, c->spec.n, err, sizeof err);
-        if (!c->m) {
-            snprintf(job->errmsg, sizeof job->errmsg, "mixture with K = %d: %s",
-                     c->spec.Ks[c->ki], err);
-            return -1;
-        }
-        return 0;
+        c->m = bw_mix_new(&sp, c->spec.values, c->spec.n, &job->err);
+        return c->m ? 0 : -1;
     }
     bw_mix_estep_block(c->m, b);
     return 0;
@@ -754,10 +842,8 @@ static int mixfit_store(bw_job *job, mixfit_ctx *c)
     const int K = bw_mix_components(c->best, comp);
     const int log_scale = c->spec.model != BW_M_NORMAL_MIXTURE;
     bw_posterior *post = calloc(1, sizeof *post);
-    if (!post) {
-        snprintf(job->errmsg, sizeof job->errmsg, "out of memory storing the posterior");
-        return -1;
-    }
+    if (!post)
+        return bw_fail(&job->err, BW_E_NOMEM, "out of memory storing the posterior");
     post->id = c->post_id;
     post->model = c->spec.model;
     bw_mixture *mx = &post->mix;
@@ -777,7 +863,7 @@ static int mixfit_store(bw_job *job, mixfit_ctx *c)
         if (comp[k].weight_alpha > comp[top].weight_alpha)
             top = k;
     }
-    char err[200];
+    char name[32];
     int R = 0;
     for (int k = 0; k < K; k++) {
         mx->reported[k] = mx->alpha[k] - mx->alpha0 >= 1.0 || k == top;
@@ -787,8 +873,8 @@ static int mixfit_store(bw_job *job, mixfit_ctx *c)
         cp.q.nfactors = 1;
         cp.q.f[0].kind = log_scale ? BW_KIND_NIG_LNMEAN : BW_KIND_NIG_MEAN;
         memcpy(cp.q.f[0].p, mx->nig[k], sizeof cp.q.f[0].p);
-        if (bw_part_summarise(&cp, err, sizeof err) != BW_OK) {
-            snprintf(job->errmsg, sizeof job->errmsg, "component %d: %s", k, err);
+        snprintf(name, sizeof name, "component %d", k);
+        if (bw_part_summarise(&cp, name, &job->err) != 0) {
             free(post);
             return -1;
         }
@@ -802,8 +888,8 @@ static int mixfit_store(bw_job *job, mixfit_ctx *c)
             wp.q.f[0].kind = BW_KIND_BETA;
             wp.q.f[0].p[0] = mx->alpha[k];
             wp.q.f[0].p[1] = A - mx->alpha[k];
-            if (bw_part_summarise(&wp, err, sizeof err) != BW_OK) {
-                snprintf(job->errmsg, sizeof job->errmsg, "weight %d: %s", k, err);
+            snprintf(name, sizeof name, "weight of component %d", k);
+            if (bw_part_summarise(&wp, name, &job->err) != 0) {
                 free(post);
                 return -1;
             }
@@ -849,8 +935,7 @@ static int mixfit_store(bw_job *job, mixfit_ctx *c)
         post->nparts = 2;       /* part 0 is unused (nfactors 0): see mix.revenue */
         post->part[1].q.nfactors = 1;
         post->part[1].q.f[0] = freq;
-        if (bw_part_summarise(&post->part[1], err, sizeof err) != BW_OK) {
-            snprintf(job->errmsg, sizeof job->errmsg, "frequency %s", err);
+        if (bw_part_summarise(&post->part[1], "frequency", &job->err) != 0) {
             free(post);
             return -1;
         }
@@ -869,13 +954,11 @@ static int mixfit_store(bw_job *job, mixfit_ctx *c)
     post->stats[2] = mx->scale;
 
     int rc = mc_intervals(post, BW_PART_MIX_MEAN, c->spec.stream_key, bw_cached_levels,
-                          BW_NCACHED, mx->mean.ci, mx->mc_se[0]);
-    if (rc == BW_OK && c->spec.model == BW_M_COMPOUND_LOGNORMAL_MIXTURE)
+                          BW_NCACHED, mx->mean.ci, mx->mc_se[0], &job->err);
+    if (rc == 0 && c->spec.model == BW_M_COMPOUND_LOGNORMAL_MIXTURE)
         rc = mc_intervals(post, BW_PART_MIX_REVENUE, c->spec.stream_key, bw_cached_levels,
-                          BW_NCACHED, mx->revenue.ci, mx->mc_se[1]);
-    if (rc != BW_OK) {
-        snprintf(job->errmsg, sizeof job->errmsg, "mixture mean intervals failed (status %d)",
-                 rc);
+                          BW_NCACHED, mx->revenue.ci, mx->mc_se[1], &job->err);
+    if (rc != 0) {
         free(post);
         return -1;
     }
@@ -898,12 +981,11 @@ static int mixfit_finish(bw_job *job)
         set_value(job, h[len - 1]);
     if (rc == 0)
         return BW_JOB_AGAIN;
-    if (rc < 0) {
-        snprintf(job->errmsg, sizeof job->errmsg,
-                 "mixture with K = %d failed numerically after %d iterations",
-                 c->spec.Ks[c->ki], bw_mix_iterations(c->m));
-        return -1;
-    }
+    if (rc < 0)
+        return bw_fail(&job->err, BW_E_NUMERIC,
+                       "the variational fit of a mixture of %d components produced a "
+                       "non-finite parameter or ELBO after %d iterations",
+                       c->spec.Ks[c->ki], bw_mix_iterations(c->m));
     bw_mix_report *r = &c->report;
     r->Ks[c->ki] = c->spec.Ks[c->ki];
     r->elbo[c->ki] = len ? h[len - 1] : -INFINITY;
@@ -927,10 +1009,8 @@ static int mixfit_finish(bw_job *job)
     }
     h = bw_mix_elbo(c->best, &len);
     c->history = malloc((len ? len : 1) * sizeof *c->history);
-    if (!c->history) {
-        snprintf(job->errmsg, sizeof job->errmsg, "out of memory");
-        return -1;
-    }
+    if (!c->history)
+        return bw_fail(&job->err, BW_E_NOMEM, "out of memory for the ELBO history");
     memcpy(c->history, h, len * sizeof *h);
     r->history = c->history;
     r->history_len = len;

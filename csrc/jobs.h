@@ -15,15 +15,8 @@
 #define BW_FIT_BLOCK 65536
 #define BW_SAMPLE_BLOCK 32768
 
-/* Why a fit refused a value (job->error_code; job->result[0] is its index, result[1] the
- * value).  Fits check raw values in the same pass that reduces them. */
-enum bw_value_rule {
-    BW_RULE_FINITE = 1,         /* NaN or an infinity */
-    BW_RULE_POSITIVE = 2,       /* <= 0 where logs are taken */
-    BW_RULE_NONNEGATIVE = 3,    /* < 0 for exponential and poisson */
-    BW_RULE_INTEGER = 4,        /* not a whole number for poisson */
-    BW_RULE_SOME_POSITIVE = 5,  /* exponential values all 0 (result[0]: how many) */
-};
+/* Fits check raw values in the same pass that reduces them; a refused value fails the job
+ * with BW_E_VALUE (job->err names the rule, the index and the value: bw_status.h). */
 
 typedef struct {
     int model;                  /* enum bw_model */
@@ -51,9 +44,13 @@ bw_job *bw_sample_job(const bw_quantity *q, bw_stream st, uint64_t start, size_t
 /* The central interval at `level`; the result lands in job->result[0..1]. */
 bw_job *bw_interval_job(const bw_quantity *q, double level);
 
-/* Compute a part's exact cached summaries (mean, variance, the cached intervals);
- * returns a bw_status and writes a message naming the failing summary on error. */
-int bw_part_summarise(bw_part *part, char *err, size_t errlen);
+/* Compute a part's exact cached summaries (mean, variance, the cached intervals); returns
+ * 0, or -1 with err naming the failing summary, the part (`name`, may be "") and the
+ * posterior's parameters. */
+int bw_part_summarise(bw_part *part, const char *name, bw_error *err);
+
+/* bw_interval with its failure explained in err; returns 0 or -1. */
+int bw_interval_checked(const bw_quantity *q, double level, double out[2], bw_error *err);
 
 /* ---------------------------------------------------------------------------------------- */
 /* Mixture fits (mixture.h) as multi-phase jobs                                              */
@@ -123,9 +120,9 @@ bw_job *bw_mix_sample_job(const bw_posterior *post, int code, uint64_t key, uint
  * (BW_PART_MIX_REVENUE): empirical quantiles (linear interpolation) of draws 0 ..
  * BW_MIX_MC_DRAWS-1 on tag offset BW_MIX_MC_TAG, deterministic for a posterior; se gets
  * each endpoint's Monte Carlo standard error (half the spread of the order statistics one
- * binomial sd either side).  Returns a bw_status. */
+ * binomial sd either side).  Returns 0, or -1 with err filled. */
 int bw_mix_mc_interval(const bw_posterior *post, int code, uint64_t key, double level,
-                       double out[2], double se[2]);
+                       double out[2], double se[2], bw_error *err);
 bw_job *bw_mix_interval_job(const bw_posterior *post, int code, uint64_t key, double level);
 
 #endif /* BW_JOBS_H */

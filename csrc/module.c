@@ -16,6 +16,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdarg.h>
 #include <unistd.h>
 
 #include "bw_dist.h"
@@ -77,47 +78,78 @@ enum { JOB_FIT = 0, JOB_SAMPLE = 1, JOB_INTERVAL = 2, JOB_MIXFIT = 3 };
 /* Errors                                                                                   */
 /* ======================================================================================== */
 
-static const char *const rule_names[] = {"", "finite", "positive", "nonnegative", "integer",
-                                         "some_positive"};
-
-/* An exception instance of `type` with message msg and, if attrs, the attributes rule,
- * index and value of a refused value. */
-static PyObject *new_exception(PyObject *type, const char *msg, int attrs, int rule,
-                               double index, double value)
+/* The one translation of a C failure (a bw_error: status, message, detail) into a Python
+ * exception instance:
+ *   BW_E_NOMEM                 MemoryError
+ *   BW_E_VALUE                 bayesworker.DataError with .rule (a name of VALUE_RULES),
+ *                              .index and .value of the refused value
+ *   BW_E_NUMERIC, BW_E_DOMAIN  bayesworker.ModelError (with .index and .value when a value
+ *                              caused it)
+ *   BW_E_NOT_FOUND             bayesworker.DisposedError
+ *   BW_E_CANCELLED             RuntimeError
+ *   BW_E_TIMEOUT               TimeoutError */
+static PyObject *error_exception(module_state *st, const bw_error *e)
 {
-    PyObject *exc = PyObject_CallFunction(type, "s", msg);
-    if (!exc || !attrs)
+    PyObject *type;
+    switch (e->status) {
+    case BW_E_NOMEM:
+        type = PyExc_MemoryError;
+        break;
+    case BW_E_VALUE:
+        type = st->DataError;
+        break;
+    case BW_E_NOT_FOUND:
+        type = st->DisposedError;
+        break;
+    case BW_E_CANCELLED:
+        type = PyExc_RuntimeError;
+        break;
+    case BW_E_TIMEOUT:
+        type = PyExc_TimeoutError;
+        break;
+    default:
+        type = st->ModelError;
+    }
+    PyObject *exc = PyObject_CallFunction(type, "s", e->msg[0] ? e->msg : "the computation failed");
+    if (!exc || !e->has_index)
         return exc;
-    PyObject *r = PyUnicode_FromString(rule_names[rule]);
-    PyObject *i = PyLong_FromDouble(index);
-    PyObject *v = PyFloat_FromDouble(value);
-    if (!r || !i || !v || PyObject_SetAttrString(exc, "rule", r) < 0 ||
-        PyObject_SetAttrString(exc, "index", i) < 0 ||
-        PyObject_SetAttrString(exc, "value", v) < 0)
+    PyObject *rule = e->status == BW_E_VALUE && e->rule > 0 && e->rule < BW_NRULES
+                         ? PyUnicode_FromString(bw_rule_names[e->rule])
+                         : (Py_INCREF(Py_None), Py_None);
+    PyObject *index = PyLong_FromDouble(e->index);
+    PyObject *value = PyFloat_FromDouble(e->value);
+    if (!rule || !index || !value || PyObject_SetAttrString(exc, "rule", rule) < 0 ||
+        PyObject_SetAttrString(exc, "index", index) < 0 ||
+        PyObject_SetAttrString(exc, "value", value) < 0)
         Py_CLEAR(exc);
-    Py_XDECREF(r);
-    Py_XDECREF(i);
-    Py_XDECREF(v);
+    Py_XDECREF(rule);
+    Py_XDECREF(index);
+    Py_XDECREF(value);
     return exc;
 }
 
-/* The exception that says why a finished job did not succeed. */
-static PyObject *job_exception(module_state *st, bw_job *job)
+/* Raise the exception of e; returns NULL. */
+static PyObject *raise_error(module_state *st, const bw_error *e)
 {
-    int s = atomic_load(&job->status);
-    if (s == BW_JOB_TIMEOUT)
-        return new_exception(PyExc_TimeoutError, job->errmsg, 0, 0, 0, 0);
-    if (s == BW_JOB_CANCELLED)
-        return new_exception(PyExc_RuntimeError,
-                             "the job was cancelled (the worker was closed or cancel_all() ran)",
-                             0, 0, 0, 0);
-    const char *msg = job->errmsg[0] ? job->errmsg : "the job failed";
-    if (job->error_code == ENOMEM)
-        return new_exception(PyExc_MemoryError, msg, 0, 0, 0, 0);
-    if (job->error_code >= 1 && job->error_code <= 5)
-        return new_exception(st->DataError, msg, 1, job->error_code, job->result[0],
-                             job->result[1]);
-    return new_exception(st->ModelError, msg, 0, 0, 0, 0);
+    PyObject *exc = error_exception(st, e);
+    if (exc) {
+        PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
+        Py_DECREF(exc);
+    }
+    return NULL;
+}
+
+/* Raise a failure of the given status with a printf-style message; returns NULL. */
+static PyObject *raise_status(module_state *st, int status, const char *fmt, ...)
+{
+    bw_error e;
+    memset(&e, 0, sizeof e);
+    e.status = status;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e.msg, sizeof e.msg, fmt, ap);
+    va_end(ap);
+    return raise_error(st, &e);
 }
 
 /* ======================================================================================== */
@@ -260,24 +292,16 @@ static PyObject *Job_get_exception(JobObject *self, void *c)
     int s = atomic_load(&self->job->status);
     if (s == BW_JOB_PENDING || s == BW_JOB_OK)
         Py_RETURN_NONE;
-    return job_exception(state_of_type(Py_TYPE(self)), self->job);
+    return error_exception(state_of_type(Py_TYPE(self)), &self->job->err);
 }
 
 static PyObject *Job_get_error(JobObject *self, void *c)
 {
     (void)c;
-    if (atomic_load(&self->job->status) != BW_JOB_FAILED)
+    int s = atomic_load(&self->job->status);
+    if (s == BW_JOB_PENDING || s == BW_JOB_OK)
         Py_RETURN_NONE;
-    return PyUnicode_FromString(self->job->errmsg[0] ? self->job->errmsg : "job failed");
-}
-
-static PyObject *Job_get_error_detail(JobObject *self, void *c)
-{
-    (void)c;
-    if (atomic_load(&self->job->status) != BW_JOB_FAILED)
-        Py_RETURN_NONE;
-    return Py_BuildValue("(idd)", self->job->error_code, self->job->result[0],
-                         self->job->result[1]);
+    return PyUnicode_FromString(self->job->err.msg);
 }
 
 static PyObject *Job_get_progress(JobObject *self, void *c)
@@ -391,9 +415,9 @@ static PyGetSetDef Job_getset[] = {
     {"exception", (getter)Job_get_exception, NULL,
      "None while pending or after success; else the exception that says why it ended.",
      NULL},
-    {"error", (getter)Job_get_error, NULL, "The failure message, or None.", NULL},
-    {"error_detail", (getter)Job_get_error_detail, NULL,
-     "(code, index, value) of a failed job (a fit's refused value), or None.", NULL},
+    {"error", (getter)Job_get_error, NULL,
+     "Why the job did not end OK, as a sentence (str(exception)); None while pending or "
+     "after success.", NULL},
     {"progress", (getter)Job_get_progress, NULL, "(blocks done, blocks in all).", NULL},
     {"result", (getter)Job_get_result, NULL,
      "A fit's posterior id, an interval's (lo, hi), or None.", NULL},
@@ -761,12 +785,13 @@ static int reserve_or_get(CoreObject *self, unsigned long long id, int part, Py_
         }
     }
     if (rc == 0) {
-        PyErr_Format(PyExc_KeyError, "posterior %llu is not in the store", id);
+        raise_status(state_of_type(Py_TYPE(self)), BW_E_NOT_FOUND,
+                     "posterior %llu is not in the store (disposed, evicted or cleared)", id);
         return -1;
     }
     if (rc < 0) {
-        PyErr_Format(PyExc_ValueError, "posterior %llu has no part %d (or its stream is spent)",
-                     id, part);
+        raise_status(state_of_type(Py_TYPE(self)), BW_E_DOMAIN,
+                     "posterior %llu has no part %d (or its stream is spent)", id, part);
         return -1;
     }
     return 0;
@@ -794,12 +819,13 @@ static int mix_reserve_or_get(CoreObject *self, unsigned long long id, int part,
         *pos = (uint64_t)start;
     }
     if (rc == 0) {
-        PyErr_Format(PyExc_KeyError, "posterior %llu is not in the store", id);
+        raise_status(state_of_type(Py_TYPE(self)), BW_E_NOT_FOUND,
+                     "posterior %llu is not in the store (disposed, evicted or cleared)", id);
         return -1;
     }
     if (rc < 0) {
-        PyErr_Format(PyExc_ValueError, "posterior %llu has no mixture stream %d (or it is spent)",
-                     id, part);
+        raise_status(state_of_type(Py_TYPE(self)), BW_E_DOMAIN,
+                     "posterior %llu has no mixture stream %d (or it is spent)", id, part);
         return -1;
     }
     return 0;
@@ -933,7 +959,8 @@ static int get_quantity(CoreObject *self, unsigned long long id, int part, bw_qu
 {
     bw_posterior post;
     if (!bw_store_get(self->store, id, &post)) {
-        PyErr_Format(PyExc_KeyError, "posterior %llu is not in the store", id);
+        raise_status(state_of_type(Py_TYPE(self)), BW_E_NOT_FOUND,
+                     "posterior %llu is not in the store (disposed, evicted or cleared)", id);
         return -1;
     }
     const bw_mixture *mx = &post.mix;
@@ -946,7 +973,8 @@ static int get_quantity(CoreObject *self, unsigned long long id, int part, bw_qu
         return 0;
     }
     if (part < 0 || part >= post.nparts || post.part[part].q.nfactors == 0) {
-        PyErr_Format(PyExc_ValueError, "posterior %llu has no part %d", id, part);
+        raise_status(state_of_type(Py_TYPE(self)), BW_E_DOMAIN, "posterior %llu has no part %d",
+                     id, part);
         return -1;
     }
     *q = post.part[part].q;
@@ -996,6 +1024,7 @@ static PyObject *Core_interval_now(CoreObject *self, PyObject *args)
         return NULL;
     double out[2];
     int rc;
+    bw_error err;
     if (part == BW_PART_MIX_MEAN || part == BW_PART_MIX_REVENUE) {
         bw_posterior *post = malloc(sizeof *post);
         uint64_t pos;
@@ -1007,7 +1036,7 @@ static PyObject *Core_interval_now(CoreObject *self, PyObject *args)
         }
         uint64_t key = bw_stream_key(self->seed, id);
         Py_BEGIN_ALLOW_THREADS
-        rc = bw_mix_mc_interval(post, part, key, level, out, NULL);
+        rc = bw_mix_mc_interval(post, part, key, level, out, NULL, &err);
         Py_END_ALLOW_THREADS
         free(post);
     } else {
@@ -1017,15 +1046,11 @@ static PyObject *Core_interval_now(CoreObject *self, PyObject *args)
         if (q.nfactors == 0)
             return Py_BuildValue("(dd)", 1.0, 1.0);     /* the weight of a lone component */
         Py_BEGIN_ALLOW_THREADS
-        rc = bw_interval(&q, level, out);
+        rc = bw_interval_checked(&q, level, out, &err);
         Py_END_ALLOW_THREADS
     }
-    if (rc != BW_OK) {
-        PyErr_Format(PyExc_ArithmeticError,
-                     "credible interval at level %d/1e6 of posterior %llu failed (status %d)",
-                     (int)(level * 1e6), id, rc);
-        return NULL;
-    }
+    if (rc != 0)
+        return raise_error(state_of_type(Py_TYPE(self)), &err);
     return Py_BuildValue("(dd)", out[0], out[1]);
 }
 
@@ -1164,7 +1189,8 @@ static PyObject *Core_get(CoreObject *self, PyObject *arg)
         return NULL;
     bw_posterior post;
     if (!bw_store_get(self->store, id, &post)) {
-        PyErr_Format(PyExc_KeyError, "posterior %llu is not in the store", id);
+        raise_status(state_of_type(Py_TYPE(self)), BW_E_NOT_FOUND,
+                     "posterior %llu is not in the store (disposed, evicted or cleared)", id);
         return NULL;
     }
     return posterior_dict(&post);
@@ -1393,6 +1419,15 @@ static int module_exec(PyObject *m)
     Py_DECREF(errors);
     if (!st->DataError || !st->ModelError || !st->DisposedError)
         return -1;
+    PyObject *rules = PyTuple_New(BW_NRULES);
+    if (!rules)
+        return -1;
+    for (int r = 0; r < BW_NRULES; r++)
+        PyTuple_SET_ITEM(rules, r, PyUnicode_FromString(bw_rule_names[r]));
+    if (PyModule_AddObject(m, "VALUE_RULES", rules) < 0) {
+        Py_DECREF(rules);
+        return -1;
+    }
     if (PyModule_AddIntConstant(m, "SAMPLE_BLOCK", BW_SAMPLE_BLOCK) < 0 ||
         PyModule_AddIntConstant(m, "FIT_BLOCK", BW_FIT_BLOCK) < 0 ||
         PyModule_AddIntConstant(m, "MIX_MC_DRAWS", BW_MIX_MC_DRAWS) < 0 ||

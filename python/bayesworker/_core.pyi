@@ -9,6 +9,21 @@ SAMPLE_BLOCK: int
 FIT_BLOCK: int
 TRUNC_LEVEL: float
 MIX_MC_DRAWS: int
+#: Names of the value rules by code (csrc/bw_status.h, enum bw_value_rule): index 0 is "",
+#: then "finite", "positive", "nonnegative", "integer", "some_positive", "bounded".  A
+#: DataError raised by the core carries one of them as .rule.
+VALUE_RULES: tuple[str, ...]
+
+# Errors.  Every failure of the core is translated in one place (module.c,
+# error_exception) from its status:
+#   out of memory                     MemoryError
+#   an input value refused            bayesworker.DataError, with .rule (a VALUE_RULES name),
+#                                     .index and .value ("value at index 3 = nan is not finite")
+#   numerical failure, bad argument   bayesworker.ModelError (with .index and .value when an
+#                                     input value caused an overflow)
+#   posterior not in the store        bayesworker.DisposedError
+#   cancelled                         RuntimeError
+#   timeout                           TimeoutError
 
 def stream_key(seed: int, posterior_id: int) -> int: ...
 
@@ -34,9 +49,8 @@ class Job:
         ended: TimeoutError (with the seconds of work after which it stopped), RuntimeError
         (cancelled), or the failure's own exception."""
     @property
-    def error(self) -> str | None: ...
-    @property
-    def error_detail(self) -> tuple[int, float, float] | None: ...
+    def error(self) -> str | None:
+        """Why the job did not end OK (str(exception)); None while pending or after success."""
     @property
     def progress(self) -> tuple[int, int]: ...
     @property

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ._data import validate_batch_size, validate_count, validate_level
-from ._errors import DisposedError, ModelError
+from ._errors import DisposedError
 from ._progress import Progress
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -177,13 +177,11 @@ class PosteriorProxy:
         return cached
 
     def _interval_now(self, part: int, level: float) -> tuple[float, float]:
-        """One part's central interval at ``level``, computed on this thread; the C core's
-        errors become ModelError (a failed computation) or DisposedError (gone)."""
+        """One part's central interval at ``level``, computed on this thread; the C core
+        raises ModelError (a failed computation) or DisposedError (gone)."""
         try:
             return self._worker._core.interval_now(self._id, part, level)
-        except ArithmeticError as exc:
-            raise ModelError(str(exc)) from None
-        except KeyError:
+        except DisposedError:
             self._check()
             raise
 
@@ -207,7 +205,7 @@ class PosteriorProxy:
         try:
             return self._worker._core.sample(self._id, self._part, out, channel, start,
                                              timeout=timeout), out
-        except KeyError:            # disposed since the last check (between two batches)
+        except DisposedError:       # disposed since the last check (between two batches)
             self._check()
             raise
 

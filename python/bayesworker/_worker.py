@@ -403,7 +403,8 @@ class InferenceWorker:
         if exc is None:
             return
         if isinstance(exc, DataError) and req is not None:
-            raise value_error(req.model, req.values_name, *job.error_detail)
+            raise value_error(req.model, req.values_name, _core.VALUE_RULES.index(exc.rule),
+                              exc.index, exc.value)
         if isinstance(exc, TimeoutError):
             raise TimeoutError(f"{stage} {exc}")
         if isinstance(exc, ModelError):
@@ -593,7 +594,7 @@ class InferenceWorker:
         evict_idle or close removed it before its result was delivered."""
         try:
             return self._core.get(post_id)
-        except (KeyError, RuntimeError):
+        except (DisposedError, RuntimeError):
             raise DisposedError(f"posterior {post_id} was removed (clear_all, evict_idle or "
                                 "close) before its fit was delivered") from None
 

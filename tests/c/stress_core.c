@@ -17,7 +17,8 @@
  *
  * Build (see test_tsan.py):
  *   cc -std=c11 -O1 -g -fsanitize=thread -D_GNU_SOURCE -Icsrc -DSTRESS_WRAP_WRITE
- *      tests/c/stress_core.c csrc/pool.c csrc/store.c -Wl,--wrap=write -lpthread -lm
+ *      tests/c/stress_core.c csrc/pool.c csrc/store.c csrc/status.c -Wl,--wrap=write
+ *      -lpthread -lm
  * STRESS_WRAP_WRITE (with -Wl,--wrap=write) lets bug_stale_wakeup hold a completion's write
  * to the channel's fd at a chosen moment; without it that scenario reports itself skipped.
  */
@@ -314,8 +315,7 @@ static int t_block(bw_job *job, size_t b)
     if ((int)b == c->cancel_in_block)
         bw_job_cancel(job);
     if (((int)b == c->fail_block && c->phases_done == c->fail_phase) || c->fail_all) {
-        job->error_code = 42;
-        snprintf(job->errmsg, sizeof job->errmsg, "block %zu failed on purpose", b);
+        bw_fail(&job->err, BW_E_NUMERIC, "block %zu failed on purpose", b);
         return 1;
     }
     return 0;
@@ -365,8 +365,7 @@ static int t_finish(bw_job *job)
         }
     }
     if (c->fail_finish == c->phases_done + 1) {
-        job->error_code = 43;
-        snprintf(job->errmsg, sizeof job->errmsg, "finish failed on purpose");
+        bw_fail(&job->err, BW_E_DOMAIN, "finish failed on purpose");
         atomic_store(&c->in_finish, 0);
         return -1;
     }
@@ -848,9 +847,9 @@ static void run_failing(int nthreads, bw_channel *ch)
                   c->fail_block, c->nblocks, status_name(st), nthreads);
             CHECK(fr == c->fail_phase, "finish ran %d times on a job whose block failed in "
                   "phase %d", fr, c->fail_phase);
-            CHECK(strcmp(jobs[i]->errmsg, want) == 0 && jobs[i]->error_code == 42,
-                  "failed job's errmsg is \"%s\" (code %d), expected \"%s\"", jobs[i]->errmsg,
-                  jobs[i]->error_code, want);
+            CHECK(strcmp(jobs[i]->err.msg, want) == 0 && jobs[i]->err.status == BW_E_NUMERIC,
+                  "failed job's message is \"%s\" (status %d), expected \"%s\"",
+                  jobs[i]->err.msg, jobs[i]->err.status, want);
             CHECK(atomic_load(&c->hits[c->fail_block]) == 1, "the failing block ran %d times",
                   atomic_load(&c->hits[c->fail_block]));
             for (size_t b = 0; b < c->nblocks; b++)
@@ -863,8 +862,9 @@ static void run_failing(int nthreads, bw_channel *ch)
             CHECK(st == BW_JOB_FAILED, "job whose finish fails ended %s", status_name(st));
             CHECK(fr == c->fail_finish, "finish ran %d times; step %d fails", fr,
                   c->fail_finish);
-            CHECK(strcmp(jobs[i]->errmsg, "finish failed on purpose") == 0,
-                  "errmsg \"%s\" after a failing finish", jobs[i]->errmsg);
+            CHECK(strcmp(jobs[i]->err.msg, "finish failed on purpose") == 0 &&
+                      jobs[i]->err.status == BW_E_DOMAIN,
+                  "message \"%s\" after a failing finish", jobs[i]->err.msg);
         } else {
             check_job_outcome(jobs[i], c, BW_JOB_OK, 0);
         }
@@ -1660,7 +1660,7 @@ static void bug_fail_masked(void)
     CHECK(st == BW_JOB_FAILED,
           "a job whose block failed ended %s because it was cancelled afterwards (errmsg "
           "\"%s\" lost): bw_job_cancel overwrote the failure mark cancel == 2 with 1",
-          status_name(st), job->errmsg);
+          status_name(st), job->err.msg);
     bw_pool_free(pool);
     bw_job_decref(job);
     printf("  bug_fail_masked: cancel after a block failed\n");
@@ -1983,8 +1983,9 @@ static void scenario_timeout(void)
               atomic_load(&c.blocks_run));
         CHECK(bw_job_exec_time(job) == 5.0, "execution time %g, expected 5",
               bw_job_exec_time(job));
-        CHECK(strstr(job->errmsg, "timed out after 5 s of work") != NULL,
-              "timeout message \"%s\"", job->errmsg);
+        CHECK(strstr(job->err.msg, "timed out after 5 s of work") != NULL &&
+                  job->err.status == BW_E_TIMEOUT,
+              "timeout message \"%s\"", job->err.msg);
         bw_job_cancel(job);
         CHECK(atomic_load(&job->status) == BW_JOB_TIMEOUT, "a cancel after the end changed "
               "the status");

@@ -52,8 +52,8 @@ def _declare(lib):
     D = ctypes.POINTER(ctypes.c_double)
     lib.bw_mix_spec_default.argtypes = [ctypes.POINTER(Spec), ctypes.c_int, ctypes.c_int]
     lib.bw_mix_spec_default.restype = None
-    lib.bw_mix_new.argtypes = [ctypes.POINTER(Spec), P, ctypes.c_size_t, ctypes.c_char_p,
-                               ctypes.c_size_t]
+    lib.bw_mix_new.argtypes = [ctypes.POINTER(Spec), P, ctypes.c_size_t,
+                               ctypes.POINTER(_h.Error)]
     lib.bw_mix_new.restype = P
     lib.bw_mix_nblocks.argtypes = [P]
     lib.bw_mix_nblocks.restype = ctypes.c_size_t
@@ -75,7 +75,7 @@ def _declare(lib):
 @pytest.fixture(scope="module")
 def builder(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("mixcore")
-    return lambda flags=(): _declare(_h.build_core(["mixture.c"], tmp, flags))
+    return lambda flags=(): _declare(_h.build_core(["mixture.c", "status.c"], tmp, flags))
 
 
 @pytest.fixture(scope="module")
@@ -123,12 +123,13 @@ def lib_spec_default(sp, K, log):
     sp.tol, sp.max_iter, sp.key, sp.plain = 1e-8, 500, 0, 0
 
 
-def new(lib, x, sp):
+def new(lib, x, sp, full=False):
+    """(mixture or None, error message); with full, the bw_error itself."""
     x = np.ascontiguousarray(x, dtype=np.float64)
-    err = ctypes.create_string_buffer(320)
-    m = lib.bw_mix_new(ctypes.byref(sp), x.ctypes.data if x.size else None, x.size, err,
-                       len(err))
-    return m, err.value.decode()
+    err = _h.Error()
+    m = lib.bw_mix_new(ctypes.byref(sp), x.ctypes.data if x.size else None, x.size,
+                       ctypes.byref(err))
+    return m, (err if full else err.msg.decode())
 
 
 def run_blocks(lib, m, order, threads):
@@ -270,11 +271,11 @@ def test_defaults_match_header(lib):
     (0, False, [1.0, 2.0], {}, "K = 0"),
     (9, False, [1.0, 2.0], {}, "K = 9"),
     (2, False, [], {}, "n = 0"),
-    (2, False, [1.0, np.nan, 3.0], {}, "x[1]"),
-    (2, False, [1.0, 2.0, np.inf], {}, "x[2]"),
-    (2, True, [1.0, 0.0, 3.0], {}, "x[1]"),
-    (2, True, [1.0, 2.0, -3.0], {}, "x[2]"),
-    (2, False, [1.0, 2e100], {}, "x[1]"),
+    (2, False, [1.0, np.nan, 3.0], {}, (_h.RULE_FINITE, 1, "value at index 1 = nan is not finite")),
+    (2, False, [1.0, 2.0, np.inf], {}, (_h.RULE_FINITE, 2, "value at index 2 = inf")),
+    (2, True, [1.0, 0.0, 3.0], {}, (_h.RULE_POSITIVE, 1, "value at index 1 = 0 is not positive")),
+    (2, True, [1.0, 2.0, -3.0], {}, (_h.RULE_POSITIVE, 2, "value at index 2 = -3")),
+    (2, False, [1.0, 2e100], {}, (_h.RULE_BOUNDED, 1, "index 1 = 2e+100 exceeds 1e+100")),
     (2, False, [1.0, 2.0], {"alpha0": 0.0}, "alpha0"),
     (2, False, [1.0, 2.0], {"kappa0": -1.0}, "kappa0"),
     (2, False, [1.0, 2.0], {"a0": np.inf}, "a0"),
@@ -284,9 +285,19 @@ def test_defaults_match_header(lib):
     (2, False, [1.0, 2.0], {"max_iter": 0}, "max_iter"),
 ])
 def test_invalid_input(lib, K, log, x, over, needle):
-    m, err = new(lib, np.array(x, dtype=float), make_spec(K, log, **over))
+    """Bad options and priors are BW_E_DOMAIN naming the field; bad values BW_E_VALUE naming
+    their rule, index and value."""
+    m, err = new(lib, np.array(x, dtype=float), make_spec(K, log, **over), full=True)
     assert not m
-    assert needle in err
+    msg = err.msg.decode()
+    if isinstance(needle, tuple):
+        rule, index, text = needle
+        assert (err.status, err.rule, err.has_index, err.index) == (_h.E_VALUE, rule, 1, index)
+        assert err.value == x[index] or (np.isnan(err.value) and np.isnan(x[index]))
+    else:
+        assert err.status == _h.E_DOMAIN, msg
+        text = needle
+    assert text in msg
 
 
 # ------------------------------------------------------------------------------------------
@@ -610,9 +621,9 @@ typedef struct { double elbo[1000]; size_t len; bw_mix_component c[8]; int K, it
 
 static int fit(const bw_mix_spec *sp, const double *x, size_t n, int threads, result *r)
 {
-    char err[256];
-    bw_mix *m = bw_mix_new(sp, x, n, err, sizeof err);
-    if (!m) { fprintf(stderr, "new failed: %s\n", err); return -1; }
+    bw_error err;
+    bw_mix *m = bw_mix_new(sp, x, n, &err);
+    if (!m) { fprintf(stderr, "new failed: %s\n", err.msg); return -1; }
     int rc;
     if (threads) {
         pthread_barrier_t bar; volatile int stop = 0; pthread_t th[2]; targ ta[2];
@@ -685,13 +696,13 @@ int main(void)
     fails += check("n=1 K=8", &sp, x, 1);
     x[1] = 1e-6;
     fails += check("n=2 K=8", &sp, x, 2);
-    char err[256];
+    bw_error err;
     x[5] = NAN;
     bw_mix_spec_default(&sp, 2, 0);
-    if (bw_mix_new(&sp, x, 10, err, sizeof err) || !strstr(err, "x[5]")) fails++;
+    if (bw_mix_new(&sp, x, 10, &err) || err.status != BW_E_VALUE || err.index != 5) fails++;
     x[5] = -1;
     sp.log_scale = 1;
-    if (bw_mix_new(&sp, x, 10, err, sizeof err) || !strstr(err, "x[5]")) fails++;
+    if (bw_mix_new(&sp, x, 10, &err) || err.rule != BW_RULE_POSITIVE || err.index != 5) fails++;
     free(x);
     printf(fails ? "FAILED\n" : "ALL OK\n");
     return fails != 0;
@@ -709,6 +720,7 @@ def test_sanitizers(tmp_path):
     cmd = [cc, "-O1", "-g", "-std=c11", "-Wall", "-Wextra", "-Werror", "-D_GNU_SOURCE",
            "-fsanitize=address,undefined", "-fno-sanitize-recover=undefined",
            "-fno-omit-frame-pointer", "-I", str(CSRC), str(src), str(CSRC / "mixture.c"),
+           str(CSRC / "status.c"),
            "-o", str(exe), "-lm", "-pthread"]
     build = subprocess.run(cmd, capture_output=True, text=True)
     if build.returncode != 0:
