@@ -23,9 +23,9 @@ def core():
 
 
 def fit(core, model, prior, values=None, stats=None, successes=0, trials=0):
-    job = core.fit(model, prior, successes, trials,
-                   None if values is None else np.asarray(values, dtype=np.float64),
-                   stats, None)
+    job = core.fit(model, prior, successes=successes, trials=trials,
+                   values=None if values is None else np.asarray(values, dtype=np.float64),
+                   stats=stats)
     assert job.wait(60)
     return job
 
@@ -87,10 +87,12 @@ def test_an_overflowing_update_names_the_parameter_and_the_statistics(core):
 
 
 def test_a_summary_failure_names_the_summary_and_the_posterior(core):
-    exc = fit(core, 1, (0.0, 1.0)).exception
-    assert isinstance(exc, bw.ModelError)
-    assert str(exc) == ("the mean of the posterior Beta(0, 1) cannot be computed: a "
-                        "parameter is outside its domain")
+    # a posterior that overflows no parameter but has none of its summaries: a Gamma of
+    # shape 1e-300 and rate 1e300 (the rate's mean underflows to 0 ...)
+    job = fit(core, POISSON, (1e-300, 1e300), [0.0])
+    exc = job.exception
+    assert isinstance(exc, bw.ModelError), job.status
+    assert "of the posterior Gamma(shape" in str(exc) and "cannot be computed" in str(exc)
 
 
 def test_a_posterior_not_in_the_store_is_disposed_error(core):

@@ -36,18 +36,9 @@ from ._mixture import CompoundMixturePosteriorProxy, MixturePosteriorProxy
 from ._proxy import CompoundPosteriorProxy, PosteriorProxy
 from ._results import Diagnostics, InferenceResult
 
-MODEL_CODES = {
-    "beta-binomial": 1,
-    "normal": 2,
-    "lognormal": 3,
-    "exponential": 4,
-    "poisson": 5,
-    "compound-beta-lognormal": 6,
-    "compound-beta-exponential": 7,
-    "normal-mixture": 8,
-    "lognormal-mixture": 9,
-    "compound-beta-lognormalmixture": 10,
-}
+#: The C registry's rows by model name (csrc/registry.c): parts, prior layout, statistics.
+_ROWS = {m["name"]: m for m in _core.MODELS}
+MODEL_CODES = {name: row["code"] for name, row in _ROWS.items()}
 _COMPOUND = {"compound-beta-lognormal", "compound-beta-exponential"}
 
 DEFAULT_TIMEOUT = 30.0
@@ -297,7 +288,7 @@ class InferenceWorker:
         now = time.time()
         items = [{
             "id": p["id"],
-            "model_type": _MODEL_NAMES.get(p["model"], str(p["model"])),
+            "model_type": p["model_type"],
             "created": p["created"],
             "last_access": p["last_access"],
             "idle_seconds": max(0.0, now - p["last_access"]),
@@ -510,32 +501,24 @@ class InferenceWorker:
             raise
 
     def _submit_fit(self, req: FitRequest, channel: Any, timeout: float) -> Any:
-        code = MODEL_CODES[req.model]
-        if req.model in MIXTURE_MODELS:
+        row = _ROWS[req.model]
+        prior = tuple(_prior_value(req.prior, key) for key, _ in row["prior"])
+        successes, trials = req.counts if req.counts is not None else (0, 0)
+        options = None
+        if row["iterative"]:
             opts = {**MIXTURE_DEFAULTS, **req.options}
             comp = opts["components"]
             ks = tuple(range(1, opts["max_components"] + 1)) if comp == "auto" else (comp,)
-            successes, trials = req.counts if req.counts is not None else (0, 0)
-            freq = req.prior.get("frequency", {"alpha": 1.0, "beta": 1.0})
-            return self._core.mix_fit(code, req.values, ks, float(opts["tolerance"]),
-                                      int(opts["max_iterations"]), successes, trials,
-                                      (freq["alpha"], freq["beta"]), channel,
-                                      timeout=timeout)
-        if req.model in _COMPOUND:
-            freq, sev = req.prior["frequency"], req.prior["severity"]
-            prior = (freq["alpha"], freq["beta"], *_prior_tuple(req.model, sev))
-        else:
-            prior = _prior_tuple(req.model, req.prior)
-        successes, trials = req.counts if req.counts is not None else (0, 0)
+            options = (ks, float(opts["tolerance"]), int(opts["max_iterations"]))
         stats = None
         if req.stats is not None:
-            s = req.stats
-            stats = (float(s["n"]), float(s["mean"]), float(s["m2"])) if "mean" in s \
-                else (float(s["n"]), float(s["sum"]), 0.0)
-        values = req.values
-        if values is None and stats is None and req.model != "beta-binomial":
+            stats = tuple(float(req.stats[k]) for k in
+                          (("n", "mean", "m2") if "mean" in req.stats else ("n", "sum")))
+        values = req.values if "values" in row["data"] else None
+        if values is None and stats is None and "values" in row["data"]:
             values = np.empty(0, dtype=np.float64)
-        return self._core.fit(code, prior, successes, trials, values, stats, channel,
+        return self._core.fit(req.model, prior, successes=successes, trials=trials,
+                              values=values, stats=stats, options=options, channel=channel,
                               timeout=timeout)
 
     def _mixture_result(self, req: FitRequest, job: Any) -> InferenceResult:
@@ -574,14 +557,10 @@ class InferenceWorker:
                              "mc_draws": mx["mc_draws"],
                              "mc_standard_error": {lvl: (lo, hi) for lvl, lo, hi
                                                    in mx["mc_se"][0]}},
-            "sufficient_statistics": {"n": info["stats"][0]},
+            "sufficient_statistics": dict(zip(_ROWS[req.model]["stats"], info["stats"])),
         }
         if opts["components"] == "auto":
             details["elbo_per_K"] = {f["K"]: f["elbo"] for f in rep["fits"]}
-        if req.model == "compound-beta-lognormalmixture":
-            details["sufficient_statistics"] = {"converters": info["stats"][3],
-                                                "users": info["stats"][4],
-                                                "severity_n": info["stats"][0]}
         if req.reason is not None:
             details["auto_choice"] = req.model
             details["reason"] = req.reason
@@ -612,7 +591,7 @@ class InferenceWorker:
             "model": req.model,
             "prior": req.prior,
             "posterior": proxy._parameters,
-            "sufficient_statistics": _stats_dict(req.model, info["stats"]),
+            "sufficient_statistics": dict(zip(_ROWS[req.model]["stats"], info["stats"])),
         }
         if req.reason is not None:
             details["auto_choice"] = req.model
@@ -707,9 +686,6 @@ class InferenceWorker:
         return f"<InferenceWorker {state}>"
 
 
-_MODEL_NAMES = {v: k for k, v in MODEL_CODES.items()}
-
-
 def prepare_mixture_prior(req: FitRequest) -> dict[str, Any]:
     """The mixture counterpart of an auto request's prior (the frequency part is kept)."""
     from ._data import MIXTURE_PRIOR
@@ -718,23 +694,8 @@ def prepare_mixture_prior(req: FitRequest) -> dict[str, Any]:
     return dict(MIXTURE_PRIOR)
 
 
-def _prior_tuple(model: str, prior: dict[str, float]) -> tuple[float, ...]:
-    if model in ("normal", "lognormal", "compound-beta-lognormal"):
-        return (prior["mu"], prior["kappa"], prior["alpha"], prior["beta"])
-    return (prior["alpha"], prior["beta"])
-
-
-def _stats_dict(model: str, stats: tuple) -> dict[str, float]:
-    if model == "beta-binomial":
-        return {"successes": stats[0], "trials": stats[1]}
-    if model in ("normal", "lognormal", "compound-beta-lognormal"):
-        scale = "log " if "lognormal" in model else ""
-        out = {"n": stats[0], f"{scale}mean".strip(): stats[1], f"{scale}m2".strip(): stats[2]}
-    elif model == "poisson":
-        out = {"exposure": stats[0], "sum": stats[1]}
-    else:
-        out = {"n": stats[0], "sum": stats[1]}
-    if model.startswith("compound"):
-        out = {"converters": stats[3], "users": stats[4], **{f"severity_{k}": v
-                                                             for k, v in out.items()}}
-    return {k.replace(" ", "_"): v for k, v in out.items()}
+def _prior_value(prior: dict[str, Any], key: str) -> float:
+    """prior["frequency"]["alpha"] for the registry's key "frequency.alpha"."""
+    for part in key.split("."):
+        prior = prior[part]
+    return float(prior)
