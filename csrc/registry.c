@@ -10,7 +10,7 @@
 extern const bw_family bw_family_beta_binomial, bw_family_normal, bw_family_lognormal,
     bw_family_exponential, bw_family_poisson, bw_family_compound_lognormal,
     bw_family_compound_exponential, bw_family_normal_mixture, bw_family_lognormal_mixture,
-    bw_family_compound_lognormal_mixture;
+    bw_family_compound_lognormal_mixture, bw_family_dirichlet_multinomial;
 
 const bw_family *const bw_families[] = {
     &bw_family_beta_binomial,
@@ -23,6 +23,7 @@ const bw_family *const bw_families[] = {
     &bw_family_normal_mixture,
     &bw_family_lognormal_mixture,
     &bw_family_compound_lognormal_mixture,
+    &bw_family_dirichlet_multinomial,
 };
 const size_t bw_nfamilies = sizeof bw_families / sizeof bw_families[0];
 

@@ -52,6 +52,8 @@ def _fit(core, model, **kw):
     row = ROWS[model] if isinstance(model, str) else next(m for m in _core.MODELS
                                                            if m["code"] == model)
     prior = tuple(v for _, v in row["prior"])
+    if row["prior_per_category"]:
+        prior = prior * len(kw["values"])
     job = core.fit(model, prior, **kw)
     assert job.wait(60) and job.status == "ok", job.exception
     return job
@@ -73,6 +75,7 @@ DATA = {
     "compound-beta-lognormalmixture": dict(successes=80, trials=100,
                                            values=np.exp(np.linspace(0, 2, 80)),
                                            options=((2,), 1e-8, 200)),
+    "dirichlet-multinomial": dict(values=np.array([3.0, 0.0, 12.0, 5.0])),
 }
 
 
@@ -89,15 +92,17 @@ def test_each_family_fits_describes_draws_and_intervals_through_its_row(core, mo
     assert (job.report is not None) == row["iterative"]
     assert job.mixture_report == job.report
     part = row["part_codes"][0]
-    out = np.empty(5000)
+    width = a["dirichlet"]["k"] if "dirichlet" in a else 1     # doubles per draw
+    out = np.empty(5000 * width)
     j = core.sample(job.result, part, out, None, start=0)
     assert j.wait(60) and j.status == "ok"
     assert np.isfinite(out).all()
     # start=0 reserved nothing: the first draws handed out are those positions again
-    assert np.array_equal(core.sample_now(job.result, part, np.empty(100)), out[:100])
+    assert np.array_equal(core.sample_now(job.result, part, np.empty(100 * width)),
+                          out[:100 * width])
     assert core.reserve(job.result, part, 10) == 100
-    lo, hi = core.interval_now(job.result, part, 0.5)
-    assert lo <= hi
+    lo, hi = core.interval_now(job.result, row["part_codes"][-1], 0.5)     # (first of) the
+    assert lo <= hi                                                       # last kind of part
 
 
 def test_a_posterior_is_sized_for_its_family(core):

@@ -93,6 +93,15 @@ PART_MIX_REVENUE: int       # a compound mixture's revenue per user (10)
 PART_MIX_COMPONENT: int     # + r: reported component r's data-scale mean (16)
 PART_MIX_WEIGHT: int        # + r: reported component r's weight (24)
 
+# dirichlet-multinomial's numbers (its registry row exports them; csrc/fam_dirichlet.c).
+# Data: k category counts (values = k whole numbers >= 0); prior: one alpha per category.
+# The posterior is Dirichlet(alpha + counts); get()["parts"][i] is share i's exact marginal
+# Beta(a_i, sum_{j != i} a_j); get()["dirichlet"] = {"k", "alpha", "counts", "cursor"}.
+MAX_CATEGORIES: int         # most categories k (1024); more is refused with ModelError
+PART_SHARES: int            # the share vector: sample() fills out with n * k doubles,
+                            # row-major (an (n, k) array, or a flat one of n * k)
+PART_CATEGORY: int          # + i: share i's marginal (interval, interval_now)
+
 # ---------------------------------------------------------------------------------------- #
 # Errors                                                                                   #
 # ---------------------------------------------------------------------------------------- #
