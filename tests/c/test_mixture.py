@@ -15,7 +15,6 @@ import os
 import pathlib
 import subprocess
 import threading
-import time
 
 import numpy as np
 import pytest
@@ -571,15 +570,23 @@ def test_keys(lib):
     assert c.elbo[-1] == pytest.approx(a.elbo[-1], rel=1e-6)
 
 
-def test_simd_variants_agree(builder):
+def _compiler_accepts(flag, tmp):
+    """True if the C compiler builds a trivial file with flag (e.g. -march=native)."""
+    src = tmp / "probe.c"
+    src.write_text("int main(void) { return 0; }\n")
+    cc = os.environ.get("CC", "cc")
+    proc = subprocess.run([cc, flag, str(src), "-o", str(tmp / "probe")], capture_output=True)
+    return proc.returncode == 0
+
+
+def test_simd_variants_agree(builder, tmp_path):
     """The baseline build (no dispatch) and the dispatching build (AVX2 / AVX-512 where the
-    CPU has them) give the same bits; so does -march=native if the compiler takes it."""
+    CPU has them) give the same bits; so does -march=native where the compiler takes the
+    flag (there, a failed build fails the test)."""
     x = np.concatenate([bimodal(20000, seed=41), 3 + lognormal3(15000, seed=42)])
     libs = [builder(("-DBW_NO_SIMD_DISPATCH",)), builder()]
-    try:
+    if _compiler_accepts("-march=native", tmp_path):
         libs.append(builder(("-march=native",)))
-    except BaseException:                          # pytest.fail.Exception if unsupported
-        pass
     ref = [fit(libs[0], x, K) for K in (1, 3, 5)]
     for other in libs[1:]:
         for K, r in zip((1, 3, 5), ref):
@@ -737,23 +744,28 @@ def test_sanitizers(tmp_path):
     assert "ALL OK" in run.stdout
 
 
-def test_speed(lib):
-    """K = 3 on 10^6 values, one thread: time per iteration (E- and M-step).  The bound is
-    loose (shared CI machines); the figure is printed for the record."""
+def test_a_fit_runs_exactly_its_iterations(lib):
+    """K = 3 on 10^6 values with tol = 0 runs exactly max_iter iterations (E- and M-steps)
+    and its ELBO history never falls.  (How long an iteration takes is a benchmark's
+    business: bench/bench_mixture.py.)"""
     x = lognormal3(1_000_000, seed=51)
     sp = make_spec(3, True, key=3, tol=0.0, max_iter=20)
     m, err = new(lib, x, sp)
     assert m, err
     try:
-        t0 = time.perf_counter()
         nb = lib.bw_mix_nblocks(m)
+        assert nb == -(-x.size // 16384)
+        steps = 0
         while True:
             for b in range(nb):
                 lib.bw_mix_estep_block(m, b)
+            steps += 1
             if lib.bw_mix_mstep(m) != 0:
                 break
-        per = (time.perf_counter() - t0) / lib.bw_mix_iterations(m)
+        assert steps == lib.bw_mix_iterations(m) == 20
+        assert not lib.bw_mix_converged(m)
+        n = ctypes.c_size_t()
+        h = np.ctypeslib.as_array(lib.bw_mix_elbo(m, ctypes.byref(n)), shape=(n.value,))
+        assert 1 <= n.value <= 20 and np.all(np.diff(h) >= 0)
     finally:
         lib.bw_mix_free(m)
-    print(f"\nK=3, n=1e6, one thread: {per * 1e3:.1f} ms per iteration")
-    assert per < 0.2
