@@ -748,8 +748,14 @@ static const bw_family *family_of(module_state *st, PyObject *model)
                      Py_TYPE(model)->tp_name);
         return NULL;
     }
-    if (!f)
-        raise_status(st, BW_E_DOMAIN, "model %R is not in the registry (see MODELS)", model);
+    if (!f) {
+        PyObject *r = PyObject_Repr(model);
+        const char *text = r ? PyUnicode_AsUTF8(r) : NULL;
+        if (text)
+            raise_status(st, BW_E_DOMAIN, "model %.100s is not in the registry (see MODELS)",
+                         text);
+        Py_XDECREF(r);
+    }
     return f;
 }
 

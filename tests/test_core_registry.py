@@ -114,8 +114,8 @@ def test_a_posterior_is_sized_for_its_family(core):
 
 
 @pytest.mark.parametrize("call, match", [
-    (lambda c: c.fit("gamma-poisson", (1.0, 1.0)), "not in the registry"),
-    (lambda c: c.fit(99, (1.0, 1.0)), "not in the registry"),
+    (lambda c: c.fit("gamma-poisson", (1.0, 1.0)), "model 'gamma-poisson' is not in the registry"),
+    (lambda c: c.fit(99, (1.0, 1.0)), "model 99 is not in the registry"),
     (lambda c: c.fit("beta-binomial", (1.0,), successes=1, trials=2), "has 1 numbers; it takes 2"),
     (lambda c: c.fit("beta-binomial", (1.0, -2.0), successes=1, trials=2),
      r"prior beta = -2 must be finite and > 0"),
