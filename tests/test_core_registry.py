@@ -30,9 +30,12 @@ def test_every_row_is_complete_and_unique():
 
 
 def test_the_defaults_the_python_side_repeats_today_match_the_rows():
-    """The numbers that python/bayesworker/_data.py still spells out (to be read from
-    _core by its replacement) agree with the C rows."""
+    """Transitional: the numbers python/bayesworker/_data.py still spells out agree with the
+    C rows.  Once its replacement reads them from _core, the names are gone and this skips."""
     from bayesworker import _data
+    names = ("DEFAULT_PRIORS", "MIXTURE_PRIOR", "MAX_COMPONENTS", "MIXTURE_DEFAULTS")
+    if not all(hasattr(_data, n) for n in names):
+        pytest.skip("_data no longer repeats the core's numbers")
     for name, prior in _data.DEFAULT_PRIORS.items():
         assert dict(ROWS[name]["prior"]) == prior, name
     assert dict(ROWS["normal-mixture"]["prior"]) == _data.MIXTURE_PRIOR
