@@ -235,10 +235,10 @@ static const bw_prior_key prior[] = {{"alpha", 1.0, 0}, {NULL, 0, 0}};
 static const int rules[] = {BW_RULE_FINITE, BW_RULE_NONNEGATIVE, BW_RULE_INTEGER, 0};
 static const char *const stats[] = {"n", NULL};
 static const bw_constant constants[] = {
-    {"MAX_CATEGORIES", BW_DIR_MAX_K, 1},
-    {"PART_SHARES", BW_DIR_PART_SHARES, 1},
-    {"PART_CATEGORY", BW_DIR_PART_CATEGORY, 1},
-    {NULL, 0, 0}};
+    {"MAX_CATEGORIES", BW_DIR_MAX_K, 1, NULL},
+    {"PART_SHARES", BW_DIR_PART_SHARES, 1, NULL},
+    {"PART_CATEGORY", BW_DIR_PART_CATEGORY, 1, NULL},
+    {NULL, 0, 0, NULL}};
 
 const bw_family bw_family_dirichlet_multinomial = {
     .name = "dirichlet-multinomial", .code = 11, .parts = parts, .part_codes = part_codes,

@@ -491,18 +491,19 @@ static const int lognormal_rules[] = {BW_RULE_FINITE, BW_RULE_POSITIVE, 0};
 static const char *const stats[] = {"n", NULL};
 static const char *const compound_stats[] = {"severity_n", "converters", "users", NULL};
 static const bw_constant constants[] = {
-    {"MAX_COMPONENTS", BW_MIX_MAX_K, 1},
-    {"MIX_MC_DRAWS", BW_MIX_MC_DRAWS, 1},
-    {"MIX_MAX_ABS_X", BW_MIX_MAX_ABS_X, 0},
-    {"MIX_DEFAULT_TOL", BW_MIX_DEFAULT_TOL, 0},
-    {"MIX_DEFAULT_MAX_ITER", BW_MIX_DEFAULT_MAX_ITER, 1},
-    {"MIX_MAX_ITER", MAX_ITERATIONS, 1},
-    {"PART_MIX_MEAN", BW_PART_MIX_MEAN, 1},
-    {"PART_MIX_PREDICTIVE", BW_PART_MIX_PREDICTIVE, 1},
-    {"PART_MIX_REVENUE", BW_PART_MIX_REVENUE, 1},
-    {"PART_MIX_COMPONENT", BW_PART_MIX_COMPONENT, 1},
-    {"PART_MIX_WEIGHT", BW_PART_MIX_WEIGHT, 1},
-    {NULL, 0, 0}};
+    {"MAX_COMPONENTS", BW_MIX_MAX_K, 1, NULL},
+    {"MIX_MC_DRAWS", BW_MIX_MC_DRAWS, 1, NULL},
+    {"MIXTURE_MAX_ABS", BW_MIX_MAX_ABS_X, 0, NULL},
+    {"MIXTURE_TOLERANCE", BW_MIX_DEFAULT_TOL, 0, NULL},
+    {"MIXTURE_MAX_ITERATIONS", BW_MIX_DEFAULT_MAX_ITER, 1, NULL},
+    {"MAX_ITERATIONS", MAX_ITERATIONS, 1, NULL},
+    {"MIXTURE_PRIOR", 0, 0, prior},
+    {"PART_MIX_MEAN", BW_PART_MIX_MEAN, 1, NULL},
+    {"PART_MIX_PREDICTIVE", BW_PART_MIX_PREDICTIVE, 1, NULL},
+    {"PART_MIX_REVENUE", BW_PART_MIX_REVENUE, 1, NULL},
+    {"PART_MIX_COMPONENT", BW_PART_MIX_COMPONENT, 1, NULL},
+    {"PART_MIX_WEIGHT", BW_PART_MIX_WEIGHT, 1, NULL},
+    {NULL, 0, 0, NULL}};
 
 #define MIXTURE_OPS                                                                          \
     .iterative = 1, .constants = constants, .check = mix_check,                              \

@@ -122,6 +122,7 @@ typedef struct {
     const char *name;           /* exported as _core.<name> */
     double value;
     int is_int;
+    const bw_prior_key *pairs;  /* instead of a number: a tuple of (key, value) pairs */
 } bw_constant;
 
 struct bw_family {

@@ -1287,6 +1287,19 @@ static PyObject *names_tuple(const char *const *names, Py_ssize_t n)
     return t;
 }
 
+/* A tuple of (key, value) pairs under key. */
+static void write_pairs(py_writer *p, const char *key, const bw_prior_key *pairs)
+{
+    p->w.open(&p->w, key, 1);
+    for (int i = 0; pairs[i].key; i++) {
+        p->w.open(&p->w, NULL, 1);
+        pw_put(p, NULL, PyUnicode_FromString(pairs[i].key));
+        p->w.number(&p->w, NULL, pairs[i].value);
+        p->w.close(&p->w);
+    }
+    p->w.close(&p->w);
+}
+
 /* One registry row as a dict (see _core.pyi, MODELS). */
 static PyObject *family_dict(const bw_family *f)
 {
@@ -1304,14 +1317,7 @@ static PyObject *family_dict(const bw_family *f)
     for (int i = 0; f->parts[i]; i++)
         w->integer(w, NULL, f->part_codes ? f->part_codes[i] : i);
     w->close(w);
-    w->open(w, "prior", 1);
-    for (int i = 0; f->prior[i].key; i++) {
-        w->open(w, NULL, 1);
-        pw_put(&p, NULL, PyUnicode_FromString(f->prior[i].key));
-        w->number(w, NULL, f->prior[i].value);
-        w->close(w);
-    }
-    w->close(w);
+    write_pairs(&p, "prior", f->prior);
     w->boolean(w, "prior_per_category", f->prior_per_category);
     w->open(w, "rules", 1);
     for (int i = 0; f->rules[i]; i++)
@@ -1346,7 +1352,9 @@ static void write_registry(py_writer *p)
     pw_put(p, "MODELS", models);
     for (size_t i = 0; i < bw_nfamilies; i++)
         for (const bw_constant *c = bw_families[i]->constants; c && c->name; c++) {
-            if (c->is_int)
+            if (c->pairs)
+                write_pairs(p, c->name, c->pairs);
+            else if (c->is_int)
                 p->w.integer(&p->w, c->name, (long long)c->value);
             else
                 p->w.number(&p->w, c->name, c->value);

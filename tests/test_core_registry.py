@@ -39,9 +39,10 @@ def test_the_defaults_the_python_side_repeats_today_match_the_rows():
     for name, prior in _data.DEFAULT_PRIORS.items():
         assert dict(ROWS[name]["prior"]) == prior, name
     assert dict(ROWS["normal-mixture"]["prior"]) == _data.MIXTURE_PRIOR
+    assert dict(_core.MIXTURE_PRIOR) == _data.MIXTURE_PRIOR
     assert _data.MAX_COMPONENTS == _core.MAX_COMPONENTS
-    assert _data.MIXTURE_DEFAULTS["tolerance"] == _core.MIX_DEFAULT_TOL
-    assert _data.MIXTURE_DEFAULTS["max_iterations"] == _core.MIX_DEFAULT_MAX_ITER
+    assert _data.MIXTURE_DEFAULTS["tolerance"] == _core.MIXTURE_TOLERANCE
+    assert _data.MIXTURE_DEFAULTS["max_iterations"] == _core.MIXTURE_MAX_ITERATIONS
 
 
 @pytest.fixture

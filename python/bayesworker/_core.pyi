@@ -83,10 +83,13 @@ STATUSES: tuple[str, ...]
 # csrc/mixture.h).
 MAX_COMPONENTS: int         # most components of a mixture (8)
 MIX_MC_DRAWS: int           # draws behind a mixture mean's cached Monte Carlo intervals
-MIX_MAX_ABS_X: float        # normal-mixture values must be at most this in magnitude
-MIX_DEFAULT_TOL: float      # the default relative ELBO tolerance
-MIX_DEFAULT_MAX_ITER: int   # the default most iterations per K
-MIX_MAX_ITER: int           # the largest max_iter accepted
+MIXTURE_MAX_ABS: float      # normal-mixture values must be at most this in magnitude
+MIXTURE_TOLERANCE: float    # the default relative ELBO tolerance (options' tol)
+MIXTURE_MAX_ITERATIONS: int # the default most iterations per K (options' max_iter)
+MAX_ITERATIONS: int         # the largest max_iter accepted
+#: The mixtures' fixed prior on the standardised scale (csrc/mixture.h), as (key, default)
+#: pairs in prior-tuple order: alpha0, m0, kappa0, a0, b0 (also the rows' "prior").
+MIXTURE_PRIOR: tuple[tuple[str, float], ...]
 PART_MIX_MEAN: int          # the mixture's data-scale mean (8)
 PART_MIX_PREDICTIVE: int    # a new data value from the posterior predictive (9)
 PART_MIX_REVENUE: int       # a compound mixture's revenue per user (10)
