@@ -9,8 +9,10 @@ import numpy
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
-SOURCES = ["module.c", "pool.c", "store.c", "jobs.c", "summary.c", "specfun.c", "sample.c",
-           "mixture.c"]
+# Every C file of csrc/: the binding (module.c) and the pure-C core.  A new model family is a
+# new file there and one row of the registry (csrc/registry.c); nothing to add here.
+HERE = os.path.dirname(os.path.abspath(__file__))
+SOURCES = sorted(f for f in os.listdir(os.path.join(HERE, "csrc")) if f.endswith(".c"))
 
 
 def _compiler_accepts(compiler, flag):

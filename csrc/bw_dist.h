@@ -15,6 +15,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "bw_status.h"
+
 /* ---------------------------------------------------------------------------------------- */
 /* Distributions                                                                            */
 /* ---------------------------------------------------------------------------------------- */
@@ -51,12 +53,9 @@ typedef struct {
  * the quantity conditional on quantity <= its BW_TRUNC_LEVEL quantile. */
 #define BW_TRUNC_LEVEL 0.9999
 
-/* Return codes of the summary kernels. */
-enum bw_status {
-    BW_OK = 0,
-    BW_E_DOMAIN = 1,     /* a parameter or level outside its domain */
-    BW_E_NOCONV = 2,     /* a root finder or quadrature did not reach its tolerance */
-};
+/* The summary kernels return an enum bw_status (bw_status.h): BW_OK, BW_E_DOMAIN (a
+ * parameter or level outside its domain) or BW_E_NUMERIC (a root finder or quadrature did
+ * not reach its tolerance). */
 
 /* ---------------------------------------------------------------------------------------- */
 /* Summaries (summary.c): exact, deterministic, thread-safe (no global state).               */

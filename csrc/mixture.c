@@ -41,7 +41,6 @@
 #define SUBSAMPLE 65536             /* most values k-means++ and Lloyd look at */
 #define LLOYD_ITERS 25
 #define T_FLOOR (-300.0)            /* log-responsibility floor relative to the best */
-#define MAX_ABS_X 1e100             /* normal-mixture: larger |x| overflow the variance */
 #define MAX_ITER_CAP 1000000
 #define LOG_2PI 1.8378770664093454836
 #define MAD_TO_SD 1.482602218505602 /* 1 / Phi^-1(3/4) */
@@ -229,29 +228,21 @@ static double median(double *a, size_t n)
 
 /* Validate x, fill m->y with the standardised values and set loc, scale and jac.
  * scratch: n doubles.  Returns 0, or -1 after writing err. */
-static int standardise(bw_mix *m, const double *x, size_t n, double *scratch, char *err,
-                       size_t errlen)
+static int standardise(bw_mix *m, const double *x, size_t n, double *scratch, bw_error *err)
 {
     double *y = m->y, lo = INFINITY, hi = -INFINITY, sumlog = 0;
     for (size_t i = 0; i < n; i++) {
         double v = x[i];
-        if (!isfinite(v)) {
-            snprintf(err, errlen, "value x[%zu] = %g is not finite", i, v);
-            return -1;
-        }
+        if (!isfinite(v))
+            return bw_fail_value(err, BW_RULE_FINITE, i, v, 0);
         if (m->log_scale) {
-            if (!(v > 0)) {
-                snprintf(err, errlen,
-                         "value x[%zu] = %g: lognormal-mixture needs every value > 0", i, v);
-                return -1;
-            }
+            if (!(v > 0))
+                return bw_fail_value(err, BW_RULE_POSITIVE, i, v, 0);
             v = log(v);
             sumlog += v;
-        } else if (fabs(v) > MAX_ABS_X) {
-            snprintf(err, errlen,
-                     "value x[%zu] = %g: normal-mixture supports |x| <= 1e100 (the variance "
-                     "of larger values overflows)", i, v);
-            return -1;
+        } else if (fabs(v) > BW_MIX_MAX_ABS_X) {
+            /* the variance of larger values overflows */
+            return bw_fail_value(err, BW_RULE_BOUNDED, i, v, BW_MIX_MAX_ABS_X);
         }
         y[i] = v;
         lo = v < lo ? v : lo;
@@ -538,45 +529,46 @@ void bw_mix_spec_default(bw_mix_spec *spec, int K, int log_scale)
     spec->key = 0;
 }
 
-static int check_positive(const char *name, double v, char *err, size_t errlen)
+static int check_positive(const char *name, double v, bw_error *err)
 {
+    char s[32];
     if (isfinite(v) && v > 0)
         return 0;
-    snprintf(err, errlen, "prior %s = %g must be finite and > 0", name, v);
-    return -1;
+    return bw_fail(err, BW_E_DOMAIN, "prior %s = %s must be finite and > 0", name,
+                   bw_fmt(s, sizeof s, v));
 }
 
-bw_mix *bw_mix_new(const bw_mix_spec *spec, const double *x, size_t n, char *err,
-                   size_t errlen)
+bw_mix *bw_mix_new(const bw_mix_spec *spec, const double *x, size_t n, bw_error *err)
 {
+    char s[32];
     if (spec->K < 1 || spec->K > BW_MIX_MAX_K) {
-        snprintf(err, errlen, "K = %d must be between 1 and %d", spec->K, BW_MIX_MAX_K);
+        bw_fail(err, BW_E_DOMAIN, "K = %d must be between 1 and %d", spec->K, BW_MIX_MAX_K);
         return NULL;
     }
-    if (check_positive("alpha0", spec->alpha0, err, errlen) ||
-        check_positive("kappa0", spec->kappa0, err, errlen) ||
-        check_positive("a0", spec->a0, err, errlen) ||
-        check_positive("b0", spec->b0, err, errlen))
+    if (check_positive("alpha0", spec->alpha0, err) ||
+        check_positive("kappa0", spec->kappa0, err) || check_positive("a0", spec->a0, err) ||
+        check_positive("b0", spec->b0, err))
         return NULL;
     if (!isfinite(spec->m0)) {
-        snprintf(err, errlen, "prior m0 = %g must be finite", spec->m0);
+        bw_fail(err, BW_E_DOMAIN, "prior m0 = %s must be finite", bw_fmt(s, sizeof s, spec->m0));
         return NULL;
     }
     if (!(isfinite(spec->tol) && spec->tol >= 0)) {
-        snprintf(err, errlen, "tol = %g must be finite and >= 0", spec->tol);
+        bw_fail(err, BW_E_DOMAIN, "tol = %s must be finite and >= 0",
+                bw_fmt(s, sizeof s, spec->tol));
         return NULL;
     }
     if (spec->max_iter < 1 || spec->max_iter > MAX_ITER_CAP) {
-        snprintf(err, errlen, "max_iter = %d must be between 1 and %d", spec->max_iter,
-                 MAX_ITER_CAP);
+        bw_fail(err, BW_E_DOMAIN, "max_iter = %d must be between 1 and %d", spec->max_iter,
+                MAX_ITER_CAP);
         return NULL;
     }
     if (n < 1 || !x) {
-        snprintf(err, errlen, "a mixture needs at least one value (got n = %zu)", n);
+        bw_fail(err, BW_E_DOMAIN, "a mixture needs at least one value (got n = %zu)", n);
         return NULL;
     }
     if (n > (SIZE_MAX / sizeof(double)) / 2) {
-        snprintf(err, errlen, "n = %zu values is too many", n);
+        bw_fail(err, BW_E_NOMEM, "n = %zu values is too many to hold in memory", n);
         return NULL;
     }
 
@@ -605,7 +597,7 @@ bw_mix *bw_mix_new(const bw_mix_spec *spec, const double *x, size_t n, char *err
     scratch = malloc(nscratch * sizeof *scratch);
     if (!m->y || !m->part || !m->elbo || !scratch)
         goto oom;
-    if (standardise(m, x, n, scratch, err, errlen) != 0) {
+    if (standardise(m, x, n, scratch, err) != 0) {
         free(scratch);
         bw_mix_free(m);
         return NULL;
@@ -615,7 +607,7 @@ bw_mix *bw_mix_new(const bw_mix_spec *spec, const double *x, size_t n, char *err
     return m;
 
 oom:
-    snprintf(err, errlen, "out of memory for a mixture of %zu values", n);
+    bw_fail(err, BW_E_NOMEM, "out of memory for a mixture of %zu values", n);
     free(scratch);
     bw_mix_free(m);
     return NULL;

@@ -124,6 +124,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "bw_status.h"
+
 #define BW_MIX_MAX_K 8
 #define BW_MIX_BLOCK 16384            /* values per E-step block */
 
@@ -154,12 +156,13 @@ typedef struct bw_mix bw_mix;
 void bw_mix_spec_default(bw_mix_spec *spec, int K, int log_scale);
 
 /* Validate (1 <= K <= 8; priors finite with alpha0, kappa0, a0, b0 > 0; tol finite >= 0;
- * 1 <= max_iter <= 1e6; n >= 1; every x finite, > 0 for log_scale, |x| <= 1e100 otherwise),
- * standardise into a private copy (x is not kept: the caller may free it on return) and
- * initialise.  NULL with a message in err (naming the offending field or value) on invalid
- * input or when out of memory. */
-bw_mix *bw_mix_new(const bw_mix_spec *spec, const double *x, size_t n, char *err,
-                   size_t errlen);
+ * 1 <= max_iter <= 1e6; n >= 1; every x finite, > 0 for log_scale, |x| <= BW_MIX_MAX_ABS_X
+ * otherwise), standardise into a private copy (x is not kept: the caller may free it on
+ * return) and initialise.  NULL with err filled on invalid input (BW_E_DOMAIN naming the
+ * field, or BW_E_VALUE naming the value and its rule: finite, positive or bounded) or when
+ * out of memory (BW_E_NOMEM). */
+#define BW_MIX_MAX_ABS_X 1e100
+bw_mix *bw_mix_new(const bw_mix_spec *spec, const double *x, size_t n, bw_error *err);
 
 /* E-step blocks per iteration: ceil(n / BW_MIX_BLOCK). */
 size_t bw_mix_nblocks(const bw_mix *m);

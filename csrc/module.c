@@ -2,9 +2,12 @@
  * module.c -- the CPython binding of bayesworker's C core.
  *
  * It only translates: arguments in, NumPy buffers checked, C jobs submitted, results and
- * errors out.  Three heap types live in the module state: Core (one pool and one store),
- * Job (a handle on a submitted job that keeps its arrays alive until the job is finished)
- * and Channel (a completion queue with a file descriptor for the event loop).
+ * errors out.  It knows no model: every request goes to the family's row in the registry
+ * (family.h), and posteriors and reports are described by their family through a writer
+ * that builds Python dicts and tuples.  Three heap types live in the module state: Core
+ * (one pool and one store), Job (a handle on a submitted job that keeps its arrays alive
+ * until the job is finished) and Channel (a completion queue with a file descriptor for
+ * the event loop).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -16,12 +19,21 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdarg.h>
 #include <unistd.h>
 
+#include "bw_codes.h"
 #include "bw_dist.h"
-#include "jobs.h"
+#include "family.h"
 #include "pool.h"
 #include "store.h"
+
+/* Completed job ids taken off a channel per call into C. */
+#define DRAIN_BATCH 256
+/* Draws made on the calling thread (sample_now) above this many doubles release the GIL. */
+#define NOW_NOGIL_DOUBLES 4096
+/* Nesting of the dicts and tuples a family may write. */
+#define WRITER_DEPTH 16
 
 /* ======================================================================================== */
 /* Module state                                                                             */
@@ -62,6 +74,7 @@ typedef struct {
     bw_job *job;
     PyObject *keep;             /* arrays the C job reads or writes */
     int kind;                   /* JOB_FIT, JOB_SAMPLE, JOB_INTERVAL */
+    const bw_family *family;    /* a fit's family (its report), else NULL */
     pid_t pid;
 } JobObject;
 
@@ -71,53 +84,84 @@ typedef struct {
     pid_t pid;
 } ChannelObject;
 
-enum { JOB_FIT = 0, JOB_SAMPLE = 1, JOB_INTERVAL = 2, JOB_MIXFIT = 3 };
+enum { JOB_FIT = 0, JOB_SAMPLE = 1, JOB_INTERVAL = 2 };
 
 /* ======================================================================================== */
 /* Errors                                                                                   */
 /* ======================================================================================== */
 
-static const char *const rule_names[] = {"", "finite", "positive", "nonnegative", "integer",
-                                         "some_positive"};
-
-/* An exception instance of `type` with message msg and, if attrs, the attributes rule,
- * index and value of a refused value. */
-static PyObject *new_exception(PyObject *type, const char *msg, int attrs, int rule,
-                               double index, double value)
+/* The one translation of a C failure (a bw_error: status, message, detail) into a Python
+ * exception instance:
+ *   BW_E_NOMEM                 MemoryError
+ *   BW_E_VALUE                 bayesworker.DataError with .rule (a name of VALUE_RULES),
+ *                              .index and .value of the refused value
+ *   BW_E_NUMERIC, BW_E_DOMAIN  bayesworker.ModelError (with .index and .value when a value
+ *                              caused it)
+ *   BW_E_NOT_FOUND             bayesworker.DisposedError
+ *   BW_E_CANCELLED             RuntimeError
+ *   BW_E_TIMEOUT               TimeoutError */
+static PyObject *error_exception(module_state *st, const bw_error *e)
 {
-    PyObject *exc = PyObject_CallFunction(type, "s", msg);
-    if (!exc || !attrs)
+    PyObject *type;
+    switch (e->status) {
+    case BW_E_NOMEM:
+        type = PyExc_MemoryError;
+        break;
+    case BW_E_VALUE:
+        type = st->DataError;
+        break;
+    case BW_E_NOT_FOUND:
+        type = st->DisposedError;
+        break;
+    case BW_E_CANCELLED:
+        type = PyExc_RuntimeError;
+        break;
+    case BW_E_TIMEOUT:
+        type = PyExc_TimeoutError;
+        break;
+    default:
+        type = st->ModelError;
+    }
+    PyObject *exc = PyObject_CallFunction(type, "s", e->msg[0] ? e->msg : "the computation failed");
+    if (!exc || !e->has_index)
         return exc;
-    PyObject *r = PyUnicode_FromString(rule_names[rule]);
-    PyObject *i = PyLong_FromDouble(index);
-    PyObject *v = PyFloat_FromDouble(value);
-    if (!r || !i || !v || PyObject_SetAttrString(exc, "rule", r) < 0 ||
-        PyObject_SetAttrString(exc, "index", i) < 0 ||
-        PyObject_SetAttrString(exc, "value", v) < 0)
+    PyObject *rule = e->status == BW_E_VALUE && e->rule > 0 && e->rule < BW_NRULES
+                         ? PyUnicode_FromString(bw_rule_names[e->rule])
+                         : (Py_INCREF(Py_None), Py_None);
+    PyObject *index = PyLong_FromDouble(e->index);
+    PyObject *value = PyFloat_FromDouble(e->value);
+    if (!rule || !index || !value || PyObject_SetAttrString(exc, "rule", rule) < 0 ||
+        PyObject_SetAttrString(exc, "index", index) < 0 ||
+        PyObject_SetAttrString(exc, "value", value) < 0)
         Py_CLEAR(exc);
-    Py_XDECREF(r);
-    Py_XDECREF(i);
-    Py_XDECREF(v);
+    Py_XDECREF(rule);
+    Py_XDECREF(index);
+    Py_XDECREF(value);
     return exc;
 }
 
-/* The exception that says why a finished job did not succeed. */
-static PyObject *job_exception(module_state *st, bw_job *job)
+/* Raise the exception of e; returns NULL. */
+static PyObject *raise_error(module_state *st, const bw_error *e)
 {
-    int s = atomic_load(&job->status);
-    if (s == BW_JOB_TIMEOUT)
-        return new_exception(PyExc_TimeoutError, job->errmsg, 0, 0, 0, 0);
-    if (s == BW_JOB_CANCELLED)
-        return new_exception(PyExc_RuntimeError,
-                             "the job was cancelled (the worker was closed or cancel_all() ran)",
-                             0, 0, 0, 0);
-    const char *msg = job->errmsg[0] ? job->errmsg : "the job failed";
-    if (job->error_code == ENOMEM)
-        return new_exception(PyExc_MemoryError, msg, 0, 0, 0, 0);
-    if (job->error_code >= 1 && job->error_code <= 5)
-        return new_exception(st->DataError, msg, 1, job->error_code, job->result[0],
-                             job->result[1]);
-    return new_exception(st->ModelError, msg, 0, 0, 0, 0);
+    PyObject *exc = error_exception(st, e);
+    if (exc) {
+        PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
+        Py_DECREF(exc);
+    }
+    return NULL;
+}
+
+/* Raise a failure of the given status with a printf-style message; returns NULL. */
+static PyObject *raise_status(module_state *st, int status, const char *fmt, ...)
+{
+    bw_error e;
+    memset(&e, 0, sizeof e);
+    e.status = status;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e.msg, sizeof e.msg, fmt, ap);
+    va_end(ap);
+    return raise_error(st, &e);
 }
 
 /* ======================================================================================== */
@@ -143,11 +187,11 @@ static PyObject *Channel_drain(ChannelObject *self, PyObject *Py_UNUSED(ignored)
     PyObject *list = PyList_New(0);
     if (!list)
         return NULL;
-    uint64_t ids[256];
+    uint64_t ids[DRAIN_BATCH];
     size_t n;
     do {
         Py_BEGIN_ALLOW_THREADS
-        n = bw_channel_drain(self->ch, ids, 256);
+        n = bw_channel_drain(self->ch, ids, DRAIN_BATCH);
         Py_END_ALLOW_THREADS
         for (size_t i = 0; i < n; i++) {
             PyObject *v = PyLong_FromUnsignedLongLong(ids[i]);
@@ -158,7 +202,7 @@ static PyObject *Channel_drain(ChannelObject *self, PyObject *Py_UNUSED(ignored)
             }
             Py_DECREF(v);
         }
-    } while (n == 256);
+    } while (n == DRAIN_BATCH);
     return list;
 }
 
@@ -182,6 +226,110 @@ static PyType_Spec Channel_spec = {
     Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE | Py_TPFLAGS_DISALLOW_INSTANTIATION,
     Channel_slots,
 };
+
+/* ======================================================================================== */
+/* The writer families describe posteriors and reports with (family.h)                      */
+/* ======================================================================================== */
+
+typedef struct {
+    bw_writer w;                /* first: the families see only this */
+    PyObject *obj[WRITER_DEPTH];    /* open containers: a dict, or a list made a tuple */
+    const char *key[WRITER_DEPTH];  /* where each goes in its parent */
+    int tuple[WRITER_DEPTH];
+    int depth;
+    int failed;
+} py_writer;
+
+/* Put v (a new reference, NULL on a failed allocation) under key in the open container. */
+static void pw_put(py_writer *p, const char *key, PyObject *v)
+{
+    if (!v || p->failed || p->depth == 0) {
+        p->failed = 1;
+        Py_XDECREF(v);
+        return;
+    }
+    PyObject *top = p->obj[p->depth - 1];
+    if ((key ? PyDict_SetItemString(top, key, v) : PyList_Append(top, v)) < 0)
+        p->failed = 1;
+    Py_DECREF(v);
+}
+
+static void pw_open(bw_writer *w, const char *key, int tuple)
+{
+    py_writer *p = (py_writer *)w;
+    if (p->failed || p->depth == WRITER_DEPTH) {
+        p->failed = 1;
+        return;
+    }
+    PyObject *o = tuple ? PyList_New(0) : PyDict_New();
+    if (!o) {
+        p->failed = 1;
+        return;
+    }
+    p->obj[p->depth] = o;
+    p->key[p->depth] = key;
+    p->tuple[p->depth] = tuple;
+    p->depth++;
+}
+
+static void pw_close(bw_writer *w)
+{
+    py_writer *p = (py_writer *)w;
+    if (p->depth <= 1) {        /* never close the root */
+        p->failed = 1;
+        return;
+    }
+    p->depth--;
+    PyObject *o = p->obj[p->depth];
+    PyObject *v = p->tuple[p->depth] ? PyList_AsTuple(o) : (Py_INCREF(o), o);
+    Py_DECREF(o);
+    pw_put(p, p->key[p->depth], v);
+}
+
+static void pw_number(bw_writer *w, const char *key, double v)
+{
+    pw_put((py_writer *)w, key, PyFloat_FromDouble(v));
+}
+
+static void pw_integer(bw_writer *w, const char *key, long long v)
+{
+    pw_put((py_writer *)w, key, PyLong_FromLongLong(v));
+}
+
+static void pw_count(bw_writer *w, const char *key, uint64_t v)
+{
+    pw_put((py_writer *)w, key, PyLong_FromUnsignedLongLong(v));
+}
+
+static void pw_boolean(bw_writer *w, const char *key, int v)
+{
+    pw_put((py_writer *)w, key, PyBool_FromLong(v));
+}
+
+static void pw_none(bw_writer *w, const char *key)
+{
+    Py_INCREF(Py_None);
+    pw_put((py_writer *)w, key, Py_None);
+}
+
+/* A writer into root (a dict or a list; borrowed). */
+static void pw_init(py_writer *p, PyObject *root)
+{
+    memset(p, 0, sizeof *p);
+    p->w = (bw_writer){pw_open, pw_close, pw_number, pw_integer, pw_count, pw_boolean, pw_none};
+    p->obj[0] = root;
+    p->depth = 1;
+}
+
+/* Finish: unwind what a failed write left open; 0, or -1 with a Python error set. */
+static int pw_done(py_writer *p)
+{
+    while (p->depth > 1)
+        Py_DECREF(p->obj[--p->depth]);
+    if (p->failed && !PyErr_Occurred())
+        PyErr_SetString(PyExc_RuntimeError, "describing a posterior failed");
+    return p->failed ? -1 : 0;
+}
 
 /* ======================================================================================== */
 /* Job                                                                                      */
@@ -260,24 +408,16 @@ static PyObject *Job_get_exception(JobObject *self, void *c)
     int s = atomic_load(&self->job->status);
     if (s == BW_JOB_PENDING || s == BW_JOB_OK)
         Py_RETURN_NONE;
-    return job_exception(state_of_type(Py_TYPE(self)), self->job);
+    return error_exception(state_of_type(Py_TYPE(self)), &self->job->err);
 }
 
 static PyObject *Job_get_error(JobObject *self, void *c)
 {
     (void)c;
-    if (atomic_load(&self->job->status) != BW_JOB_FAILED)
+    int s = atomic_load(&self->job->status);
+    if (s == BW_JOB_PENDING || s == BW_JOB_OK)
         Py_RETURN_NONE;
-    return PyUnicode_FromString(self->job->errmsg[0] ? self->job->errmsg : "job failed");
-}
-
-static PyObject *Job_get_error_detail(JobObject *self, void *c)
-{
-    (void)c;
-    if (atomic_load(&self->job->status) != BW_JOB_FAILED)
-        Py_RETURN_NONE;
-    return Py_BuildValue("(idd)", self->job->error_code, self->job->result[0],
-                         self->job->result[1]);
+    return PyUnicode_FromString(self->job->err.msg);
 }
 
 static PyObject *Job_get_progress(JobObject *self, void *c)
@@ -295,15 +435,32 @@ static PyObject *Job_get_result(JobObject *self, void *c)
     (void)c;
     if (atomic_load(&self->job->status) != BW_JOB_OK)
         Py_RETURN_NONE;
-    switch (self->kind) {
-    case JOB_FIT:
-    case JOB_MIXFIT:
+    if (self->kind == JOB_FIT)
         return PyLong_FromUnsignedLongLong(self->job->result_id);
-    case JOB_INTERVAL:
+    if (self->kind == JOB_INTERVAL)
         return Py_BuildValue("(dd)", self->job->result[0], self->job->result[1]);
-    default:
+    Py_RETURN_NONE;
+}
+
+static PyObject *Job_get_report(JobObject *self, void *c)
+{
+    (void)c;
+    if (!self->family || !self->family->report ||
+        atomic_load(&self->job->status) != BW_JOB_OK)
         Py_RETURN_NONE;
+    PyObject *holder = PyList_New(0);
+    if (!holder)
+        return NULL;
+    py_writer p;
+    pw_init(&p, holder);
+    self->family->report(self->job, &p.w);
+    PyObject *r = NULL;
+    if (pw_done(&p) == 0) {
+        r = PyList_GET_SIZE(holder) ? PyList_GET_ITEM(holder, 0) : Py_None;
+        Py_INCREF(r);
     }
+    Py_DECREF(holder);
+    return r;
 }
 
 static PyObject *Job_get_value(JobObject *self, void *c)
@@ -319,52 +476,6 @@ static PyObject *Job_get_value(JobObject *self, void *c)
     return PyFloat_FromDouble(v);
 }
 
-static PyObject *doubles_list(const double *x, size_t n)
-{
-    PyObject *list = PyList_New((Py_ssize_t)n);
-    if (!list)
-        return NULL;
-    for (size_t i = 0; i < n; i++) {
-        PyObject *v = PyFloat_FromDouble(x[i]);
-        if (!v) {
-            Py_DECREF(list);
-            return NULL;
-        }
-        PyList_SET_ITEM(list, (Py_ssize_t)i, v);
-    }
-    return list;
-}
-
-static PyObject *Job_get_mixture_report(JobObject *self, void *c)
-{
-    (void)c;
-    if (self->kind != JOB_MIXFIT)
-        Py_RETURN_NONE;
-    const bw_mix_report *r = bw_mixfit_report(self->job);
-    if (!r)
-        Py_RETURN_NONE;
-    PyObject *fits = PyList_New(r->nK);
-    if (!fits)
-        return NULL;
-    for (int i = 0; i < r->nK; i++) {
-        PyObject *d = Py_BuildValue("{s:i,s:d,s:i,s:O}", "K", r->Ks[i], "elbo", r->elbo[i],
-                                    "iterations", r->iterations[i], "converged",
-                                    r->converged[i] ? Py_True : Py_False);
-        if (!d) {
-            Py_DECREF(fits);
-            return NULL;
-        }
-        PyList_SET_ITEM(fits, i, d);
-    }
-    PyObject *hist = doubles_list(r->history, r->history_len);
-    if (!hist) {
-        Py_DECREF(fits);
-        return NULL;
-    }
-    return Py_BuildValue("{s:N,s:i,s:N,s:d,s:d}", "fits", fits, "chosen", r->chosen,
-                         "elbo_history", hist, "loc", r->loc, "scale", r->scale);
-}
-
 static PyObject *Job_get_runtime(JobObject *self, void *c)
 {
     (void)c;
@@ -372,53 +483,6 @@ static PyObject *Job_get_runtime(JobObject *self, void *c)
         return PyFloat_FromDouble(bw_monotonic() - self->job->t_submit);
     return PyFloat_FromDouble(self->job->t_end - self->job->t_submit);
 }
-
-static PyMethodDef Job_methods[] = {
-    {"cancel", (PyCFunction)Job_cancel, METH_NOARGS,
-     "Ask the job to stop; it finishes within a block."},
-    {"wait", (PyCFunction)Job_wait, METH_O,
-     "wait(timeout) -> bool: block (GIL released) until finished or timeout (None: forever)."},
-    {NULL, NULL, 0, NULL},
-};
-
-static PyGetSetDef Job_getset[] = {
-    {"id", (getter)Job_get_id, NULL, "Job id, unique within its Core.", NULL},
-    {"done", (getter)Job_get_done, NULL, "True once finished (ok, cancelled or failed).", NULL},
-    {"status", (getter)Job_get_status, NULL,
-     "'pending', 'ok', 'cancelled', 'failed' or 'timeout'.", NULL},
-    {"exec_time", (getter)Job_get_exec_time, NULL,
-     "Seconds during which a worker thread was executing the job (0.0 while queued).", NULL},
-    {"exception", (getter)Job_get_exception, NULL,
-     "None while pending or after success; else the exception that says why it ended.",
-     NULL},
-    {"error", (getter)Job_get_error, NULL, "The failure message, or None.", NULL},
-    {"error_detail", (getter)Job_get_error_detail, NULL,
-     "(code, index, value) of a failed job (a fit's refused value), or None.", NULL},
-    {"progress", (getter)Job_get_progress, NULL, "(blocks done, blocks in all).", NULL},
-    {"result", (getter)Job_get_result, NULL,
-     "A fit's posterior id, an interval's (lo, hi), or None.", NULL},
-    {"runtime", (getter)Job_get_runtime, NULL, "Seconds from submission to finish.", NULL},
-    {"value", (getter)Job_get_value, NULL,
-     "The running figure of an iterative fit (a mixture's current ELBO), or None.", NULL},
-    {"mixture_report", (getter)Job_get_mixture_report, NULL,
-     "A finished mixture fit's report (per-K ELBOs, the kept fit's ELBO history, ...).",
-     NULL},
-    {NULL, NULL, NULL, NULL, NULL},
-};
-
-static PyType_Slot Job_slots[] = {
-    {Py_tp_dealloc, Job_dealloc},
-    {Py_tp_methods, Job_methods},
-    {Py_tp_getset, Job_getset},
-    {Py_tp_doc, "A submitted job of the C core."},
-    {0, NULL},
-};
-
-static PyType_Spec Job_spec = {
-    "bayesworker._core.Job", sizeof(JobObject), 0,
-    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE | Py_TPFLAGS_DISALLOW_INSTANTIATION,
-    Job_slots,
-};
 
 /* A job's timeout: None (no limit: -1) or seconds >= 0 of execution time. */
 static int parse_timeout(PyObject *obj, double *out)
@@ -438,10 +502,60 @@ static int parse_timeout(PyObject *obj, double *out)
     return 0;
 }
 
+static PyMethodDef Job_methods[] = {
+    {"cancel", (PyCFunction)Job_cancel, METH_NOARGS,
+     "Ask the job to stop; it finishes within a block."},
+    {"wait", (PyCFunction)Job_wait, METH_O,
+     "wait(timeout) -> bool: block (GIL released) until finished or timeout (None: forever)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef Job_getset[] = {
+    {"id", (getter)Job_get_id, NULL, "Job id, unique within its Core.", NULL},
+    {"done", (getter)Job_get_done, NULL, "True once finished.", NULL},
+    {"status", (getter)Job_get_status, NULL,
+     "'pending', 'ok', 'cancelled', 'failed' or 'timeout'.", NULL},
+    {"exec_time", (getter)Job_get_exec_time, NULL,
+     "Seconds during which a worker thread was executing the job (0.0 while queued).", NULL},
+    {"exception", (getter)Job_get_exception, NULL,
+     "None while pending or after success; else the exception that says why it ended.",
+     NULL},
+    {"error", (getter)Job_get_error, NULL,
+     "Why the job did not end OK, as a sentence (str(exception)); None while pending or "
+     "after success.", NULL},
+    {"progress", (getter)Job_get_progress, NULL,
+     "(blocks done, blocks in all), or (iterations, most iterations) of an iterative fit.",
+     NULL},
+    {"result", (getter)Job_get_result, NULL,
+     "A fit's posterior id, an interval's (lo, hi), or None.", NULL},
+    {"runtime", (getter)Job_get_runtime, NULL, "Seconds from submission to finish.", NULL},
+    {"value", (getter)Job_get_value, NULL,
+     "The running figure of an iterative fit (a mixture's current ELBO), or None.", NULL},
+    {"report", (getter)Job_get_report, NULL,
+     "A finished fit's report from its family (a mixture's per-K ELBOs, ...), or None.",
+     NULL},
+    {"mixture_report", (getter)Job_get_report, NULL, "The old name of report.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyType_Slot Job_slots[] = {
+    {Py_tp_dealloc, Job_dealloc},
+    {Py_tp_methods, Job_methods},
+    {Py_tp_getset, Job_getset},
+    {Py_tp_doc, "A submitted job of the C core."},
+    {0, NULL},
+};
+
+static PyType_Spec Job_spec = {
+    "bayesworker._core.Job", sizeof(JobObject), 0,
+    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE | Py_TPFLAGS_DISALLOW_INSTANTIATION,
+    Job_slots,
+};
+
 /* Wrap and submit a C job; takes the C job's reference and a new reference to keep.
  * timeout: the seconds of execution time the job may take (< 0: no limit). */
-static PyObject *submit(CoreObject *self, bw_job *cjob, int kind, PyObject *keep,
-                        PyObject *channel, double timeout)
+static PyObject *submit(CoreObject *self, bw_job *cjob, int kind, const bw_family *family,
+                        PyObject *keep, PyObject *channel, double timeout)
 {
     module_state *st = state_of_type(Py_TYPE(self));
     if (!cjob) {
@@ -468,6 +582,7 @@ static PyObject *submit(CoreObject *self, bw_job *cjob, int kind, PyObject *keep
     job->job = cjob;
     job->keep = keep;
     job->kind = kind;
+    job->family = family;
     job->pid = self->pid;
     bw_pool *pool = self->pool;
     if (bw_pool_threads(pool) == 0) {
@@ -577,346 +692,6 @@ static PyObject *Core_new_channel(CoreObject *self, PyObject *Py_UNUSED(ignored)
     return (PyObject *)ch;
 }
 
-/* A 1-D, C-contiguous, aligned, native float64 array (writeable if asked), or an error
- * naming the argument. */
-static int check_f64(PyObject *obj, const char *name, int writeable)
-{
-    if (!PyArray_Check(obj)) {
-        PyErr_Format(PyExc_TypeError, "%s must be a NumPy array, not %.80s", name,
-                     Py_TYPE(obj)->tp_name);
-        return -1;
-    }
-    PyArrayObject *a = (PyArrayObject *)obj;
-    int need = NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_ALIGNED | (writeable ? NPY_ARRAY_WRITEABLE : 0);
-    if (PyArray_NDIM(a) != 1 || PyArray_TYPE(a) != NPY_DOUBLE ||
-        !PyArray_ISNOTSWAPPED(a) || !PyArray_CHKFLAGS(a, need)) {
-        PyErr_Format(PyExc_ValueError,
-                     "%s must be a 1-D C-contiguous aligned native float64%s array", name,
-                     writeable ? " writeable" : "");
-        return -1;
-    }
-    return 0;
-}
-
-static PyObject *Core_fit(CoreObject *self, PyObject *args, PyObject *kwds)
-{
-    static char *kwlist[] = {"model", "prior", "successes", "trials", "values", "stats",
-                             "channel", "timeout", NULL};
-    int model;
-    PyObject *prior, *values, *stats, *channel, *timeout_obj = Py_None;
-    long long successes, trials;
-    double timeout;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "iOLLOOO|$O", kwlist, &model, &prior,
-                                     &successes, &trials, &values, &stats, &channel,
-                                     &timeout_obj) ||
-        parse_timeout(timeout_obj, &timeout) < 0)
-        return NULL;
-    if (core_check_open(self) < 0)
-        return NULL;
-    if (model < BW_M_BETA_BINOMIAL || model > BW_M_COMPOUND_EXPONENTIAL) {
-        PyErr_Format(PyExc_ValueError, "model code %d is unknown", model);
-        return NULL;
-    }
-    bw_fit_spec spec;
-    memset(&spec, 0, sizeof spec);
-    spec.model = model;
-    PyObject *seq = PySequence_Fast(prior, "prior must be a sequence of floats");
-    if (!seq)
-        return NULL;
-    Py_ssize_t np = PySequence_Fast_GET_SIZE(seq);
-    if (np > 6) {
-        Py_DECREF(seq);
-        PyErr_SetString(PyExc_ValueError, "prior has more than 6 numbers");
-        return NULL;
-    }
-    for (Py_ssize_t i = 0; i < np; i++) {
-        spec.prior[i] = PyFloat_AsDouble(PySequence_Fast_GET_ITEM(seq, i));
-        if (spec.prior[i] == -1.0 && PyErr_Occurred()) {
-            Py_DECREF(seq);
-            return NULL;
-        }
-    }
-    Py_DECREF(seq);
-    if (successes < 0 || trials < 0 || successes > trials) {
-        PyErr_Format(PyExc_ValueError, "successes = %lld and trials = %lld are inconsistent",
-                     successes, trials);
-        return NULL;
-    }
-    spec.successes = successes;
-    spec.trials = trials;
-    PyObject *keep = NULL;
-    if (values != Py_None) {
-        if (check_f64(values, "values", 0) < 0)
-            return NULL;
-        spec.values = (const double *)PyArray_DATA((PyArrayObject *)values);
-        spec.n = (size_t)PyArray_DIM((PyArrayObject *)values, 0);
-        keep = values;
-        Py_INCREF(keep);
-    }
-    if (stats != Py_None) {
-        if (!PyArg_ParseTuple(stats, "ddd;stats must be a tuple of three floats", &spec.stats[0],
-                              &spec.stats[1], &spec.stats[2])) {
-            Py_XDECREF(keep);
-            return NULL;
-        }
-        spec.have_stats = 1;
-    }
-    uint64_t id = bw_store_next_id(self->store);
-    return submit(self, bw_fit_job(self->store, id, &spec), JOB_FIT, keep, channel, timeout);
-}
-
-static PyObject *Core_mix_fit(CoreObject *self, PyObject *args, PyObject *kwds)
-{
-    static char *kwlist[] = {"model", "values", "Ks", "tol", "max_iter", "successes", "trials",
-                             "freq_prior", "channel", "timeout", NULL};
-    int model, max_iter;
-    PyObject *values, *Ks, *channel, *timeout_obj = Py_None;
-    double tol, fa, fb, timeout;
-    long long successes, trials;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "iOOdiLL(dd)O|$O", kwlist, &model, &values,
-                                     &Ks, &tol, &max_iter, &successes, &trials, &fa, &fb,
-                                     &channel, &timeout_obj) ||
-        parse_timeout(timeout_obj, &timeout) < 0)
-        return NULL;
-    if (core_check_open(self) < 0 || check_f64(values, "values", 0) < 0)
-        return NULL;
-    if (model < BW_M_NORMAL_MIXTURE || model > BW_M_COMPOUND_LOGNORMAL_MIXTURE) {
-        PyErr_Format(PyExc_ValueError, "model code %d is not a mixture", model);
-        return NULL;
-    }
-    bw_mixfit_spec spec;
-    memset(&spec, 0, sizeof spec);
-    spec.model = model;
-    PyObject *seq = PySequence_Fast(Ks, "Ks must be a sequence of ints");
-    if (!seq)
-        return NULL;
-    Py_ssize_t nK = PySequence_Fast_GET_SIZE(seq);
-    if (nK < 1 || nK > BW_MIX_MAX_K) {
-        Py_DECREF(seq);
-        PyErr_Format(PyExc_ValueError, "Ks must list 1 to %d values", BW_MIX_MAX_K);
-        return NULL;
-    }
-    for (Py_ssize_t i = 0; i < nK; i++) {
-        long K = PyLong_AsLong(PySequence_Fast_GET_ITEM(seq, i));
-        if (K == -1 && PyErr_Occurred()) {
-            Py_DECREF(seq);
-            return NULL;
-        }
-        if (K < 1 || K > BW_MIX_MAX_K) {
-            Py_DECREF(seq);
-            PyErr_Format(PyExc_ValueError, "K = %ld must be between 1 and %d", K, BW_MIX_MAX_K);
-            return NULL;
-        }
-        spec.Ks[i] = (int)K;
-    }
-    Py_DECREF(seq);
-    spec.nK = (int)nK;
-    if (!(tol >= 0 && isfinite(tol)) || max_iter < 1 || max_iter > 1000000) {
-        PyErr_SetString(PyExc_ValueError, "tol must be finite >= 0 and max_iter in 1..1e6");
-        return NULL;
-    }
-    if (successes < 0 || trials < 0 || successes > trials) {
-        PyErr_Format(PyExc_ValueError, "successes = %lld and trials = %lld are inconsistent",
-                     successes, trials);
-        return NULL;
-    }
-    spec.tol = tol;
-    spec.max_iter = max_iter;
-    spec.values = (const double *)PyArray_DATA((PyArrayObject *)values);
-    spec.n = (size_t)PyArray_DIM((PyArrayObject *)values, 0);
-    if (spec.n == 0) {
-        PyErr_SetString(PyExc_ValueError, "a mixture needs at least one value");
-        return NULL;
-    }
-    spec.successes = successes;
-    spec.trials = trials;
-    spec.freq_prior[0] = fa;
-    spec.freq_prior[1] = fb;
-    uint64_t id = bw_store_next_id(self->store);
-    spec.stream_key = bw_stream_key(self->seed, id);
-    spec.init_key = spec.stream_key ^ UINT64_C(0x6D69787475726521);   /* "mixture!" */
-    Py_INCREF(values);
-    return submit(self, bw_mixfit_job(self->store, id, &spec), JOB_MIXFIT, values, channel,
-                  timeout);
-}
-
-static int reserve_or_get(CoreObject *self, unsigned long long id, int part, Py_ssize_t n,
-                          long long start, uint64_t *pos, bw_quantity *q)
-{
-    int rc;
-    if (start < 0) {
-        rc = bw_store_reserve(self->store, id, part, (uint64_t)n, pos, q);
-        if (rc == 1 && q->nfactors == 0)
-            rc = -1;
-    } else {
-        bw_posterior post;
-        rc = bw_store_get(self->store, id, &post);
-        if (rc) {
-            if (part < 0 || part >= post.nparts || post.part[part].q.nfactors == 0) {
-                rc = -1;
-            } else {
-                *q = post.part[part].q;
-                *pos = (uint64_t)start;
-            }
-        }
-    }
-    if (rc == 0) {
-        PyErr_Format(PyExc_KeyError, "posterior %llu is not in the store", id);
-        return -1;
-    }
-    if (rc < 0) {
-        PyErr_Format(PyExc_ValueError, "posterior %llu has no part %d (or its stream is spent)",
-                     id, part);
-        return -1;
-    }
-    return 0;
-}
-
-static int is_mix_stream(int part)
-{
-    return part == BW_PART_MIX_MEAN || part == BW_PART_MIX_PREDICTIVE ||
-           part == BW_PART_MIX_REVENUE;
-}
-
-/* A mixture stream: reserve n positions (start < 0) or read the posterior (start >= 0). */
-static int mix_reserve_or_get(CoreObject *self, unsigned long long id, int part, Py_ssize_t n,
-                              long long start, uint64_t *pos, bw_posterior *post)
-{
-    int rc;
-    if (start < 0) {
-        rc = bw_store_reserve_mix(self->store, id, part, (uint64_t)n, pos, post);
-    } else {
-        rc = bw_store_get(self->store, id, post);
-        if (rc && (post->mix.K == 0 ||
-                   (part == BW_PART_MIX_REVENUE &&
-                    post->model != BW_M_COMPOUND_LOGNORMAL_MIXTURE)))
-            rc = -1;
-        *pos = (uint64_t)start;
-    }
-    if (rc == 0) {
-        PyErr_Format(PyExc_KeyError, "posterior %llu is not in the store", id);
-        return -1;
-    }
-    if (rc < 0) {
-        PyErr_Format(PyExc_ValueError, "posterior %llu has no mixture stream %d (or it is spent)",
-                     id, part);
-        return -1;
-    }
-    return 0;
-}
-
-static PyObject *Core_reserve(CoreObject *self, PyObject *args)
-{
-    unsigned long long id;
-    int part;
-    long long n;
-    if (!PyArg_ParseTuple(args, "KiL", &id, &part, &n))
-        return NULL;
-    if (core_check_open(self) < 0)
-        return NULL;
-    if (n < 0) {
-        PyErr_Format(PyExc_ValueError, "n = %lld must be >= 0", n);
-        return NULL;
-    }
-    uint64_t pos;
-    if (is_mix_stream(part)) {
-        bw_posterior post;
-        if (mix_reserve_or_get(self, id, part, (Py_ssize_t)n, -1, &pos, &post) < 0)
-            return NULL;
-        return PyLong_FromUnsignedLongLong(pos);
-    }
-    bw_quantity q;
-    if (reserve_or_get(self, id, part, (Py_ssize_t)n, -1, &pos, &q) < 0)
-        return NULL;
-    return PyLong_FromUnsignedLongLong(pos);
-}
-
-static PyObject *Core_sample(CoreObject *self, PyObject *args, PyObject *kwds)
-{
-    static char *kwlist[] = {"post_id", "part", "out", "channel", "start", "timeout", NULL};
-    unsigned long long id;
-    int part;
-    PyObject *out, *channel, *timeout_obj = Py_None;
-    long long start = -1;
-    double timeout;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "KiOO|L$O", kwlist, &id, &part, &out, &channel,
-                                     &start, &timeout_obj) ||
-        parse_timeout(timeout_obj, &timeout) < 0)
-        return NULL;
-    if (core_check_open(self) < 0 || check_f64(out, "out", 1) < 0)
-        return NULL;
-    Py_ssize_t n = PyArray_DIM((PyArrayObject *)out, 0);
-    uint64_t pos;
-    if (is_mix_stream(part)) {
-        bw_posterior *post = malloc(sizeof *post);
-        if (!post)
-            return PyErr_NoMemory();
-        if (mix_reserve_or_get(self, id, part, n, start, &pos, post) < 0) {
-            free(post);
-            return NULL;
-        }
-        bw_job *cjob = bw_mix_sample_job(post, part, bw_stream_key(self->seed, id), pos,
-                                         (size_t)n,
-                                         (double *)PyArray_DATA((PyArrayObject *)out));
-        free(post);
-        Py_INCREF(out);
-        return submit(self, cjob, JOB_SAMPLE, out, channel, timeout);
-    }
-    bw_quantity q;
-    if (reserve_or_get(self, id, part, n, start, &pos, &q) < 0)
-        return NULL;
-    bw_stream st = {bw_stream_key(self->seed, id), (uint32_t)part};
-    Py_INCREF(out);
-    return submit(self,
-                  bw_sample_job(&q, st, pos, (size_t)n,
-                                (double *)PyArray_DATA((PyArrayObject *)out)),
-                  JOB_SAMPLE, out, channel, timeout);
-}
-
-static PyObject *Core_sample_now(CoreObject *self, PyObject *args)
-{
-    unsigned long long id;
-    int part;
-    PyObject *out;
-    if (!PyArg_ParseTuple(args, "KiO", &id, &part, &out))
-        return NULL;
-    if (core_check_open(self) < 0 || check_f64(out, "out", 1) < 0)
-        return NULL;
-    Py_ssize_t n = PyArray_DIM((PyArrayObject *)out, 0);
-    uint64_t pos;
-    if (is_mix_stream(part)) {
-        bw_posterior *post = malloc(sizeof *post);
-        if (!post)
-            return PyErr_NoMemory();
-        if (mix_reserve_or_get(self, id, part, n, -1, &pos, post) < 0) {
-            free(post);
-            return NULL;
-        }
-        double *data = (double *)PyArray_DATA((PyArrayObject *)out);
-        uint64_t key = bw_stream_key(self->seed, id);
-        Py_BEGIN_ALLOW_THREADS
-        bw_mix_draw(post, part, key, 0, pos, (size_t)n, data);
-        Py_END_ALLOW_THREADS
-        free(post);
-        Py_INCREF(out);
-        return out;
-    }
-    bw_quantity q;
-    if (reserve_or_get(self, id, part, n, -1, &pos, &q) < 0)
-        return NULL;
-    bw_stream st = {bw_stream_key(self->seed, id), (uint32_t)part};
-    double *data = (double *)PyArray_DATA((PyArrayObject *)out);
-    if (n > 4096) {
-        Py_BEGIN_ALLOW_THREADS
-        bw_sample(&q, st, pos, (size_t)n, data);
-        Py_END_ALLOW_THREADS
-    } else {
-        bw_sample(&q, st, pos, (size_t)n, data);
-    }
-    Py_INCREF(out);
-    return out;
-}
-
 static int check_level(double level)
 {
     if (!(level > 0.0 && level < 1.0)) {
@@ -929,28 +704,314 @@ static int check_level(double level)
     return 0;
 }
 
-static int get_quantity(CoreObject *self, unsigned long long id, int part, bw_quantity *q)
+/* A C-contiguous, aligned, native float64 array (1-D unless any_ndim; writeable if asked),
+ * or an error naming the argument. */
+static int check_f64(PyObject *obj, const char *name, int writeable, int any_ndim)
 {
-    bw_posterior post;
-    if (!bw_store_get(self->store, id, &post)) {
-        PyErr_Format(PyExc_KeyError, "posterior %llu is not in the store", id);
+    if (!PyArray_Check(obj)) {
+        PyErr_Format(PyExc_TypeError, "%s must be a NumPy array, not %.80s", name,
+                     Py_TYPE(obj)->tp_name);
         return -1;
     }
-    const bw_mixture *mx = &post.mix;
-    if (mx->K > 0 && part >= BW_PART_MIX_COMPONENT && part < BW_PART_MIX_COMPONENT + mx->nrep) {
-        *q = mx->comp[part - BW_PART_MIX_COMPONENT].q;
-        return 0;
-    }
-    if (mx->K > 0 && part >= BW_PART_MIX_WEIGHT && part < BW_PART_MIX_WEIGHT + mx->nrep) {
-        *q = mx->weight[part - BW_PART_MIX_WEIGHT].q;     /* nfactors 0: the constant 1 */
-        return 0;
-    }
-    if (part < 0 || part >= post.nparts || post.part[part].q.nfactors == 0) {
-        PyErr_Format(PyExc_ValueError, "posterior %llu has no part %d", id, part);
+    PyArrayObject *a = (PyArrayObject *)obj;
+    int need = NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_ALIGNED | (writeable ? NPY_ARRAY_WRITEABLE : 0);
+    if ((!any_ndim && PyArray_NDIM(a) != 1) || PyArray_TYPE(a) != NPY_DOUBLE ||
+        !PyArray_ISNOTSWAPPED(a) || !PyArray_CHKFLAGS(a, need)) {
+        PyErr_Format(PyExc_ValueError, "%s must be a %sC-contiguous aligned native float64%s "
+                     "array", name, any_ndim ? "" : "1-D ", writeable ? " writeable" : "");
         return -1;
     }
-    *q = post.part[part].q;
     return 0;
+}
+
+/* ======================================================================================== */
+/* Fits                                                                                     */
+/* ======================================================================================== */
+
+/* The family named by model: its code (int) or its name (str). */
+static const bw_family *family_of(module_state *st, PyObject *model)
+{
+    const bw_family *f = NULL;
+    if (PyUnicode_Check(model)) {
+        const char *name = PyUnicode_AsUTF8(model);
+        if (!name)
+            return NULL;
+        f = bw_family_by_name(name);
+    } else if (PyLong_Check(model)) {
+        int overflow;
+        long code = PyLong_AsLongAndOverflow(model, &overflow);
+        if (code == -1 && PyErr_Occurred())
+            return NULL;
+        f = overflow ? NULL : bw_family_by_code((int)code);
+    } else {
+        PyErr_Format(PyExc_TypeError, "model must be a name or a code, not %.80s",
+                     Py_TYPE(model)->tp_name);
+        return NULL;
+    }
+    if (!f) {
+        PyObject *r = PyObject_Repr(model);
+        const char *text = r ? PyUnicode_AsUTF8(r) : NULL;
+        if (text)
+            raise_status(st, BW_E_DOMAIN, "model %.100s is not in the registry (see MODELS)",
+                         text);
+        Py_XDECREF(r);
+    }
+    return f;
+}
+
+/* A sequence of floats as a PyMem array (*out; NULL when empty) of *n numbers. */
+static int doubles_of(PyObject *seq_obj, const char *name, double **out, size_t *n)
+{
+    *out = NULL;
+    *n = 0;
+    PyObject *seq = PySequence_Fast(seq_obj, name);
+    if (!seq)
+        return -1;
+    Py_ssize_t len = PySequence_Fast_GET_SIZE(seq);
+    double *x = PyMem_Malloc((size_t)(len ? len : 1) * sizeof *x);
+    if (!x) {
+        Py_DECREF(seq);
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < len; i++) {
+        x[i] = PyFloat_AsDouble(PySequence_Fast_GET_ITEM(seq, i));
+        if (x[i] == -1.0 && PyErr_Occurred()) {
+            PyMem_Free(x);
+            Py_DECREF(seq);
+            return -1;
+        }
+    }
+    Py_DECREF(seq);
+    *out = x;
+    *n = (size_t)len;
+    return 0;
+}
+
+/* options = (Ks, tol, max_iter) of an iterative fit. */
+static int options_of(PyObject *obj, bw_fit_options *o)
+{
+    PyObject *Ks;
+    if (!PyArg_ParseTuple(obj, "Odi;options must be (Ks, tol, max_iter)", &Ks, &o->tol,
+                          &o->max_iter))
+        return -1;
+    PyObject *seq = PySequence_Fast(Ks, "Ks must be a sequence of ints");
+    if (!seq)
+        return -1;
+    Py_ssize_t nK = PySequence_Fast_GET_SIZE(seq);
+    if (nK < 1 || nK > BW_MIX_MAX_K) {
+        Py_DECREF(seq);
+        PyErr_Format(PyExc_ValueError, "Ks must list 1 to %d numbers of components",
+                     BW_MIX_MAX_K);
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < nK; i++) {
+        long K = PyLong_AsLong(PySequence_Fast_GET_ITEM(seq, i));
+        if (K == -1 && PyErr_Occurred()) {
+            Py_DECREF(seq);
+            return -1;
+        }
+        o->Ks[i] = K < 0 ? 0 : K > BW_MIX_MAX_K ? BW_MIX_MAX_K + 1 : (int)K;
+    }
+    Py_DECREF(seq);
+    o->nK = (int)nK;
+    return 0;
+}
+
+static PyObject *Core_fit(CoreObject *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"model", "prior", "successes", "trials", "values", "stats",
+                             "options", "channel", "timeout", NULL};
+    module_state *st = state_of_type(Py_TYPE(self));
+    PyObject *model, *prior_obj, *values = Py_None, *stats_obj = Py_None, *opts = Py_None;
+    PyObject *channel = Py_None, *timeout_obj = Py_None;
+    long long successes = 0, trials = 0;
+    double timeout, *prior = NULL, *stats = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO|$LLOOOOO", kwlist, &model, &prior_obj,
+                                     &successes, &trials, &values, &stats_obj, &opts, &channel,
+                                     &timeout_obj) ||
+        parse_timeout(timeout_obj, &timeout) < 0 || core_check_open(self) < 0)
+        return NULL;
+    bw_fit_spec spec;
+    memset(&spec, 0, sizeof spec);
+    if (!(spec.family = family_of(st, model)))
+        return NULL;
+    spec.successes = successes;
+    spec.trials = trials;
+    if (values != Py_None) {
+        if (check_f64(values, "values", 0, 0) < 0)
+            return NULL;
+        spec.values = (const double *)PyArray_DATA((PyArrayObject *)values);
+        spec.n = (size_t)PyArray_DIM((PyArrayObject *)values, 0);
+    }
+    if (opts != Py_None && options_of(opts, &spec.options) < 0)
+        return NULL;
+    PyObject *result = NULL;
+    if (doubles_of(prior_obj, "prior must be a sequence of floats", &prior, &spec.nprior) < 0 ||
+        (stats_obj != Py_None &&
+         doubles_of(stats_obj, "stats must be a sequence of floats", &stats, &spec.nstats) < 0))
+        goto done;
+    spec.prior = prior;
+    spec.stats = stats;
+    bw_error err;
+    if (bw_check_fit(&spec, &err) != 0) {
+        raise_error(st, &err);
+        goto done;
+    }
+    uint64_t id = bw_store_next_id(self->store);
+    spec.stream_key = bw_stream_key(self->seed, id);
+    PyObject *keep = values == Py_None ? NULL : (Py_INCREF(values), values);
+    result = submit(self, spec.family->fit_job(self->store, id, &spec), JOB_FIT, spec.family,
+                    keep, channel, timeout);
+done:
+    PyMem_Free(prior);
+    PyMem_Free(stats);
+    return result;
+}
+
+/* ======================================================================================== */
+/* Parts of a stored posterior: draws and intervals, through the posterior's family        */
+/* ======================================================================================== */
+
+/* A heap copy of the posterior (the caller frees it), or a DisposedError. */
+static bw_record *posterior_copy(CoreObject *self, unsigned long long id)
+{
+    bw_record *post = NULL;
+    int rc = bw_store_get(self->store, id, &post);
+    if (rc == BW_E_NOT_FOUND)
+        raise_status(state_of_type(Py_TYPE(self)), BW_E_NOT_FOUND,
+                     "posterior %llu is not in the store (disposed, evicted or cleared)", id);
+    else if (rc != BW_OK)
+        PyErr_NoMemory();
+    return post;
+}
+
+/* The posterior, its part's draw width (> 0) and stream slot; NULL with an error if the
+ * posterior is gone or the part cannot be drawn. */
+static bw_record *drawable(CoreObject *self, unsigned long long id, int part, size_t *width,
+                           int *slot)
+{
+    bw_record *post = posterior_copy(self, id);
+    if (!post)
+        return NULL;
+    *width = post->family->draw_width(post, part);
+    *slot = post->family->stream_of(post, part);
+    if (*width == 0 || *slot < 0) {
+        raise_status(state_of_type(Py_TYPE(self)), BW_E_DOMAIN,
+                     "posterior %llu (%s) has no part %d to draw", id, post->family->name, part);
+        free(post);
+        return NULL;
+    }
+    return post;
+}
+
+/* Reserve n positions of a stream: *pos the first. */
+static int reserve(CoreObject *self, unsigned long long id, int slot, uint64_t n, uint64_t *pos)
+{
+    int rc = bw_store_reserve(self->store, id, slot, n, pos);
+    if (rc == BW_OK)
+        return 0;
+    raise_status(state_of_type(Py_TYPE(self)), rc,
+                 rc == BW_E_NOT_FOUND ? "posterior %llu is not in the store (disposed, evicted "
+                                        "or cleared)"
+                                      : "the stream of posterior %llu is spent",
+                 id);
+    return -1;
+}
+
+static PyObject *Core_reserve(CoreObject *self, PyObject *args)
+{
+    unsigned long long id;
+    int part, slot;
+    long long n;
+    size_t width;
+    uint64_t pos;
+    if (!PyArg_ParseTuple(args, "KiL", &id, &part, &n) || core_check_open(self) < 0)
+        return NULL;
+    if (n < 0) {
+        PyErr_Format(PyExc_ValueError, "n = %lld must be >= 0", n);
+        return NULL;
+    }
+    bw_record *post = drawable(self, id, part, &width, &slot);
+    if (!post)
+        return NULL;
+    free(post);
+    if (reserve(self, id, slot, (uint64_t)n, &pos) < 0)
+        return NULL;
+    return PyLong_FromUnsignedLongLong(pos);
+}
+
+/* out's draws: out.size / width, or an error if out.size is not a multiple of width. */
+static int draws_in(PyObject *out, size_t width, size_t *n)
+{
+    size_t size = (size_t)PyArray_SIZE((PyArrayObject *)out);
+    *n = size / width;
+    if (size % width == 0)
+        return 0;
+    PyErr_Format(PyExc_ValueError, "out has %zu numbers, not a whole number of draws of %zu",
+                 size, width);
+    return -1;
+}
+
+static PyObject *Core_sample(CoreObject *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"post_id", "part", "out", "channel", "start", "timeout", NULL};
+    unsigned long long id;
+    int part, slot;
+    PyObject *out, *channel, *timeout_obj = Py_None;
+    long long start = -1;
+    double timeout;
+    size_t width, n;
+    uint64_t pos;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "KiOO|L$O", kwlist, &id, &part, &out, &channel,
+                                     &start, &timeout_obj) ||
+        parse_timeout(timeout_obj, &timeout) < 0 || core_check_open(self) < 0 ||
+        check_f64(out, "out", 1, 1) < 0)
+        return NULL;
+    bw_record *post = drawable(self, id, part, &width, &slot);
+    if (!post)
+        return NULL;
+    pos = (uint64_t)start;      /* start >= 0: those positions again, nothing reserved */
+    if (draws_in(out, width, &n) < 0 || (start < 0 && reserve(self, id, slot, n, &pos) < 0)) {
+        free(post);
+        return NULL;
+    }
+    Py_INCREF(out);
+    return submit(self,
+                  bw_draw_job(post, part, bw_stream_key(self->seed, id), pos, n,
+                              (double *)PyArray_DATA((PyArrayObject *)out)),
+                  JOB_SAMPLE, NULL, out, channel, timeout);
+}
+
+static PyObject *Core_sample_now(CoreObject *self, PyObject *args)
+{
+    unsigned long long id;
+    int part, slot;
+    PyObject *out;
+    size_t width, n;
+    uint64_t pos;
+    if (!PyArg_ParseTuple(args, "KiO", &id, &part, &out) || core_check_open(self) < 0 ||
+        check_f64(out, "out", 1, 1) < 0)
+        return NULL;
+    bw_record *post = drawable(self, id, part, &width, &slot);
+    if (!post)
+        return NULL;
+    if (draws_in(out, width, &n) < 0 || reserve(self, id, slot, n, &pos) < 0) {
+        free(post);
+        return NULL;
+    }
+    double *data = (double *)PyArray_DATA((PyArrayObject *)out);
+    uint64_t key = bw_stream_key(self->seed, id);
+    if (n * width > NOW_NOGIL_DOUBLES) {
+        Py_BEGIN_ALLOW_THREADS
+        post->family->draw(post, part, key, pos, n, data);
+        Py_END_ALLOW_THREADS
+    } else {
+        post->family->draw(post, part, key, pos, n, data);
+    }
+    free(post);
+    Py_INCREF(out);
+    return out;
 }
 
 static PyObject *Core_interval(CoreObject *self, PyObject *args, PyObject *kwds)
@@ -962,27 +1023,14 @@ static PyObject *Core_interval(CoreObject *self, PyObject *args, PyObject *kwds)
     PyObject *channel, *timeout_obj = Py_None;
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "KidO|$O", kwlist, &id, &part, &level,
                                      &channel, &timeout_obj) ||
-        parse_timeout(timeout_obj, &timeout) < 0)
+        parse_timeout(timeout_obj, &timeout) < 0 || core_check_open(self) < 0 ||
+        check_level(level) < 0)
         return NULL;
-    if (core_check_open(self) < 0 || check_level(level) < 0)
+    bw_record *post = posterior_copy(self, id);
+    if (!post)
         return NULL;
-    if (part == BW_PART_MIX_MEAN || part == BW_PART_MIX_REVENUE) {
-        bw_posterior *post = malloc(sizeof *post);
-        uint64_t pos;
-        if (!post)
-            return PyErr_NoMemory();
-        if (mix_reserve_or_get(self, id, part, 0, 0, &pos, post) < 0) {
-            free(post);
-            return NULL;
-        }
-        bw_job *cjob = bw_mix_interval_job(post, part, bw_stream_key(self->seed, id), level);
-        free(post);
-        return submit(self, cjob, JOB_INTERVAL, NULL, channel, timeout);
-    }
-    bw_quantity q;
-    if (get_quantity(self, id, part, &q) < 0)
-        return NULL;
-    return submit(self, bw_interval_job(&q, level), JOB_INTERVAL, NULL, channel, timeout);
+    return submit(self, bw_interval_job(post, part, bw_stream_key(self->seed, id), level),
+                  JOB_INTERVAL, NULL, NULL, channel, timeout);
 }
 
 static PyObject *Core_interval_now(CoreObject *self, PyObject *args)
@@ -990,184 +1038,58 @@ static PyObject *Core_interval_now(CoreObject *self, PyObject *args)
     unsigned long long id;
     int part;
     double level;
-    if (!PyArg_ParseTuple(args, "Kid", &id, &part, &level))
+    if (!PyArg_ParseTuple(args, "Kid", &id, &part, &level) || core_check_open(self) < 0 ||
+        check_level(level) < 0)
         return NULL;
-    if (core_check_open(self) < 0 || check_level(level) < 0)
+    bw_record *post = posterior_copy(self, id);
+    if (!post)
         return NULL;
-    double out[2];
+    double out[2], se[2];
+    uint64_t key = bw_stream_key(self->seed, id);
+    bw_error err;
     int rc;
-    if (part == BW_PART_MIX_MEAN || part == BW_PART_MIX_REVENUE) {
-        bw_posterior *post = malloc(sizeof *post);
-        uint64_t pos;
-        if (!post)
-            return PyErr_NoMemory();
-        if (mix_reserve_or_get(self, id, part, 0, 0, &pos, post) < 0) {
-            free(post);
-            return NULL;
-        }
-        uint64_t key = bw_stream_key(self->seed, id);
-        Py_BEGIN_ALLOW_THREADS
-        rc = bw_mix_mc_interval(post, part, key, level, out, NULL);
-        Py_END_ALLOW_THREADS
-        free(post);
-    } else {
-        bw_quantity q;
-        if (get_quantity(self, id, part, &q) < 0)
-            return NULL;
-        if (q.nfactors == 0)
-            return Py_BuildValue("(dd)", 1.0, 1.0);     /* the weight of a lone component */
-        Py_BEGIN_ALLOW_THREADS
-        rc = bw_interval(&q, level, out);
-        Py_END_ALLOW_THREADS
-    }
-    if (rc != BW_OK) {
-        PyErr_Format(PyExc_ArithmeticError,
-                     "credible interval at level %d/1e6 of posterior %llu failed (status %d)",
-                     (int)(level * 1e6), id, rc);
-        return NULL;
-    }
+    Py_BEGIN_ALLOW_THREADS
+    rc = post->family->interval(post, part, key, level, out, se, &err);
+    Py_END_ALLOW_THREADS
+    free(post);
+    if (rc != 0)
+        return raise_error(state_of_type(Py_TYPE(self)), &err);
     return Py_BuildValue("(dd)", out[0], out[1]);
 }
 
-static PyObject *part_dict(const bw_part *p)
-{
-    PyObject *intervals = PyTuple_New(BW_NCACHED);
-    if (!intervals)
-        return NULL;
-    for (int i = 0; i < BW_NCACHED; i++) {
-        PyObject *t = Py_BuildValue("(ddd)", bw_cached_levels[i], p->ci[i][0], p->ci[i][1]);
-        if (!t) {
-            Py_DECREF(intervals);
-            return NULL;
-        }
-        PyTuple_SET_ITEM(intervals, i, t);
-    }
-    PyObject *factors = PyTuple_New(p->q.nfactors);
-    if (!factors) {
-        Py_DECREF(intervals);
-        return NULL;
-    }
-    for (int i = 0; i < p->q.nfactors; i++) {
-        const bw_dist *d = &p->q.f[i];
-        PyObject *t = Py_BuildValue("(idddd)", d->kind, d->p[0], d->p[1], d->p[2], d->p[3]);
-        if (!t) {
-            Py_DECREF(intervals);
-            Py_DECREF(factors);
-            return NULL;
-        }
-        PyTuple_SET_ITEM(factors, i, t);
-    }
-    return Py_BuildValue("{s:N,s:d,s:d,s:N,s:K}", "factors", factors, "mean", p->mean,
-                         "variance", p->variance, "intervals", intervals, "cursor",
-                         (unsigned long long)p->cursor);
-}
+/* ======================================================================================== */
+/* The store                                                                                */
+/* ======================================================================================== */
 
-static PyObject *parts_tuple(const bw_part *parts, int n)
+/* A stored posterior as a dict: the header's fields, then what its family describes. */
+static PyObject *posterior_dict(const bw_record *post)
 {
-    PyObject *t = PyTuple_New(n);
-    if (!t)
+    PyObject *d = Py_BuildValue("{s:K,s:i,s:s,s:d,s:d,s:d,s:n}", "id",
+                                (unsigned long long)post->id, "model", post->family->code,
+                                "model_type", post->family->name, "created", post->created,
+                                "last_access", post->last_access, "fit_seconds",
+                                post->fit_seconds, "bytes", (Py_ssize_t)bw_record_bytes(post));
+    if (!d)
         return NULL;
-    for (int i = 0; i < n; i++) {
-        PyObject *d = part_dict(&parts[i]);
-        if (!d) {
-            Py_DECREF(t);
-            return NULL;
-        }
-        PyTuple_SET_ITEM(t, i, d);
-    }
-    return t;
-}
-
-/* The mixture block of a posterior as a dict (None for other models). */
-static PyObject *mixture_dict(const bw_posterior *post)
-{
-    const bw_mixture *mx = &post->mix;
-    if (mx->K == 0)
-        Py_RETURN_NONE;
-    PyObject *fitted = PyList_New(mx->K);
-    if (!fitted)
-        return NULL;
-    for (int k = 0; k < mx->K; k++) {
-        PyObject *d = Py_BuildValue("{s:d,s:d,s:d,s:d,s:d,s:O}", "alpha", mx->alpha[k], "m",
-                                    mx->nig[k][0], "kappa", mx->nig[k][1], "a", mx->nig[k][2],
-                                    "b", mx->nig[k][3], "reported",
-                                    mx->reported[k] ? Py_True : Py_False);
-        if (!d) {
-            Py_DECREF(fitted);
-            return NULL;
-        }
-        PyList_SET_ITEM(fitted, k, d);
-    }
-    PyObject *order = PyList_New(mx->nrep);
-    if (!order) {
-        Py_DECREF(fitted);
-        return NULL;
-    }
-    for (int r = 0; r < mx->nrep; r++)
-        PyList_SET_ITEM(order, r, PyLong_FromLong(mx->order[r]));
-    int compound = post->model == BW_M_COMPOUND_LOGNORMAL_MIXTURE;
-    PyObject *se = PyTuple_New(2);
-    if (!se) {
-        Py_DECREF(fitted);
-        Py_DECREF(order);
-        return NULL;
-    }
-    for (int j = 0; j < 2; j++) {
-        PyObject *t = Py_BuildValue(
-            "((ddd)(ddd)(ddd))", bw_cached_levels[0], mx->mc_se[j][0][0], mx->mc_se[j][0][1],
-            bw_cached_levels[1], mx->mc_se[j][1][0], mx->mc_se[j][1][1], bw_cached_levels[2],
-            mx->mc_se[j][2][0], mx->mc_se[j][2][1]);
-        if (!t) {
-            Py_DECREF(fitted);
-            Py_DECREF(order);
-            Py_DECREF(se);
-            return NULL;
-        }
-        PyTuple_SET_ITEM(se, j, t);
-    }
-    PyObject *rev = compound ? part_dict(&mx->revenue) : (Py_INCREF(Py_None), Py_None);
-    return Py_BuildValue("{s:i,s:i,s:i,s:d,s:d,s:d,s:N,s:N,s:N,s:N,s:N,s:N,s:N,s:K,s:I}", "K",
-                         mx->K, "log_scale", mx->log_scale, "nrep", mx->nrep, "loc", mx->loc,
-                         "scale", mx->scale, "alpha0", mx->alpha0, "fitted", fitted, "order",
-                         order, "components", parts_tuple(mx->comp, mx->nrep), "weights",
-                         parts_tuple(mx->weight, mx->nrep), "mean", part_dict(&mx->mean),
-                         "revenue", rev, "mc_se", se, "pred_cursor",
-                         (unsigned long long)mx->pred_cursor, "mc_draws",
-                         (unsigned int)BW_MIX_MC_DRAWS);
-}
-
-static PyObject *posterior_dict(const bw_posterior *post)
-{
-    PyObject *parts = parts_tuple(post->part, post->nparts);
-    if (!parts)
-        return NULL;
-    PyObject *mix = mixture_dict(post);
-    if (!mix) {
-        Py_DECREF(parts);
-        return NULL;
-    }
-    return Py_BuildValue("{s:K,s:i,s:N,s:N,s:(dddddd),s:d,s:d,s:d,s:n}", "id",
-                         (unsigned long long)post->id, "model", post->model, "parts", parts,
-                         "mixture", mix,
-                         "stats", post->stats[0], post->stats[1], post->stats[2],
-                         post->stats[3], post->stats[4], post->stats[5], "created",
-                         post->created, "last_access", post->last_access, "fit_seconds",
-                         post->fit_seconds, "bytes", (Py_ssize_t)sizeof(bw_posterior));
+    py_writer p;
+    pw_init(&p, d);
+    post->family->describe(post, &p.w);
+    if (pw_done(&p) < 0)
+        Py_CLEAR(d);
+    return d;
 }
 
 static PyObject *Core_get(CoreObject *self, PyObject *arg)
 {
     unsigned long long id = PyLong_AsUnsignedLongLong(arg);
-    if (id == (unsigned long long)-1 && PyErr_Occurred())
+    if ((id == (unsigned long long)-1 && PyErr_Occurred()) || core_check_open(self) < 0)
         return NULL;
-    if (core_check_open(self) < 0)
+    bw_record *post = posterior_copy(self, id);
+    if (!post)
         return NULL;
-    bw_posterior post;
-    if (!bw_store_get(self->store, id, &post)) {
-        PyErr_Format(PyExc_KeyError, "posterior %llu is not in the store", id);
-        return NULL;
-    }
-    return posterior_dict(&post);
+    PyObject *d = posterior_dict(post);
+    free(post);
+    return d;
 }
 
 static PyObject *Core_touch(CoreObject *self, PyObject *arg)
@@ -1177,7 +1099,7 @@ static PyObject *Core_touch(CoreObject *self, PyObject *arg)
         return NULL;
     if (!self->store || core_inherited(self))
         Py_RETURN_FALSE;
-    return PyBool_FromLong(bw_store_get(self->store, id, NULL));
+    return PyBool_FromLong(bw_store_get(self->store, id, NULL) == BW_OK);
 }
 
 static PyObject *Core_remove(CoreObject *self, PyObject *arg)
@@ -1235,23 +1157,18 @@ static PyObject *Core_snapshot(CoreObject *self, PyObject *Py_UNUSED(ignored))
 {
     if (!self->store || core_inherited(self))
         return PyList_New(0);
-    bw_posterior *arr = NULL;
+    bw_record **arr = NULL;
     size_t n = bw_store_snapshot(self->store, &arr);
     if (!arr)
         return PyErr_NoMemory();
     PyObject *list = PyList_New((Py_ssize_t)n);
-    if (!list) {
-        free(arr);
-        return NULL;
-    }
     for (size_t i = 0; i < n; i++) {
-        PyObject *d = posterior_dict(&arr[i]);
-        if (!d) {
-            free(arr);
-            Py_DECREF(list);
-            return NULL;
-        }
-        PyList_SET_ITEM(list, (Py_ssize_t)i, d);
+        PyObject *d = list ? posterior_dict(arr[i]) : NULL;
+        if (d)
+            PyList_SET_ITEM(list, (Py_ssize_t)i, d);
+        else
+            Py_CLEAR(list);
+        free(arr[i]);
     }
     free(arr);
     return list;
@@ -1300,10 +1217,8 @@ static PyMethodDef Core_methods[] = {
      "Cancel every job, wait for them, stop the threads and free every posterior."},
     {"new_channel", (PyCFunction)Core_new_channel, METH_NOARGS, "A new completion channel."},
     {"fit", (PyCFunction)(void (*)(void))Core_fit, METH_VARARGS | METH_KEYWORDS,
-     "fit(model, prior, successes, trials, values, stats, channel, *, timeout=None) -> Job"},
-    {"mix_fit", (PyCFunction)(void (*)(void))Core_mix_fit, METH_VARARGS | METH_KEYWORDS,
-     "mix_fit(model, values, Ks, tol, max_iter, successes, trials, freq_prior, channel, *, "
-     "timeout=None) -> Job"},
+     "fit(model, prior, *, successes=0, trials=0, values=None, stats=None, options=None, "
+     "channel=None, timeout=None) -> Job"},
     {"reserve", (PyCFunction)Core_reserve, METH_VARARGS,
      "reserve(post_id, part, n) -> first stream position of n reserved draws"},
     {"sample", (PyCFunction)(void (*)(void))Core_sample, METH_VARARGS | METH_KEYWORDS,
@@ -1352,23 +1267,122 @@ static PyType_Spec Core_spec = {
 };
 
 /* ======================================================================================== */
-/* Module                                                                                   */
+/* Module: the exported numbers                                                             */
 /* ======================================================================================== */
 
-static PyObject *mod_stream_key(PyObject *m, PyObject *args)
+/* A tuple of C strings (n < 0: up to the NULL). */
+static PyObject *names_tuple(const char *const *names, Py_ssize_t n)
 {
-    (void)m;
-    unsigned long long seed, seq;
-    if (!PyArg_ParseTuple(args, "KK", &seed, &seq))
-        return NULL;
-    return PyLong_FromUnsignedLongLong(bw_stream_key(seed, seq));
+    if (n < 0)
+        for (n = 0; names[n]; n++) {
+        }
+    PyObject *t = PyTuple_New(n);
+    for (Py_ssize_t i = 0; t && i < n; i++) {
+        PyObject *s = PyUnicode_FromString(names[i]);
+        if (!s)
+            Py_CLEAR(t);
+        else
+            PyTuple_SET_ITEM(t, i, s);
+    }
+    return t;
 }
 
-static PyMethodDef module_methods[] = {
-    {"stream_key", mod_stream_key, METH_VARARGS,
-     "stream_key(seed, posterior_id) -> the Philox key of that posterior's draws"},
-    {NULL, NULL, 0, NULL},
-};
+/* A tuple of (key, value) pairs under key. */
+static void write_pairs(py_writer *p, const char *key, const bw_prior_key *pairs)
+{
+    p->w.open(&p->w, key, 1);
+    for (int i = 0; pairs[i].key; i++) {
+        p->w.open(&p->w, NULL, 1);
+        pw_put(p, NULL, PyUnicode_FromString(pairs[i].key));
+        p->w.number(&p->w, NULL, pairs[i].value);
+        p->w.close(&p->w);
+    }
+    p->w.close(&p->w);
+}
+
+/* One registry row as a dict (see _core.pyi, MODELS). */
+static PyObject *family_dict(const bw_family *f)
+{
+    PyObject *d = PyDict_New();
+    if (!d)
+        return NULL;
+    py_writer p;
+    pw_init(&p, d);
+    bw_writer *w = &p.w;
+    PyObject *name = PyUnicode_FromString(f->name);
+    pw_put(&p, "name", name);
+    w->integer(w, "code", f->code);
+    pw_put(&p, "parts", names_tuple(f->parts, -1));
+    w->open(w, "part_codes", 1);
+    for (int i = 0; f->parts[i]; i++)
+        w->integer(w, NULL, f->part_codes ? f->part_codes[i] : i);
+    w->close(w);
+    write_pairs(&p, "prior", f->prior);
+    w->boolean(w, "prior_per_category", f->prior_per_category);
+    w->open(w, "rules", 1);
+    for (int i = 0; f->rules[i]; i++)
+        pw_put(&p, NULL, PyUnicode_FromString(bw_rule_names[f->rules[i]]));
+    w->close(w);
+    pw_put(&p, "stats", names_tuple(f->stats, -1));
+    pw_put(&p, "value_stats", names_tuple(f->stats, f->nvalue_stats));
+    w->open(w, "data", 1);
+    static const char *const takes[] = {"counts", "values", "stats", "options"};
+    for (int i = 0; i < 4; i++)
+        if (f->takes & (1 << i))
+            pw_put(&p, NULL, PyUnicode_FromString(takes[i]));
+    w->close(w);
+    w->boolean(w, "iterative", f->iterative);
+    if (pw_done(&p) < 0)
+        Py_CLEAR(d);
+    return d;
+}
+
+/* MODELS (a dict per registry row), and every family's own constants, into the module
+ * dict. */
+static void write_registry(py_writer *p)
+{
+    PyObject *models = PyTuple_New((Py_ssize_t)bw_nfamilies);
+    for (size_t i = 0; models && i < bw_nfamilies; i++) {
+        PyObject *d = family_dict(bw_families[i]);
+        if (!d)
+            Py_CLEAR(models);
+        else
+            PyTuple_SET_ITEM(models, (Py_ssize_t)i, d);
+    }
+    pw_put(p, "MODELS", models);
+    for (size_t i = 0; i < bw_nfamilies; i++)
+        for (const bw_constant *c = bw_families[i]->constants; c && c->name; c++) {
+            if (c->pairs)
+                write_pairs(p, c->name, c->pairs);
+            else if (c->is_int)
+                p->w.integer(&p->w, c->name, (long long)c->value);
+            else
+                p->w.number(&p->w, c->name, c->value);
+        }
+}
+
+/* The core's own numbers (bw_codes.h, bw_dist.h, bw_status.h) into the module dict. */
+static void write_constants(py_writer *p)
+{
+    static const struct {
+        const char *name;
+        long long value;
+    } ints[] = {
+        {"SAMPLE_BLOCK", BW_SAMPLE_BLOCK},     {"FIT_BLOCK", BW_FIT_BLOCK},
+        {"DIST_BETA", BW_KIND_BETA},           {"DIST_NIG_MEAN", BW_KIND_NIG_MEAN},
+        {"DIST_NIG_LNMEAN", BW_KIND_NIG_LNMEAN}, {"DIST_GAMMA", BW_KIND_GAMMA},
+        {"DIST_INVGAMMA", BW_KIND_INVGAMMA},   {"PART_VALUE", BW_PART_VALUE},
+        {"PART_REVENUE", BW_PART_REVENUE},     {"PART_FREQUENCY", BW_PART_FREQUENCY},
+        {"PART_SEVERITY", BW_PART_SEVERITY},
+    };
+    for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++)
+        p->w.integer(&p->w, ints[i].name, ints[i].value);
+    const double levels[BW_NCACHED] = BW_CACHED_LEVELS;
+    bw_write_numbers(&p->w, "CACHED_LEVELS", levels, BW_NCACHED);
+    p->w.number(&p->w, "TRUNC_LEVEL", BW_TRUNC_LEVEL);
+    pw_put(p, "VALUE_RULES", names_tuple(bw_rule_names, BW_NRULES));
+    pw_put(p, "STATUSES", names_tuple(bw_status_names, BW_NSTATUS));
+}
 
 static int module_exec(PyObject *m)
 {
@@ -1393,13 +1407,27 @@ static int module_exec(PyObject *m)
     Py_DECREF(errors);
     if (!st->DataError || !st->ModelError || !st->DisposedError)
         return -1;
-    if (PyModule_AddIntConstant(m, "SAMPLE_BLOCK", BW_SAMPLE_BLOCK) < 0 ||
-        PyModule_AddIntConstant(m, "FIT_BLOCK", BW_FIT_BLOCK) < 0 ||
-        PyModule_AddIntConstant(m, "MIX_MC_DRAWS", BW_MIX_MC_DRAWS) < 0 ||
-        PyModule_AddObject(m, "TRUNC_LEVEL", PyFloat_FromDouble(BW_TRUNC_LEVEL)) < 0)
-        return -1;
-    return 0;
+    py_writer p;
+    pw_init(&p, PyModule_GetDict(m));
+    write_constants(&p);
+    write_registry(&p);
+    return pw_done(&p);
 }
+
+static PyObject *mod_stream_key(PyObject *m, PyObject *args)
+{
+    (void)m;
+    unsigned long long seed, seq;
+    if (!PyArg_ParseTuple(args, "KK", &seed, &seq))
+        return NULL;
+    return PyLong_FromUnsignedLongLong(bw_stream_key(seed, seq));
+}
+
+static PyMethodDef module_methods[] = {
+    {"stream_key", mod_stream_key, METH_VARARGS,
+     "stream_key(seed, posterior_id) -> the Philox key of that posterior's draws"},
+    {NULL, NULL, 0, NULL},
+};
 
 static int module_traverse(PyObject *m, visitproc visit, void *arg)
 {

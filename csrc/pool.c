@@ -329,6 +329,20 @@ int bw_job_wait(bw_job *job, double timeout)
     return finished;
 }
 
+/* Fill job->err for an end the pool decided, or that a failing step left unexplained. */
+static void job_explain(bw_job *job, int status, double exec_time)
+{
+    if (status == BW_JOB_TIMEOUT)
+        bw_fail(&job->err, BW_E_TIMEOUT,
+                "timed out after %.3g s of work (its timeout is %g s); the work was stopped",
+                exec_time, job->timeout);
+    else if (status == BW_JOB_CANCELLED)
+        bw_fail(&job->err, BW_E_CANCELLED, "cancelled (the worker was closed, or the "
+                "request was cancelled) after %.3g s of work", exec_time);
+    else if (status == BW_JOB_FAILED && job->err.status == BW_OK)
+        bw_fail(&job->err, BW_E_NUMERIC, "the computation failed");
+}
+
 /* Publish the job's end: status, wake the waiters, queue it on its channel. */
 static void job_complete(bw_job *job, int status)
 {
@@ -437,11 +451,7 @@ static int block_done(bw_pool *pool, bw_job *job, int failed)
         return 0;
     /* The finish step is the job's work too. */
     int status = phase_end(job, exec_mark(job, 1));
-    double exec_time = exec_mark(job, 0);
-    if (status == BW_JOB_TIMEOUT)
-        snprintf(job->errmsg, sizeof job->errmsg,
-                 "timed out after %.3g s of work (its timeout is %g s); the work was stopped",
-                 exec_time, job->timeout);
+    job_explain(job, status, exec_mark(job, 0));
     if (status == BW_JOB_PENDING) {
         if (pool) {
             pthread_mutex_lock(&pool->mu);
@@ -623,7 +633,9 @@ void bw_pool_submit(bw_pool *pool, bw_job *job, bw_channel *channel)
         atomic_store(&job->started, 1);
         job->t_start = job->t_submit;
         int status = phase_end(job, 0.0);
-        job_complete(job, status == BW_JOB_PENDING ? BW_JOB_FAILED : status);
+        status = status == BW_JOB_PENDING ? BW_JOB_FAILED : status;
+        job_explain(job, status, 0.0);
+        job_complete(job, status);
         bw_job_decref(job);
         return;
     }
@@ -646,8 +658,7 @@ void bw_pool_submit(bw_pool *pool, bw_job *job, bw_channel *channel)
         if (!grown) {
             pthread_mutex_unlock(&pool->mu);
             /* Cannot track it: fail the job rather than lose it. */
-            snprintf(job->errmsg, sizeof job->errmsg, "out of memory while queueing a job");
-            job->error_code = ENOMEM;
+            bw_fail(&job->err, BW_E_NOMEM, "out of memory while queueing a job");
             atomic_store(&job->started, 1);
             job_complete(job, BW_JOB_FAILED);
             bw_job_decref(job);

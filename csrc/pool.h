@@ -25,16 +25,20 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "bw_status.h"
+
 typedef struct bw_job bw_job;
 typedef struct bw_pool bw_pool;
 typedef struct bw_channel bw_channel;
 
-/* Work of one block; returns 0, or nonzero after writing job->errmsg (the job fails). */
+/* Work of one block; returns 0, or nonzero after filling job->err (the job fails).  Blocks
+ * that may fail together on several threads must not all write job->err: record the
+ * failure in the job's context and report it from the finish step. */
 typedef int (*bw_block_fn)(bw_job *job, size_t block);
 /* Runs after every block of a phase succeeded (not after a cancel or a failure).  Returns
  * 0 when the job is done, BW_JOB_AGAIN to run another phase of job->nblocks blocks (it may
  * change nblocks, >= 1; iterative fits run one iteration a phase, so cancellation is seen
- * between iterations), or a negative number after writing job->errmsg (the job fails). */
+ * between iterations), or a negative number after filling job->err (the job fails). */
 typedef int (*bw_finish_fn)(bw_job *job);
 #define BW_JOB_AGAIN 1
 
@@ -79,8 +83,9 @@ struct bw_job {
     double exec_since;          /* start of the open busy interval (exec_running > 0) */
     bw_clock_fn clock;
     void *clock_ctx;
-    int error_code;             /* set with errmsg by a failing block or finish */
-    char errmsg[320];
+    bw_error err;               /* why it did not end OK: filled by a failing block or
+                                 * finish step (FAILED), or by the pool (CANCELLED,
+                                 * TIMEOUT, or out of memory while queueing) */
     atomic_size_t phase;        /* phases finished (iterations of an iterative fit) */
     size_t phases_total;        /* the most phases it may run (0: one-phase job) */
     double result[4];           /* a job's small results (an interval, ...) */

@@ -214,7 +214,7 @@ int bw_root_newton(bw_root_fn f, void *ctx, double u0, double step, double lo, d
         step = 1.0;
     for (int it = 0; it < 300; it++) {
         if (isnan(g))
-            return BW_E_NOCONV;
+            return BW_E_NUMERIC;
         if (g == 0.0) {
             *out = u;
             return BW_OK;
@@ -269,7 +269,7 @@ int bw_root_newton(bw_root_fn f, void *ctx, double u0, double step, double lo, d
             return st;
 
     }
-    return BW_E_NOCONV;
+    return BW_E_NUMERIC;
 }
 
 /* ======================================================================================== */
@@ -383,7 +383,7 @@ int bw_quad_gk(bw_integrand f, void *ctx, int ncomp, const double *edges, int n0
         if (!(err > fmax(atol, rtol * fabs(tot[0]))))
             break;
         if (n + 1 > Q_MAXPANELS) {
-            status = BW_E_NOCONV;
+            status = BW_E_NUMERIC;
             break;
         }
         double a = pan[imax].a, b = pan[imax].b, m = 0.5 * (a + b);

@@ -72,7 +72,7 @@ void bw_gamma_inc_log(double a, double x, double lx, double *p, double *q, doubl
 
 /* Solve P(a, x) = p (equivalently Q(a, x) = q) for x; returns log x in *lx so that tails
  * far beyond the double range still have an answer.  p, q in (0, 1).
- * Returns 0 (BW_OK) or 2 (BW_E_NOCONV). */
+ * Returns 0 (BW_OK) or 2 (BW_E_NUMERIC). */
 int bw_gamma_inc_inv(double a, double p, double q, double *lx);
 
 /* ---------------------------------------------------------------------------------------- */
@@ -99,7 +99,7 @@ void bw_beta_inc_log(double a, double b, double x, double y, double lx, double l
 /* Solve I_x(a, b) = p (equivalently 1 - I_x = q) for x.  Returns x, y = 1 - x and their
  * logs (any output pointer may be NULL); the smaller of x and y is the one solved for, so
  * both are accurate.  guess: initial log of the smaller of x, y, or NaN for the default.
- * Returns 0 (BW_OK) or 2 (BW_E_NOCONV). */
+ * Returns 0 (BW_OK) or 2 (BW_E_NUMERIC). */
 int bw_beta_inc_inv(double a, double b, double p, double q, double guess,
                     double *x, double *y, double *lx, double *ly);
 
@@ -114,7 +114,7 @@ void bw_t_cdf(double df, double t, double *lower, double *upper);
 double bw_t_logpdf(double df, double t);
 
 /* The quantile with lower-tail probability p and upper-tail probability q = 1 - p.
- * Returns 0 (BW_OK) or 2 (BW_E_NOCONV). */
+ * Returns 0 (BW_OK) or 2 (BW_E_NUMERIC). */
 int bw_t_quantile(double df, double p, double q, double *t);
 
 /* ---------------------------------------------------------------------------------------- */
@@ -130,7 +130,7 @@ typedef int (*bw_root_fn)(void *ctx, double u, double *g, double *dg);
  * bisection, alternately, when a step leaves it or shrinks too slowly), starting at u0 and
  * walking by `step` (doubling) while no bracket is known.  lo / hi: a known bracket end with
  * g(lo) <= 0 <= g(hi), or -inf / +inf.  Converged when the Newton correction (or the
- * bracket) is below atol + rtol |u|.  Returns 0, the callback's status, or 2 (BW_E_NOCONV). */
+ * bracket) is below atol + rtol |u|.  Returns 0, the callback's status, or 2 (BW_E_NUMERIC). */
 int bw_root_newton(bw_root_fn f, void *ctx, double u0, double step, double lo, double hi,
                    double atol, double rtol, double *u);
 
@@ -153,7 +153,7 @@ double bw_gk_node(const double *edges, int node);
 /* Integrate f from edges[0] to edges[npanels], starting from the panels [edges[i],
  * edges[i+1]] and bisecting the panel with the largest error estimate (QUADPACK's estimate,
  * on component 0) until the total is below max(atol, rtol |result[0]|); at most 300 panels
- * (npanels <= 150).  Returns 0 (BW_OK) or 2 (BW_E_NOCONV; result still filled in).  abserr
+ * (npanels <= 150).  Returns 0 (BW_OK) or 2 (BW_E_NUMERIC; result still filled in).  abserr
  * may be NULL.  Uses ~16 kB of stack (nested integrals add up). */
 int bw_quad_gk(bw_integrand f, void *ctx, int ncomp, const double *edges, int npanels,
                double rtol, double atol, double *result, double *abserr);

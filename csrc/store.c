@@ -6,13 +6,34 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bw_status.h"
 #include "pool.h"   /* bw_wallclock */
 
-const double bw_cached_levels[BW_NCACHED] = {0.95, 0.90, 0.80};
+bw_record *bw_record_new(const struct bw_family *family, size_t size)
+{
+    bw_record *rec = calloc(1, sizeof *rec + size);
+    if (rec) {
+        rec->family = family;
+        rec->size = size;
+    }
+    return rec;
+}
+
+size_t bw_record_bytes(const bw_record *rec) { return sizeof *rec + rec->size; }
+
+bw_record *bw_record_copy(const bw_record *rec)
+{
+    bw_record *copy = malloc(bw_record_bytes(rec));
+    if (copy) {
+        memcpy(copy, rec, bw_record_bytes(rec));
+        copy->chain = NULL;
+    }
+    return copy;
+}
 
 struct bw_store {
     pthread_mutex_t mu;
-    bw_posterior **buckets;
+    bw_record **buckets;
     size_t nbuckets;            /* a power of two */
     size_t count;
     uint64_t next_id;
@@ -42,9 +63,9 @@ bw_store *bw_store_new(void)
 static void free_all_locked(bw_store *s)
 {
     for (size_t b = 0; b < s->nbuckets; b++) {
-        bw_posterior *p = s->buckets[b];
+        bw_record *p = s->buckets[b];
         while (p) {
-            bw_posterior *next = p->chain;
+            bw_record *next = p->chain;
             free(p);
             p = next;
         }
@@ -74,17 +95,17 @@ uint64_t bw_store_next_id(bw_store *s)
 static void grow_locked(bw_store *s)
 {
     size_t n = s->nbuckets * 2;
-    bw_posterior **nb = calloc(n, sizeof *nb);
+    bw_record **nb = calloc(n, sizeof *nb);
     if (!nb)
         return;                 /* keep the longer chains; still correct */
-    bw_posterior **old = s->buckets;
+    bw_record **old = s->buckets;
     size_t oldn = s->nbuckets;
     s->buckets = nb;
     s->nbuckets = n;
     for (size_t b = 0; b < oldn; b++) {
-        bw_posterior *p = old[b];
+        bw_record *p = old[b];
         while (p) {
-            bw_posterior *next = p->chain;
+            bw_record *next = p->chain;
             size_t i = bucket_of(s, p->id);
             p->chain = s->buckets[i];
             s->buckets[i] = p;
@@ -94,7 +115,7 @@ static void grow_locked(bw_store *s)
     free(old);
 }
 
-int bw_store_insert(bw_store *s, bw_posterior *post)
+int bw_store_insert(bw_store *s, bw_record *post)
 {
     pthread_mutex_lock(&s->mu);
     if (s->count + 1 > 2 * s->nbuckets)
@@ -107,9 +128,9 @@ int bw_store_insert(bw_store *s, bw_posterior *post)
     return 0;
 }
 
-static bw_posterior *find_locked(bw_store *s, uint64_t id, bw_posterior ***link)
+static bw_record *find_locked(bw_store *s, uint64_t id, bw_record ***link)
 {
-    bw_posterior **pp = &s->buckets[bucket_of(s, id)];
+    bw_record **pp = &s->buckets[bucket_of(s, id)];
     while (*pp && (*pp)->id != id)
         pp = &(*pp)->chain;
     if (link)
@@ -117,68 +138,36 @@ static bw_posterior *find_locked(bw_store *s, uint64_t id, bw_posterior ***link)
     return *pp;
 }
 
-int bw_store_get(bw_store *s, uint64_t id, bw_posterior *copy)
+int bw_store_get(bw_store *s, uint64_t id, bw_record **copy)
 {
+    int rc = BW_OK;
     pthread_mutex_lock(&s->mu);
-    bw_posterior *p = find_locked(s, id, NULL);
-    if (p) {
-        p->last_access = bw_wallclock();
-        if (copy) {
-            *copy = *p;
-            copy->chain = NULL;
-        }
-    }
-    pthread_mutex_unlock(&s->mu);
-    return p != NULL;
-}
-
-int bw_store_reserve(bw_store *s, uint64_t id, int part, uint64_t n,
-                     uint64_t *start, bw_quantity *q)
-{
-    int rc;
-    pthread_mutex_lock(&s->mu);
-    bw_posterior *p = find_locked(s, id, NULL);
+    bw_record *p = find_locked(s, id, NULL);
     if (!p) {
-        rc = 0;
-    } else if (part < 0 || part >= p->nparts || n > UINT64_MAX - p->part[part].cursor) {
-        rc = -1;
+        rc = BW_E_NOT_FOUND;
     } else {
         p->last_access = bw_wallclock();
-        *start = p->part[part].cursor;
-        p->part[part].cursor += n;
-        *q = p->part[part].q;
-        rc = 1;
+        if (copy && !(*copy = bw_record_copy(p)))
+            rc = BW_E_NOMEM;
     }
     pthread_mutex_unlock(&s->mu);
     return rc;
 }
 
-int bw_store_reserve_mix(bw_store *s, uint64_t id, int code, uint64_t n, uint64_t *start,
-                         bw_posterior *copy)
+int bw_store_reserve(bw_store *s, uint64_t id, int slot, uint64_t n, uint64_t *start)
 {
     int rc;
     pthread_mutex_lock(&s->mu);
-    bw_posterior *p = find_locked(s, id, NULL);
-    uint64_t *cursor = NULL;
-    if (p && p->mix.K > 0) {
-        if (code == BW_PART_MIX_MEAN)
-            cursor = &p->mix.mean.cursor;
-        else if (code == BW_PART_MIX_PREDICTIVE)
-            cursor = &p->mix.pred_cursor;
-        else if (code == BW_PART_MIX_REVENUE && p->model == BW_M_COMPOUND_LOGNORMAL_MIXTURE)
-            cursor = &p->mix.revenue.cursor;
-    }
+    bw_record *p = find_locked(s, id, NULL);
     if (!p) {
-        rc = 0;
-    } else if (!cursor || n > UINT64_MAX - *cursor) {
-        rc = -1;
+        rc = BW_E_NOT_FOUND;
+    } else if (slot < 0 || slot >= BW_MAX_STREAMS || n > UINT64_MAX - p->cursor[slot]) {
+        rc = BW_E_DOMAIN;
     } else {
         p->last_access = bw_wallclock();
-        *start = *cursor;
-        *cursor += n;
-        *copy = *p;
-        copy->chain = NULL;
-        rc = 1;
+        *start = p->cursor[slot];
+        p->cursor[slot] += n;
+        rc = BW_OK;
     }
     pthread_mutex_unlock(&s->mu);
     return rc;
@@ -186,9 +175,9 @@ int bw_store_reserve_mix(bw_store *s, uint64_t id, int code, uint64_t n, uint64_
 
 int bw_store_remove(bw_store *s, uint64_t id)
 {
-    bw_posterior **link;
+    bw_record **link;
     pthread_mutex_lock(&s->mu);
-    bw_posterior *p = find_locked(s, id, &link);
+    bw_record *p = find_locked(s, id, &link);
     if (p) {
         *link = p->chain;
         s->count--;
@@ -205,9 +194,9 @@ static size_t remove_where(bw_store *s, double before, int all, uint64_t **ids)
     uint64_t *out = malloc((s->count ? s->count : 1) * sizeof *out);
     size_t n = 0;
     for (size_t b = 0; b < s->nbuckets; b++) {
-        bw_posterior **pp = &s->buckets[b];
+        bw_record **pp = &s->buckets[b];
         while (*pp) {
-            bw_posterior *p = *pp;
+            bw_record *p = *pp;
             if (all || p->last_access < before) {
                 *pp = p->chain;
                 if (out)
@@ -237,28 +226,31 @@ size_t bw_store_evict(bw_store *s, double before, uint64_t **ids)
 
 static int by_id(const void *a, const void *b)
 {
-    uint64_t x = ((const bw_posterior *)a)->id, y = ((const bw_posterior *)b)->id;
+    uint64_t x = (*(bw_record *const *)a)->id, y = (*(bw_record *const *)b)->id;
     return (x > y) - (x < y);
 }
 
-size_t bw_store_snapshot(bw_store *s, bw_posterior **out)
+size_t bw_store_snapshot(bw_store *s, bw_record ***out)
 {
     pthread_mutex_lock(&s->mu);
-    bw_posterior *arr = malloc((s->count ? s->count : 1) * sizeof *arr);
+    bw_record **arr = malloc((s->count ? s->count : 1) * sizeof *arr);
     size_t n = 0;
-    if (arr) {
-        for (size_t b = 0; b < s->nbuckets; b++)
-            for (bw_posterior *p = s->buckets[b]; p; p = p->chain) {
-                arr[n] = *p;
-                arr[n].chain = NULL;
-                n++;
+    for (size_t b = 0; arr && b < s->nbuckets; b++)
+        for (bw_record *p = s->buckets[b]; p; p = p->chain) {
+            if (!(arr[n] = bw_record_copy(p))) {
+                while (n > 0)
+                    free(arr[--n]);
+                free(arr);
+                arr = NULL;
+                break;
             }
-    }
+            n++;
+        }
     pthread_mutex_unlock(&s->mu);
     if (arr)
         qsort(arr, n, sizeof *arr, by_id);
     *out = arr;
-    return n;
+    return arr ? n : 0;
 }
 
 size_t bw_store_count(bw_store *s)

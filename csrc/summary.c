@@ -61,7 +61,7 @@ static void norm_tail_pdf(double z, int upper, double *tail, double *pdf)
  * pessimistic) is below 1e-10 of the value. */
 static int quad_status(int st, double err, double value)
 {
-    return st == BW_E_NOCONV && err <= 1e-10 * fabs(value) ? BW_OK : st;
+    return st == BW_E_NUMERIC && err <= 1e-10 * fabs(value) ? BW_OK : st;
 }
 
 /* Truncation mass of quadrature ranges for a tail target: the neglected mass must be
@@ -104,7 +104,7 @@ static int quantile_edges(var_quantile_fn f, const void *ctx, double eps, double
             /* degenerate (should not happen): equal panels over the full range */
             double lo = edges[0], hi = edges[QE_PANELS];
             if (!(hi > lo) || !isfinite(lo) || !isfinite(hi))
-                return BW_E_NOCONV;
+                return BW_E_NUMERIC;
             for (int j = 1; j < QE_PANELS; j++)
                 edges[j] = lo + (hi - lo) * ((double)j / QE_PANELS);
             break;
@@ -461,7 +461,7 @@ static int lnm_moments(const bw_dist *d, double *mean, double *var)
     if (st)
         return st;
     if (!(r1[0] > 0.0 && r1[1] > 0.0 && isfinite(r1[1])))
-        return BW_E_NOCONV;
+        return BW_E_NUMERIC;
     double lc = lc0 + log(r1[1] / r1[0]);            /* log E[X | X <= q] */
     *mean = exp(lc);
     if (!isfinite(*mean)) {
@@ -479,7 +479,7 @@ static int lnm_moments(const bw_dist *d, double *mean, double *var)
     if (st)
         return st;
     *var = exp(2.0 * lc + cx.shift + log(r2[0] / r1[0]));
-    return isnan(*var) ? BW_E_NOCONV : BW_OK;
+    return isnan(*var) ? BW_E_NUMERIC : BW_OK;
 }
 
 /* ======================================================================================== */
@@ -1003,7 +1003,7 @@ int bw_quantile(const bw_quantity *q, double level, double *out)
     if (st)
         return st;
     if (isnan(v))
-        return BW_E_NOCONV;
+        return BW_E_NUMERIC;
     *out = v;
     return BW_OK;
 }
@@ -1029,7 +1029,7 @@ int bw_interval(const bw_quantity *q, double level, double out[2])
     if (st)
         return st;
     if (isnan(lo) || isnan(hi))
-        return BW_E_NOCONV;
+        return BW_E_NUMERIC;
     out[0] = lo;
     out[1] = hi;
     return BW_OK;

@@ -20,7 +20,7 @@ def _wait(job):
 
 
 def core_fit(core, **kw):
-    job = core.fit(1, (1.0, 1.0), 3, 10, None, None, None, **kw)
+    job = core.fit(1, (1.0, 1.0), successes=3, trials=10, **kw)
     _wait(job)
     assert job.status == "ok", job.exception
     return job.result
@@ -38,8 +38,8 @@ def test_time_in_the_queue_does_not_count():
         _wait(probe)
         per_job = max(probe.exec_time, 1e-5)
         backlog = [core.sample(post, 0, out, None) for _ in range(int(8 * timeout / per_job))]
-        queued = [core.fit(1, (1.0, 1.0), 3, 10, None, None, None, timeout=timeout)
-                  for _ in range(20)]
+        queued = [core.fit("beta-binomial", (1.0, 1.0), successes=3, trials=10,
+                           timeout=timeout) for _ in range(20)]
         for j in backlog + queued:
             _wait(j)
         assert [j.status for j in queued] == ["ok"] * 20, [j.exception for j in queued]
@@ -104,6 +104,6 @@ def test_timeout_must_be_none_or_seconds(bad):
     core = _core.Core(0, 5)
     try:
         with pytest.raises((ValueError, TypeError), match="timeout|must be real number"):
-            core.fit(1, (1.0, 1.0), 3, 10, None, None, None, timeout=bad)
+            core.fit(1, (1.0, 1.0), successes=3, trials=10, timeout=bad)
     finally:
         core.close()

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 import bayesworker as bw
-from bayesworker import _fit, _request, _rules, _table, models
+from bayesworker import _core, _fit, _request, _rules, _table, models
 from bayesworker._errors import DataError, ModelError
 from bayesworker._inputs import as_1d, float64, match_form
 from bayesworker._priors import flat_prior
@@ -237,9 +237,14 @@ def test_no_c_number_is_written_twice():
      {"model": 6, "prior": (1.0, 1.0, -1.0, 1e-6, 1.0, 1.0), "successes": 2, "trials": 9,
       "values": None, "stats": (2.0, 1.0, 0.25), "options": None}),
     ("lognormal-mixture", [1.0, 2.0, 3.0], {"options": {"components": "auto"}},
-     {"model": 9, "prior": (), "successes": 0, "trials": 0, "stats": None,
+     {"model": 9, "prior": tuple(v for _, v in _core_row("lognormal-mixture")["prior"]),
+      "successes": 0, "trials": 0, "stats": None,
       "options": ((1, 2, 3, 4), 1e-8, 500)}),
 ])
+def _core_row(name):
+    return next(row for row in _core.MODELS if row["name"] == name)
+
+
 def test_fit_kwargs(model, data, kw, want):
     req = prepare(model, data, kw.get("prior"), kw.get("options"))
     got = _fit.fit_kwargs(req)

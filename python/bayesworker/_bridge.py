@@ -125,9 +125,7 @@ def on_loop(loop: asyncio.AbstractEventLoop, fn: Callable[..., Any], *args: Any)
 def _rule_code(job: Any, exc: DataError) -> int | None:
     """The code of the value rule a refused value broke (``_data.value_error``'s key), from
     the core's DataError (its ``rule`` name), or None if it names none."""
-    rules = getattr(_core, "VALUE_RULES", None)
-    if rules is None:           # a core before VALUE_RULES was exported: the job says
-        return job.error_detail[0]
+    rules = _core.VALUE_RULES
     return rules.index(exc.rule) if exc.rule in rules[1:] else None
 
 

@@ -44,27 +44,8 @@ def fit_kwargs(req: FitRequest) -> dict[str, Any]:
 
 
 def submit_fit(core: Any, req: FitRequest, channel: Any, timeout: float | None) -> Any:
-    """Submit the fit of ``req`` to the C core; returns its job."""
-    return _call_core_fit(core, fit_kwargs(req), channel, timeout)
-
-
-def _call_core_fit(core: Any, kw: dict[str, Any], channel: Any, timeout: float | None) -> Any:
-    """TEMPORARY adapter to today's ``_core``, whose fit is two calls: ``fit`` (positional,
-    a three-slot stats tuple) and ``mix_fit`` (options spread out, a frequency prior pair).
-
-    DELETE at the merge with the C registry branch, and make :func:`submit_fit` call
-    ``core.fit(**fit_kwargs(req), channel=channel)``.
-    """
-    if kw["options"] is not None:
-        ks, tol, max_iter = kw["options"]
-        freq = kw["prior"] or (0.0, 0.0)     # a one-part mixture has no frequency: unused
-        return core.mix_fit(kw["model"], kw["values"], ks, tol, max_iter, kw["successes"],
-                            kw["trials"], freq, channel, timeout=timeout)
-    stats = kw["stats"]
-    if stats is not None:
-        stats = (*stats, 0.0, 0.0)[:3]       # the unused slots of {n, sum} are 0
-    return core.fit(kw["model"], kw["prior"], kw["successes"], kw["trials"], kw["values"],
-                    stats, channel, timeout=timeout)
+    """Submit the fit of ``req`` to the C core (its one generic ``fit``); returns its job."""
+    return core.fit(**fit_kwargs(req), channel=channel, timeout=timeout)
 
 
 def fit_result(worker: Any, req: FitRequest, job: Any, info: dict[str, Any],

@@ -46,12 +46,9 @@ def core_table() -> Mapping[str, Any]:
     ``"mixture_prior"`` (``(key, default)`` pairs), ``"mixture_tolerance"``,
     ``"mixture_max_iterations"``, ``"max_iterations"`` and ``"mixture_max_abs"``.
     """
-    rows = getattr(_core, "MODELS", None)
-    if rows is None:
-        return _TRANSCRIBED
     return {
-        "models": tuple(rows),
-        "value_rules": dict(_core.VALUE_RULES),
+        "models": tuple(_core.MODELS),
+        "value_rules": {name: code for code, name in enumerate(_core.VALUE_RULES) if name},
         "max_components": _core.MAX_COMPONENTS,
         "mixture_prior": tuple(_pairs(_core.MIXTURE_PRIOR)),
         "mixture_tolerance": _core.MIXTURE_TOLERANCE,
@@ -117,68 +114,3 @@ def rule_name(code: int) -> str | None:
 def mixture_prior() -> dict[str, float]:
     """A fresh dict of the mixtures' fixed prior (on the standardised scale)."""
     return dict(core_table()["mixture_prior"])
-
-
-# ---------------------------------------------------------------------------------------- #
-# TRANSCRIBED FROM THE C HEADERS: DELETE when _core.MODELS exists (branch c-registry).     #
-# csrc/store.h enum bw_model (codes); csrc/jobs.h enum bw_value_rule, bw_fit_spec (prior   #
-# order); csrc/jobs.c (the reduce mode of each model: its rules; post->stats slots);       #
-# csrc/mixture.h BW_MIX_MAX_K, BW_MIX_DEFAULT_*; csrc/mixture.c MAX_ABS_X, MAX_ITER_CAP;    #
-# module.c (max_iter <= 1000000). The conjugate default priors are the ones the C table    #
-# now takes over from Python.                                                              #
-# ---------------------------------------------------------------------------------------- #
-
-_BETA = (("alpha", 1.0), ("beta", 1.0))
-_NIG = (("mu", 0.0), ("kappa", 1e-6), ("alpha", 1.0), ("beta", 1.0))
-_GAMMA = (("alpha", 1.0), ("beta", 1.0))
-
-
-def _under(part: str, pairs: tuple[tuple[str, float], ...]) -> tuple[tuple[str, float], ...]:
-    return tuple((f"{part}.{k}", v) for k, v in pairs)
-
-
-_COMPOUND_PARTS = ("revenue", "frequency", "severity")
-_TRANSCRIBED: Mapping[str, Any] = {
-    "models": (
-        {"name": "beta-binomial", "code": 1, "parts": ("rate",), "prior": _BETA,
-         "rules": (), "stats": ("successes", "trials"), "iterative": False},
-        {"name": "normal", "code": 2, "parts": ("mean",), "prior": _NIG,
-         "rules": ("finite",), "stats": ("n", "mean", "m2"), "iterative": False},
-        {"name": "lognormal", "code": 3, "parts": ("mean",), "prior": _NIG,
-         "rules": ("finite", "positive"), "stats": ("n", "log_mean", "log_m2"),
-         "iterative": False},
-        {"name": "exponential", "code": 4, "parts": ("mean",), "prior": _GAMMA,
-         "rules": ("finite", "nonnegative", "some_positive"), "stats": ("n", "sum"),
-         "iterative": False},
-        {"name": "poisson", "code": 5, "parts": ("rate",), "prior": _GAMMA,
-         "rules": ("finite", "nonnegative", "integer"), "stats": ("exposure", "sum"),
-         "iterative": False},
-        {"name": "compound-beta-lognormal", "code": 6, "parts": _COMPOUND_PARTS,
-         "prior": _under("frequency", _BETA) + _under("severity", _NIG),
-         "rules": ("finite", "positive"),
-         "stats": ("severity_n", "severity_log_mean", "severity_log_m2", "converters", "users"),
-         "iterative": False},
-        {"name": "compound-beta-exponential", "code": 7, "parts": _COMPOUND_PARTS,
-         "prior": _under("frequency", _BETA) + _under("severity", _GAMMA),
-         "rules": ("finite", "nonnegative", "some_positive"),
-         "stats": ("severity_n", "severity_sum", None, "converters", "users"),
-         "iterative": False},
-        {"name": "normal-mixture", "code": 8, "parts": ("components",), "prior": (),
-         "rules": ("finite",), "stats": ("n", None, None), "iterative": True},
-        {"name": "lognormal-mixture", "code": 9, "parts": ("components",), "prior": (),
-         "rules": ("finite", "positive"), "stats": ("n", None, None), "iterative": True},
-        {"name": "compound-beta-lognormalmixture", "code": 10,
-         "parts": ("revenue", "frequency"), "prior": _under("frequency", _BETA),
-         "rules": ("finite", "positive"),
-         "stats": ("severity_n", None, None, "converters", "users"), "iterative": True},
-    ),
-    "value_rules": {"finite": 1, "positive": 2, "nonnegative": 3, "integer": 4,
-                    "some_positive": 5},
-    "max_components": 8,
-    "mixture_prior": (("alpha0", 1.0), ("m0", 0.0), ("kappa0", 1e-3), ("a0", 0.5),
-                      ("b0", 0.05)),
-    "mixture_tolerance": 1e-8,
-    "mixture_max_iterations": 500,
-    "max_iterations": 1_000_000,
-    "mixture_max_abs": 1e100,
-}

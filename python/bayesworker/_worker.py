@@ -217,7 +217,7 @@ class InferenceWorker:
         evict_idle or close removed it before its result was delivered."""
         try:
             return self._core.get(post_id)
-        except (KeyError, RuntimeError):
+        except (DisposedError, RuntimeError):
             raise DisposedError(f"posterior {post_id} was removed (clear_all, evict_idle or "
                                 "close) before its fit was delivered") from None
 

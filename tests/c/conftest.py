@@ -54,6 +54,18 @@ class Stream(ctypes.Structure):
 BETA, NIG_MEAN, NIG_LNMEAN, GAMMA, INVGAMMA = 1, 2, 3, 4, 5
 
 
+class Error(ctypes.Structure):
+    """bw_error of csrc/bw_status.h."""
+    _fields_ = [("status", ctypes.c_int), ("rule", ctypes.c_int), ("has_index", ctypes.c_int),
+                ("index", ctypes.c_double), ("value", ctypes.c_double),
+                ("msg", ctypes.c_char * 320)]
+
+
+# enum bw_status and enum bw_value_rule of csrc/bw_status.h
+OK, E_DOMAIN, E_NUMERIC, E_NOMEM, E_VALUE = 0, 1, 2, 3, 4
+RULE_FINITE, RULE_POSITIVE, RULE_BOUNDED = 1, 2, 6
+
+
 def quantity(*factors):
     """quantity((BETA, a, b)) or quantity((BETA, a, b), (NIG_LNMEAN, m, k, al, be))."""
     q = Quantity()

@@ -17,7 +17,8 @@
  *
  * Build (see test_tsan.py):
  *   cc -std=c11 -O1 -g -fsanitize=thread -D_GNU_SOURCE -Icsrc -DSTRESS_WRAP_WRITE
- *      tests/c/stress_core.c csrc/pool.c csrc/store.c -Wl,--wrap=write -lpthread -lm
+ *      tests/c/stress_core.c csrc/pool.c csrc/store.c csrc/status.c -Wl,--wrap=write
+ *      -lpthread -lm
  * STRESS_WRAP_WRITE (with -Wl,--wrap=write) lets bug_stale_wakeup hold a completion's write
  * to the channel's fd at a chosen moment; without it that scenario reports itself skipped.
  */
@@ -314,8 +315,7 @@ static int t_block(bw_job *job, size_t b)
     if ((int)b == c->cancel_in_block)
         bw_job_cancel(job);
     if (((int)b == c->fail_block && c->phases_done == c->fail_phase) || c->fail_all) {
-        job->error_code = 42;
-        snprintf(job->errmsg, sizeof job->errmsg, "block %zu failed on purpose", b);
+        bw_fail(&job->err, BW_E_NUMERIC, "block %zu failed on purpose", b);
         return 1;
     }
     return 0;
@@ -365,8 +365,7 @@ static int t_finish(bw_job *job)
         }
     }
     if (c->fail_finish == c->phases_done + 1) {
-        job->error_code = 43;
-        snprintf(job->errmsg, sizeof job->errmsg, "finish failed on purpose");
+        bw_fail(&job->err, BW_E_DOMAIN, "finish failed on purpose");
         atomic_store(&c->in_finish, 0);
         return -1;
     }
@@ -848,9 +847,9 @@ static void run_failing(int nthreads, bw_channel *ch)
                   c->fail_block, c->nblocks, status_name(st), nthreads);
             CHECK(fr == c->fail_phase, "finish ran %d times on a job whose block failed in "
                   "phase %d", fr, c->fail_phase);
-            CHECK(strcmp(jobs[i]->errmsg, want) == 0 && jobs[i]->error_code == 42,
-                  "failed job's errmsg is \"%s\" (code %d), expected \"%s\"", jobs[i]->errmsg,
-                  jobs[i]->error_code, want);
+            CHECK(strcmp(jobs[i]->err.msg, want) == 0 && jobs[i]->err.status == BW_E_NUMERIC,
+                  "failed job's message is \"%s\" (status %d), expected \"%s\"",
+                  jobs[i]->err.msg, jobs[i]->err.status, want);
             CHECK(atomic_load(&c->hits[c->fail_block]) == 1, "the failing block ran %d times",
                   atomic_load(&c->hits[c->fail_block]));
             for (size_t b = 0; b < c->nblocks; b++)
@@ -863,8 +862,9 @@ static void run_failing(int nthreads, bw_channel *ch)
             CHECK(st == BW_JOB_FAILED, "job whose finish fails ended %s", status_name(st));
             CHECK(fr == c->fail_finish, "finish ran %d times; step %d fails", fr,
                   c->fail_finish);
-            CHECK(strcmp(jobs[i]->errmsg, "finish failed on purpose") == 0,
-                  "errmsg \"%s\" after a failing finish", jobs[i]->errmsg);
+            CHECK(strcmp(jobs[i]->err.msg, "finish failed on purpose") == 0 &&
+                      jobs[i]->err.status == BW_E_DOMAIN,
+                  "message \"%s\" after a failing finish", jobs[i]->err.msg);
         } else {
             check_job_outcome(jobs[i], c, BW_JOB_OK, 0);
         }
@@ -1121,38 +1121,55 @@ typedef struct {
 static int nparts_of(uint64_t id) { return id % 3 == 0 ? 3 : 1; }
 static int stale_of(uint64_t id) { return id % 4 == 1; }
 
-static bw_posterior *make_post(uint64_t id)
+/* The payload of the test's records: the store copies it whole and never reads it.  Its
+ * size varies with the id, as a family's does. */
+typedef struct {
+    uint64_t id;
+    int nparts;
+    double p[3][2], mean[3];
+    double tail[];              /* id % 5 extra doubles */
+} tpayload;
+
+static size_t payload_size(uint64_t id) { return sizeof(tpayload) + (id % 5) * sizeof(double); }
+
+static bw_record *make_post(uint64_t id)
 {
-    bw_posterior *p = calloc(1, sizeof *p);
-    if (!p) {
+    bw_record *r = bw_record_new(NULL, payload_size(id));
+    if (!r) {
         fprintf(stderr, "FAIL: out of memory\n");
         _exit(2);
     }
+    tpayload *p = (tpayload *)r->payload;
+    r->id = id;
     p->id = id;
-    p->model = 1 + (int)(id % 7);
     p->nparts = nparts_of(id);
     for (int k = 0; k < p->nparts; k++) {
-        p->part[k].q.nfactors = 1;
-        p->part[k].q.f[0].kind = BW_KIND_BETA;
-        p->part[k].q.f[0].p[0] = (double)id;
-        p->part[k].q.f[0].p[1] = (double)k;
-        p->part[k].mean = (double)id + k;
+        p->p[k][0] = (double)id;
+        p->p[k][1] = (double)k;
+        p->mean[k] = (double)id + k;
     }
+    for (uint64_t i = 0; i < id % 5; i++)
+        p->tail[i] = (double)(id + i);
     double now = bw_wallclock();
-    p->created = p->last_access = stale_of(id) ? now - 1000.0 : now;
-    return p;
+    r->created = r->last_access = stale_of(id) ? now - 1000.0 : now;
+    return r;
 }
 
-static void check_copy(const bw_posterior *p, uint64_t id, const char *what)
+static void check_copy(const bw_record *r, uint64_t id, const char *what)
 {
-    CHECK(p->id == id, "%s: copy of %" PRIu64 " has id %" PRIu64, what, id, p->id);
-    CHECK(p->chain == NULL, "%s: copy of %" PRIu64 " exposes the store's hash chain", what, id);
-    CHECK(p->nparts == nparts_of(id), "%s: copy of %" PRIu64 " has %d parts", what, id,
-          p->nparts);
-    for (int k = 0; k < p->nparts && k < BW_MAX_PARTS; k++)
-        CHECK(p->part[k].q.f[0].p[0] == (double)id && p->part[k].q.f[0].p[1] == (double)k &&
-                  p->part[k].mean == (double)id + k,
+    const tpayload *p = (const tpayload *)r->payload;
+    CHECK(r->id == id, "%s: copy of %" PRIu64 " has id %" PRIu64, what, id, r->id);
+    CHECK(r->chain == NULL, "%s: copy of %" PRIu64 " exposes the store's hash chain", what, id);
+    CHECK(r->size == payload_size(id) && bw_record_bytes(r) == sizeof *r + payload_size(id),
+          "%s: copy of %" PRIu64 " has %zu bytes of payload", what, id, r->size);
+    CHECK(p->id == id && p->nparts == nparts_of(id), "%s: copy of %" PRIu64 " has a foreign "
+          "payload (id %" PRIu64 ", %d parts)", what, id, p->id, p->nparts);
+    for (int k = 0; k < p->nparts && k < 3; k++)
+        CHECK(p->p[k][0] == (double)id && p->p[k][1] == (double)k && p->mean[k] == (double)id + k,
               "%s: copy of %" PRIu64 " part %d is torn or foreign", what, id, k);
+    for (uint64_t i = 0; i < id % 5; i++)
+        CHECK(p->tail[i] == (double)(id + i), "%s: copy of %" PRIu64 " lost its payload's "
+              "tail", what, id);
 }
 
 static void mark_removed(sshared *sh, uint64_t id, int how, const char *by)
@@ -1211,29 +1228,25 @@ static void *s_reserver(void *arg)
     for (int i = 0; i < w->ops; i++) {
         uint64_t id = pick_id(sh, &w->seed);
         unsigned r = rnd(&w->seed, 8);
-        int part = r < 6 ? (int)(r % 3) : r == 6 ? -1 : 3;     /* some invalid */
+        /* the streams a posterior of this id uses, and some invalid slots */
+        int part = r < 6 ? (int)(r % (unsigned)nparts_of(id)) : r == 6 ? -1 : BW_MAX_STREAMS;
         uint64_t n = 1 + rnd(&w->seed, 1000);
         uint64_t start = 0;
-        bw_quantity q;
-        memset(&q, 0, sizeof q);
-        int rc = bw_store_reserve(sh->store, id, part, n, &start, &q);
-        int valid = part >= 0 && part < nparts_of(id);
-        if (rc == 1) {
+        int rc = bw_store_reserve(sh->store, id, part, n, &start);
+        int valid = part >= 0 && part < BW_MAX_STREAMS;
+        if (rc == BW_OK) {
             w->found++;
-            CHECK(valid, "reserve of part %d of %" PRIu64 " (%d parts) succeeded", part, id,
-                  nparts_of(id));
-            CHECK(q.f[0].p[0] == (double)id && q.f[0].p[1] == (double)part,
-                  "reserve of %" PRIu64 "/%d returned another posterior's quantity", id, part);
+            CHECK(valid, "reserve of slot %d of %" PRIu64 " succeeded", part, id);
             if (w->nlog < w->caplog)
                 w->log[w->nlog++] = (resv){id, part, start, n};
             else
                 failf("reservation log full");
-        } else if (rc == -1) {
+        } else if (rc == BW_E_DOMAIN) {
             w->invalid++;
-            CHECK(!valid, "reserve of valid part %d of %" PRIu64 " returned -1", part, id);
+            CHECK(!valid, "reserve of valid slot %d of %" PRIu64 " refused", part, id);
         } else {
             w->gone++;
-            CHECK(rc == 0, "reserve returned %d", rc);
+            CHECK(rc == BW_E_NOT_FOUND, "reserve returned %d", rc);
         }
     }
     return NULL;
@@ -1245,13 +1258,15 @@ static void *s_getter(void *arg)
     sshared *sh = w->sh;
     for (int i = 0; i < w->ops; i++) {
         uint64_t id = pick_id(sh, &w->seed);
-        bw_posterior copy;
-        memset(&copy, 0xA5, sizeof copy);
-        if (bw_store_get(sh->store, id, &copy)) {
+        bw_record *copy = NULL;
+        int rc = bw_store_get(sh->store, id, &copy);
+        if (rc == BW_OK) {
             w->found++;
-            check_copy(&copy, id, "get");
+            check_copy(copy, id, "get");
+            free(copy);
         } else {
             w->gone++;
+            CHECK(rc == BW_E_NOT_FOUND && !copy, "get returned %d", rc);
         }
         if (rnd(&w->seed, 4) == 0)
             (void)bw_store_get(sh->store, id, NULL);
@@ -1268,8 +1283,8 @@ static void *s_remover(void *arg)
         if (bw_store_remove(sh->store, id)) {
             w->found++;
             mark_removed(sh, id, ST_REMOVED, "bw_store_remove");
-            CHECK(bw_store_get(sh->store, id, NULL) == 0, "id %" PRIu64 " found after its "
-                  "removal", id);
+            CHECK(bw_store_get(sh->store, id, NULL) == BW_E_NOT_FOUND, "id %" PRIu64 " found "
+                  "after its removal", id);
         } else {
             w->gone++;
         }
@@ -1289,18 +1304,20 @@ static void *s_sweeper(void *arg)
     for (int i = 0;; i++) {
         if (sh->hot_n ? i >= w->ops : i >= w->ops && atomic_load(&sh->inserters_left) == 0)
             break;
-        bw_posterior *arr = NULL;
+        bw_record **arr = NULL;
         size_t n = bw_store_snapshot(sh->store, &arr);
         CHECK(arr != NULL, "bw_store_snapshot returned no array");
         for (size_t k = 0; arr && k < n; k++) {
-            if (k > 0 && arr[k].id <= arr[k - 1].id)
+            if (k > 0 && arr[k]->id <= arr[k - 1]->id)
                 failf("snapshot not strictly ordered by id at %zu: %" PRIu64 " after %" PRIu64,
-                      k, arr[k].id, arr[k - 1].id);
-            check_copy(&arr[k], arr[k].id, "snapshot");
-            if (arr[k].id == 0 || arr[k].id > sh->maxid ||
-                atomic_load(&sh->state[arr[k].id]) == ST_NONE)
-                failf("snapshot holds an id never handed out: %" PRIu64, arr[k].id);
+                      k, arr[k]->id, arr[k - 1]->id);
+            check_copy(arr[k], arr[k]->id, "snapshot");
+            if (arr[k]->id == 0 || arr[k]->id > sh->maxid ||
+                atomic_load(&sh->state[arr[k]->id]) == ST_NONE)
+                failf("snapshot holds an id never handed out: %" PRIu64, arr[k]->id);
         }
+        for (size_t k = 0; arr && k < n; k++)
+            free(arr[k]);
         free(arr);
         w->found += (long)n;
         if (!sh->hot_n && i % 2 == 1) {
@@ -1370,13 +1387,14 @@ static long check_reservations(sshared *sh, sworker *ws, int nw)
         while (j < total && all[j].id == all[i].id && all[j].part == all[i].part)
             j++;
         groups++;
-        bw_posterior copy;
+        bw_record *copy = NULL;
         if (atomic_load(&sh->state[all[i].id]) == ST_IN &&
-            bw_store_get(sh->store, all[i].id, &copy))
-            CHECK(copy.part[all[i].part].cursor == next,
-                  "posterior %" PRIu64 " part %d: cursor %" PRIu64 " but %" PRIu64
+            bw_store_get(sh->store, all[i].id, &copy) == BW_OK)
+            CHECK(copy->cursor[all[i].part] == next,
+                  "posterior %" PRIu64 " slot %d: cursor %" PRIu64 " but %" PRIu64
                   " positions were reserved", all[i].id, all[i].part,
-                  copy.part[all[i].part].cursor, next);
+                  copy->cursor[all[i].part], next);
+        free(copy);
         i = j;
     }
     free(all);
@@ -1388,7 +1406,7 @@ static void store_final_checks(sshared *sh)
     size_t in = 0;
     for (uint64_t id = 1; id <= sh->maxid; id++) {
         int st = atomic_load(&sh->state[id]);
-        int found = bw_store_get(sh->store, id, NULL);
+        int found = bw_store_get(sh->store, id, NULL) == BW_OK;
         if (st == ST_IN)
             in++;
         if (found != (st == ST_IN))
@@ -1396,9 +1414,11 @@ static void store_final_checks(sshared *sh)
     }
     CHECK(bw_store_count(sh->store) == in, "bw_store_count %zu, expected %zu",
           bw_store_count(sh->store), in);
-    bw_posterior *arr = NULL;
+    bw_record **arr = NULL;
     size_t n = bw_store_snapshot(sh->store, &arr);
     CHECK(n == in, "final snapshot has %zu posteriors, expected %zu", n, in);
+    for (size_t k = 0; arr && k < n; k++)
+        free(arr[k]);
     free(arr);
 }
 
@@ -1413,17 +1433,19 @@ static void scenario_store(void)
     /* Single-threaded edges: ids in call order, overflow of the stream position. */
     uint64_t a = bw_store_next_id(store), b = bw_store_next_id(store);
     CHECK(a == 1 && b == 2, "first ids are %" PRIu64 ", %" PRIu64, a, b);
-    bw_posterior *p = make_post(1);
-    p->part[0].cursor = UINT64_MAX - 10;
+    bw_record *p = make_post(1);
+    p->cursor[0] = UINT64_MAX - 10;
     bw_store_insert(store, p);
     uint64_t start = 0;
-    bw_quantity q;
-    CHECK(bw_store_reserve(store, 1, 0, 11, &start, &q) == -1, "reserve past 2^64 accepted");
-    CHECK(bw_store_reserve(store, 1, 0, 10, &start, &q) == 1 && start == UINT64_MAX - 10,
+    CHECK(bw_store_reserve(store, 1, 0, 11, &start) == BW_E_DOMAIN, "reserve past 2^64 "
+          "accepted");
+    CHECK(bw_store_reserve(store, 1, 0, 10, &start) == BW_OK && start == UINT64_MAX - 10,
           "reserve up to 2^64 - 1 refused");
-    CHECK(bw_store_reserve(store, 1, 0, 1, &start, &q) == -1, "reserve at 2^64 accepted");
-    CHECK(bw_store_reserve(store, 1, 1, 1, &start, &q) == -1, "reserve of a missing part");
-    CHECK(bw_store_reserve(store, 2, 0, 1, &start, &q) == 0, "reserve of an absent id");
+    CHECK(bw_store_reserve(store, 1, 0, 1, &start) == BW_E_DOMAIN, "reserve at 2^64 accepted");
+    CHECK(bw_store_reserve(store, 1, BW_MAX_STREAMS, 1, &start) == BW_E_DOMAIN,
+          "reserve of a missing stream");
+    CHECK(bw_store_reserve(store, 2, 0, 1, &start) == BW_E_NOT_FOUND, "reserve of an absent "
+          "id");
     CHECK(bw_store_remove(store, 1) == 1 && bw_store_remove(store, 1) == 0,
           "remove twice");
     uint64_t *ids = NULL;
@@ -1660,7 +1682,7 @@ static void bug_fail_masked(void)
     CHECK(st == BW_JOB_FAILED,
           "a job whose block failed ended %s because it was cancelled afterwards (errmsg "
           "\"%s\" lost): bw_job_cancel overwrote the failure mark cancel == 2 with 1",
-          status_name(st), job->errmsg);
+          status_name(st), job->err.msg);
     bw_pool_free(pool);
     bw_job_decref(job);
     printf("  bug_fail_masked: cancel after a block failed\n");
@@ -1926,6 +1948,34 @@ static void x_wait(bw_job *job, const char *what)
         failf("%s: the job did not finish within 30 s", what);
 }
 
+/* Check a finished job's status, blocks run (blocks < 0: any) and execution time
+ * (exec < 0: any, else exact). */
+static void x_expect(bw_job *job, const xctx *c, int status, int blocks, double exec,
+                     const char *what)
+{
+    int st = atomic_load(&job->status);
+    CHECK(st == status, "%s ended %s, expected %s", what, status_name(st), status_name(status));
+    CHECK(blocks < 0 || atomic_load(&c->blocks_run) == blocks, "%s: %d blocks ran, expected %d",
+          what, atomic_load(&c->blocks_run), blocks);
+    CHECK(exec < 0 || bw_job_exec_time(job) == exec, "%s: execution time %g, expected %g",
+          what, bw_job_exec_time(job), exec);
+}
+
+/* Run a job of nblocks blocks of c (with x_finish if finish) on a pool of `threads` threads
+ * on clock clk (NULL: the monotonic clock) to its end; the caller checks and drops it. */
+static bw_job *x_run(int threads, fake_clock *clk, xctx *c, size_t nblocks, int finish,
+                     double timeout, const char *what)
+{
+    bw_pool *pool = bw_pool_new(threads);
+    if (clk)
+        bw_pool_set_clock(pool, fake_now, clk);
+    bw_job *job = x_job(nblocks, c, finish, timeout);
+    bw_pool_submit(pool, job, NULL);
+    x_wait(job, what);
+    bw_pool_free(pool);
+    return job;
+}
+
 static void scenario_timeout(void)
 {
     fake_clock clk;
@@ -1971,84 +2021,49 @@ static void scenario_timeout(void)
     /* 2. A long job times out at the first block boundary at or past its timeout: each
      *    block takes 1 s, the timeout is 5 s, so exactly blocks 0..4 run. */
     {
-        bw_pool *pool = bw_pool_new(1);
-        bw_pool_set_clock(pool, fake_now, &clk);
         xctx c = {.clock = &clk, .advance_s = 1};
-        bw_job *job = x_job(100, &c, 0, 5.0);
-        bw_pool_submit(pool, job, NULL);
-        x_wait(job, "long job");
-        CHECK(atomic_load(&job->status) == BW_JOB_TIMEOUT, "a job past its timeout ended %s",
-              status_name(atomic_load(&job->status)));
-        CHECK(atomic_load(&c.blocks_run) == 5, "%d blocks ran, expected 5",
-              atomic_load(&c.blocks_run));
-        CHECK(bw_job_exec_time(job) == 5.0, "execution time %g, expected 5",
-              bw_job_exec_time(job));
-        CHECK(strstr(job->errmsg, "timed out after 5 s of work") != NULL,
-              "timeout message \"%s\"", job->errmsg);
+        bw_job *job = x_run(1, &clk, &c, 100, 0, 5.0, "long job");
+        x_expect(job, &c, BW_JOB_TIMEOUT, 5, 5.0, "a job past its timeout");
+        CHECK(strstr(job->err.msg, "timed out after 5 s of work") != NULL &&
+                  job->err.status == BW_E_TIMEOUT,
+              "timeout message \"%s\"", job->err.msg);
         bw_job_cancel(job);
         CHECK(atomic_load(&job->status) == BW_JOB_TIMEOUT, "a cancel after the end changed "
               "the status");
-        bw_pool_free(pool);
         bw_job_decref(job);
     }
 
     /* 3. Finish steps are work too: 0 s blocks, 2 s finish steps, timeout 5 s: the finish
      *    steps end at 2, 4, 6 s, and the block of the fourth phase starts past 5 s. */
     {
-        bw_pool *pool = bw_pool_new(1);
-        bw_pool_set_clock(pool, fake_now, &clk);
         xctx c = {.clock = &clk, .finish_s = 2, .phases = 100};
-        bw_job *job = x_job(1, &c, 1, 5.0);
-        bw_pool_submit(pool, job, NULL);
-        x_wait(job, "multi-phase job");
-        CHECK(atomic_load(&job->status) == BW_JOB_TIMEOUT, "a multi-phase job ended %s",
-              status_name(atomic_load(&job->status)));
+        bw_job *job = x_run(1, &clk, &c, 1, 1, 5.0, "multi-phase job");
+        x_expect(job, &c, BW_JOB_TIMEOUT, 3, 6.0, "a multi-phase job");
         CHECK(atomic_load(&c.finishes_run) == 3, "%d finish steps ran, expected 3",
               atomic_load(&c.finishes_run));
-        CHECK(bw_job_exec_time(job) == 6.0, "execution time %g, expected 6",
-              bw_job_exec_time(job));
-        bw_pool_free(pool);
         bw_job_decref(job);
     }
 
     /* 4. Two threads executing one job at the same time count the time once. */
     {
-        bw_pool *pool = bw_pool_new(2);
-        bw_pool_set_clock(pool, fake_now, &clk);
         atomic_int arrived, release;
         atomic_init(&arrived, 0);
         atomic_init(&release, 0);
         xctx c = {.clock = &clk, .advance_s = 10, .arrived = &arrived,
                   .release = &release, .both = 1};
-        bw_job *job = x_job(2, &c, 0, -1.0);
-        bw_pool_submit(pool, job, NULL);
-        x_wait(job, "two-thread job");
-        CHECK(atomic_load(&job->status) == BW_JOB_OK, "the two-thread job ended %s",
-              status_name(atomic_load(&job->status)));
-        CHECK(bw_job_exec_time(job) == 10.0, "two threads busy together for 10 s gave an "
-              "execution time of %g, expected 10", bw_job_exec_time(job));
-        bw_pool_free(pool);
+        bw_job *job = x_run(2, &clk, &c, 2, 0, -1.0, "two-thread job");
+        x_expect(job, &c, BW_JOB_OK, 2, 10.0, "two threads busy together for 10 s");
         bw_job_decref(job);
     }
 
     /* 5. Inline pools count the inline run; a timeout of 0 allows no block at all. */
     {
-        bw_pool *pool = bw_pool_new(0);
-        bw_pool_set_clock(pool, fake_now, &clk);
         xctx c = {.clock = &clk, .advance_s = 1};
-        bw_job *job = x_job(10, &c, 0, 3.0);
-        bw_pool_submit(pool, job, NULL);
-        CHECK(atomic_load(&job->status) == BW_JOB_TIMEOUT, "an inline job ended %s",
-              status_name(atomic_load(&job->status)));
-        CHECK(atomic_load(&c.blocks_run) == 3, "inline: %d blocks ran, expected 3",
-              atomic_load(&c.blocks_run));
+        bw_job *job = x_run(0, &clk, &c, 10, 0, 3.0, "inline job");
+        x_expect(job, &c, BW_JOB_TIMEOUT, 3, 3.0, "an inline job");
         xctx z = {.clock = &clk, .advance_s = 1};
-        bw_job *zero = x_job(3, &z, 0, 0.0);
-        bw_pool_submit(pool, zero, NULL);
-        CHECK(atomic_load(&zero->status) == BW_JOB_TIMEOUT && atomic_load(&z.blocks_run) == 0,
-              "timeout 0: status %s after %d blocks", status_name(atomic_load(&zero->status)),
-              atomic_load(&z.blocks_run));
-        bw_pool_free(pool);
+        bw_job *zero = x_run(0, &clk, &z, 3, 0, 0.0, "timeout-0 job");
+        x_expect(zero, &z, BW_JOB_TIMEOUT, 0, 0.0, "a job with timeout 0");
         bw_job_decref(job);
         bw_job_decref(zero);
     }
@@ -2056,17 +2071,12 @@ static void scenario_timeout(void)
     /* 6. On the monotonic clock, a job of a million 0.1 ms blocks with a timeout of 20 ms of
      *    work ends by timing out, long before its last block. */
     {
-        bw_pool *pool = bw_pool_new(2);
         xctx c = {.spin_s = 1e-4};
-        bw_job *job = x_job(1000000, &c, 0, 0.02);
-        bw_pool_submit(pool, job, NULL);
-        x_wait(job, "real-clock job");
-        CHECK(atomic_load(&job->status) == BW_JOB_TIMEOUT, "the real-clock job ended %s",
-              status_name(atomic_load(&job->status)));
+        bw_job *job = x_run(2, NULL, &c, 1000000, 0, 0.02, "real-clock job");
+        x_expect(job, &c, BW_JOB_TIMEOUT, -1, -1.0, "the real-clock job");
         CHECK(atomic_load(&c.blocks_run) < 1000000, "every block ran");
         CHECK(bw_job_exec_time(job) >= 0.02, "execution time %g below the timeout",
               bw_job_exec_time(job));
-        bw_pool_free(pool);
         bw_job_decref(job);
     }
 }

@@ -55,7 +55,7 @@ import pytest
 HERE = pathlib.Path(__file__).resolve().parent
 CSRC = HERE.parents[1] / "csrc"
 STRESS = HERE / "stress_core.c"
-SOURCES = [STRESS, CSRC / "pool.c", CSRC / "store.c"]
+SOURCES = [STRESS, CSRC / "pool.c", CSRC / "store.c", CSRC / "status.c"]
 CC = os.environ.get("CC", "cc")
 RUN_TIMEOUT = 120
 BUILD_TIMEOUT = 120
