@@ -225,6 +225,10 @@ def test_no_c_number_is_written_twice():
 # ---------------------------------------------------------------------------------------- #
 
 
+def _core_row(name):
+    return next(row for row in _core.MODELS if row["name"] == name)
+
+
 @pytest.mark.parametrize("model, data, kw, want", [
     ("beta-binomial", {"successes": 3, "trials": 10}, {},
      {"model": 1, "prior": (1.0, 1.0), "successes": 3, "trials": 10, "values": None,
@@ -241,10 +245,6 @@ def test_no_c_number_is_written_twice():
       "successes": 0, "trials": 0, "stats": None,
       "options": ((1, 2, 3, 4), 1e-8, 500)}),
 ])
-def _core_row(name):
-    return next(row for row in _core.MODELS if row["name"] == name)
-
-
 def test_fit_kwargs(model, data, kw, want):
     req = prepare(model, data, kw.get("prior"), kw.get("options"))
     got = _fit.fit_kwargs(req)
