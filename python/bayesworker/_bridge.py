@@ -93,15 +93,16 @@ def _available_bytes() -> int | None:
         return None
 
 
-def output_array(n: int) -> np.ndarray:
-    """An uninitialised float64 array of ``n`` draws, or MemoryError if it cannot fit."""
-    nbytes = 8 * n
+def output_array(n: int, width: int = 1) -> np.ndarray:
+    """An uninitialised float64 array of ``n`` draws (shape ``(n,)``, or ``(n, width)`` for
+    a vector quantity), or MemoryError if it cannot fit."""
+    nbytes = 8 * n * width
     if nbytes > _MEMCHECK_BYTES:
         avail = _available_bytes()
         if avail is not None and nbytes > avail:
             raise MemoryError(f"n = {n} draws need {nbytes / 2**30:.1f} GiB; only "
                               f"{avail / 2**30:.1f} GiB of memory is available")
-    return np.empty(n, dtype=np.float64)
+    return np.empty((n, width) if width > 1 else n, dtype=np.float64)
 
 
 def on_loop(loop: asyncio.AbstractEventLoop, fn: Callable[..., Any], *args: Any) -> None:
@@ -252,18 +253,19 @@ class Handle:
     def draws(self, part: int, n: int, *, start: int = -1, inline: bool = False,
               timeout: float | None = None,
               on_progress: Callable[[Progress], None] | None = None,
-              label: str | None = None) -> Call:
+              label: str | None = None, width: int = 1) -> Call:
         """``n`` draws of ``part``'s stream (reserved at submission, or from ``start``).
-        ``inline``: drawn on the calling thread (a short request)."""
+        ``inline``: drawn on the calling thread (a short request). ``width``: numbers per
+        draw (a vector quantity's draws have shape ``(n, width)``)."""
         core, post_id = self.bridge.core, self.id
         out: list[np.ndarray] = []
 
         def submit(channel: Any, limit: float) -> Any:
-            out.append(output_array(n))
+            out.append(output_array(n, width))
             return core.sample(post_id, part, out[0], channel, start, timeout=limit)
 
         def here() -> np.ndarray:
-            return core.sample_now(post_id, part, np.empty(n, dtype=np.float64))
+            return core.sample_now(post_id, part, output_array(n, width))
 
         return Call(SAMPLING, None if inline else submit, here=here,
                     result=lambda job: out[0], timeout=timeout, n=n,

@@ -188,13 +188,18 @@ class PosteriorProxy:
             self._levels(self._intervals, self._interval_parts(), level, timeout))
 
     # -- draws: one request each, driven async or blocking -----------------------------
+    #: Numbers per draw: 1 for a scalar quantity (draws of shape (n,)); a vector quantity's
+    #: proxy sets its length (draws of shape (n, width)).
+    _width = 1
+
     def _draws(self, part: int, n: int, timeout: float | None,
                on_progress: Callable[[Any], None] | None) -> Request:
         """Request: ``n`` draws of ``part``'s stream (short ones on the calling thread)."""
         n = validate_count(n, "n")
         self._check()
-        return (yield self._handle.draws(part, n, inline=n <= INLINE_DRAWS, timeout=timeout,
-                                         on_progress=on_progress, label=self.model_type))
+        return (yield self._handle.draws(part, n, inline=n * self._width <= INLINE_DRAWS,
+                                         timeout=timeout, on_progress=on_progress,
+                                         label=self.model_type, width=self._width))
 
     def _batches(self, part: int, n: int, batch_size: int,
                  timeout: float | None) -> Request:
@@ -206,7 +211,8 @@ class PosteriorProxy:
         self._check()
         handle, label = self._handle, self.model_type
         start = (yield handle.reserve(part, n, label)) if n else 0
-        calls = (handle.draws(part, size, start=start + pos, timeout=timeout, label=label)
+        calls = (handle.draws(part, size, start=start + pos, timeout=timeout, label=label,
+                              width=self._width)
                  for pos, size in _plan(n, batch_size))
         current = next(calls, None)
         while current is not None:
