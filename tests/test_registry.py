@@ -158,7 +158,7 @@ def test_model_types_are_the_registry_with_aliases_and_auto():
     assert bw.MODEL_TYPES == (
         "beta-binomial", "normal", "lognormal", "exponential", "gamma", "poisson",
         "compound-beta-lognormal", "compound-beta-exponential", "normal-mixture",
-        "lognormal-mixture", "compound-beta-lognormalmixture", "auto")
+        "lognormal-mixture", "compound-beta-lognormalmixture", "dirichlet-multinomial", "auto")
     assert models.model_names() == tuple(t for t in bw.MODEL_TYPES if t not in ("gamma", "auto"))
     from bayesworker import MODEL_TYPES
     assert MODEL_TYPES == bw.MODEL_TYPES
@@ -177,6 +177,8 @@ def test_every_family_has_its_c_row_and_the_worker_reads_codes_from_it():
 def test_defaults_and_prior_tuples_follow_the_c_table():
     for name in models.model_names():
         row = _table.core_row(name)
+        if row["prior_per_category"]:       # one default per category: bound to the data
+            continue
         prior = models.default_prior(name)
         assert _table.prior_tuple(name, prior) == tuple(v for _, v in row["prior"])
     assert models.default_prior("normal-mixture") == _table.mixture_prior()
@@ -258,18 +260,8 @@ def test_fit_kwargs(model, data, kw, want):
 
 
 # ---------------------------------------------------------------------------------------- #
-# dirichlet-multinomial: the Python half, without its C row                                #
+# dirichlet-multinomial: parsing and the prior (fits: tests/test_dirichlet.py)           #
 # ---------------------------------------------------------------------------------------- #
-
-
-@pytest.fixture
-def dm_row(monkeypatch):
-    """The C half's table row, as the C branch will export it (code and default assumed)."""
-    table = dict(_table.core_table())
-    table["models"] = (*table["models"], {
-        "name": dm.NAME, "code": 99, "parts": ("shares",), "prior": (("alpha", 1.0),),
-        "rules": ("finite", "nonnegative", "integer"), "stats": (), "iterative": False})
-    monkeypatch.setattr(_table, "core_table", lambda: table)
 
 
 @pytest.mark.parametrize("data, categories, counts", [
@@ -316,7 +308,7 @@ def test_dirichlet_multinomial_bad_data(data, pattern):
         dm.parse(data, True)
 
 
-def test_dirichlet_multinomial_prior(dm_row):
+def test_dirichlet_multinomial_prior():
     parsed = dm.parse({"a": 1, "b": 2, "c": 0}, True)
     assert dm.check_prior(None) == {"alpha": None}
     assert dm.bind_prior(dm.check_prior(None), parsed) == {"alpha": [1.0, 1.0, 1.0]}
@@ -341,26 +333,19 @@ def test_dirichlet_multinomial_bad_prior(prior, pattern):
         dm.check_prior(prior)
 
 
-def test_dirichlet_multinomial_through_the_registry(dm_row):
-    """Registered (as its C half will do), it goes through prepare and the fit arguments."""
-    assert dm.NAME not in models.model_types()
-    models.register(dm.FAMILY)
-    try:
-        req = prepare(dm.NAME, ["x", "y", "y"])
-        assert req.prior == {"alpha": [1.0, 1.0]} and req.extra["categories"] == ("x", "y")
-        req = prepare(dm.NAME, {"x": 4, "y": 0, "z": 1}, {"alpha": [1, 2, 3]})
-        assert req.values.tolist() == [4.0, 0.0, 1.0]
-        kw = _fit.fit_kwargs(req)
-        assert kw["model"] == 99 and kw["prior"] == (1.0, 2.0, 3.0) and kw["values"] is req.values
-        with pytest.raises(ModelError, match=r"this model takes no options"):
-            prepare(dm.NAME, [1, 2], None, {"components": 2})
-        with pytest.raises(ModelError, match=r"2 entries but the data have 3 categories"):
-            prepare(dm.NAME, [1, 2, 3], {"alpha": [1, 1]})
-        with pytest.raises(ModelError, match=r"prior\['alpha'\]\[0\] = -1.0 must be positive"):
-            prepare(dm.NAME, [1, 2, 3], {"alpha": [-1, 1, 1]})   # before the data are read
-        own = dm.report(req, {}, None, type("P", (), {"_parameters": {"alpha": [5.0, 2.0, 4.0]}}))
-        assert own == (True, 1, {"posterior": {"alpha": [5.0, 2.0, 4.0]},
-                                 "categories": ["x", "y", "z"],
-                                 "sufficient_statistics": {"n": 5.0, "counts": {"x": 4.0, "y": 0.0, "z": 1.0}}})
-    finally:
-        models.unregister(dm.NAME)
+def test_dirichlet_multinomial_through_the_registry():
+    """Registered by one row, it goes through prepare and the fit arguments."""
+    assert dm.NAME in models.model_types() and dm.NAME in bw.MODEL_TYPES
+    req = prepare(dm.NAME, ["x", "y", "y"])
+    assert req.prior == {"alpha": [1.0, 1.0]} and req.extra["categories"] == ("x", "y")
+    req = prepare(dm.NAME, {"x": 4, "y": 0, "z": 1}, {"alpha": [1, 2, 3]})
+    assert req.values.tolist() == [4.0, 0.0, 1.0]
+    kw = _fit.fit_kwargs(req)
+    assert kw["model"] == _core_row(dm.NAME)["code"] and kw["prior"] == (1.0, 2.0, 3.0)
+    assert kw["values"] is req.values
+    with pytest.raises(ModelError, match=r"this model takes no options"):
+        prepare(dm.NAME, [1, 2], None, {"components": 2})
+    with pytest.raises(ModelError, match=r"2 entries but the data have 3 categories"):
+        prepare(dm.NAME, [1, 2, 3], {"alpha": [1, 1]})
+    with pytest.raises(ModelError, match=r"prior\['alpha'\]\[0\] = -1.0 must be positive"):
+        prepare(dm.NAME, [1, 2, 3], {"alpha": [-1, 1, 1]})   # before the data are read

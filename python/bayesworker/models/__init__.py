@@ -56,6 +56,7 @@ _ROWS = (
     "normal_mixture",
     "lognormal_mixture",
     "compound_beta_lognormalmixture",
+    "dirichlet_multinomial",
 )
 
 _FAMILIES: dict[str, Family] = {}

@@ -1,8 +1,9 @@
 """dirichlet-multinomial: the shares of k categories from category counts; Dirichlet prior.
 
-NOT REGISTERED YET: its row in ``models/__init__.py`` (``_ROWS``) lands with its C half
-(the C table row, the fit and a proxy whose quantity has shape (k,) and whose draws have
-shape (n, k)). Until then :data:`FAMILY` parses, validates and reports, but has no proxy.
+The posterior is Dirichlet(alpha + counts). The quantity is the vector of the k category
+shares: ``mean()``, ``variance()`` (shape (k,)) and ``credible_interval(level)`` (shape
+(k, 2)) are those of the exact Beta marginals Beta(a_i, sum of the other a_j); draws are
+Dirichlet vectors, ``sample(n)`` of shape (n, k) (csrc/fam_dirichlet.c).
 
 Data, three forms:
 
@@ -24,6 +25,11 @@ default each is the C table's default (Dirichlet(1, ..., 1)). Options: none.
 (('a', 'b', 'c'), array([1., 2., 1.]))
 >>> check_prior({"alpha": [0.5, 2]})
 {'alpha': [0.5, 2.0]}
+>>> import bayesworker as bw
+>>> with bw.InferenceWorker(threads=0, seed=3) as worker:
+...     post = worker.run_inference_sync(NAME, {"red": 12, "green": 3, "blue": 0}).posterior
+...     print(post.categories, post.mean().round(4), post.sample_sync(5).shape)
+('red', 'green', 'blue') [0.7222 0.2222 0.0556] (5, 3)
 """
 
 from __future__ import annotations
@@ -34,7 +40,8 @@ from typing import Any
 
 import numpy as np
 
-from .. import _rules
+from .. import _core, _rules
+from .._proxy import PosteriorProxy, _readonly
 from .._errors import DataError, ModelError
 from .._inputs import as_1d, float64
 from .._priors import prior_mapping
@@ -233,9 +240,44 @@ def fit_args(req: Any) -> dict[str, Any]:
     return {"prior": tuple(req.prior["alpha"]), "values": req.values, "stats": None}
 
 
+class DirichletPosteriorProxy(PosteriorProxy):
+    """The k category shares of a dirichlet-multinomial posterior.
+
+    ``mean()``, ``variance()``: shape (k,); ``credible_interval(level)``: shape (k, 2),
+    each row the exact central interval of that share's Beta marginal; ``sample(n)``:
+    Dirichlet draws of shape (n, k), each row summing to 1; ``categories``: the category
+    names in the order of the columns.
+    """
+
+    def __init__(self, worker: Any, post_id: int, model_type: str, info: dict) -> None:
+        self._bind(worker, post_id, _core.PART_SHARES, model_type, None)
+        marginals = info["parts"]
+        self._width = len(marginals)
+        self._mean = _readonly(np.array([m["mean"] for m in marginals]))
+        self._variance = _readonly(np.array([m["variance"] for m in marginals]))
+        levels = [level for level, _, _ in marginals[0]["intervals"]]
+        self._intervals = {
+            level: _readonly(np.array([m["intervals"][i][1:] for m in marginals]))
+            for i, level in enumerate(levels)}
+        self._parameters = {"alpha": list(info["dirichlet"]["alpha"])}
+        self.categories: tuple[Category, ...] = tuple(range(self._width))
+
+    def _interval_parts(self) -> range:
+        return range(_core.PART_CATEGORY, _core.PART_CATEGORY + self._width)
+
+    def _describe(self) -> str:
+        return f"k={self._width}, mean={np.array2string(self._mean, precision=4)}"
+
+
+def proxy(worker: Any, post_id: int, model: str, info: dict) -> DirichletPosteriorProxy:
+    """The proxy of a fitted posterior (its categories are set by :func:`report`)."""
+    return DirichletPosteriorProxy(worker, post_id, model, info)
+
+
 def report(req: Any, info: dict, job: Any, proxy: Any) -> tuple[bool, int, dict[str, Any]]:
-    """An exact update; the categories and their counts."""
+    """An exact update; the categories and their counts (also given to the proxy)."""
     cats = req.extra["categories"]
+    proxy.categories = tuple(cats)
     return True, 1, {
         "posterior": proxy._parameters,
         "categories": list(cats),
@@ -244,9 +286,5 @@ def report(req: Any, info: dict, job: Any, proxy: Any) -> tuple[bool, int, dict[
     }
 
 
-def _proxy_pending(worker: Any, post_id: int, model: str, info: dict) -> Any:
-    raise NotImplementedError(f"the {NAME} proxy lands with its C half")
-
-
-FAMILY = Family(name=NAME, parse=parse, check_prior=check_prior, proxy=_proxy_pending,
+FAMILY = Family(name=NAME, parse=parse, check_prior=check_prior, proxy=proxy,
                 report=report, fit_args=fit_args, bind_prior=bind_prior)
