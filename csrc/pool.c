@@ -121,6 +121,20 @@ static void channel_unref(bw_channel *ch)
 
 int bw_channel_fd(const bw_channel *ch) { return ch->rfd; }
 
+/* Make the channel's fd readable (eventfd: add one; pipe: one byte).  A full pipe or
+ * counter is already readable, so a failed write loses nothing. */
+static void channel_make_readable(bw_channel *ch)
+{
+#ifdef __linux__
+    uint64_t one = 1;
+    ssize_t r = write(ch->wfd, &one, sizeof one);
+#else
+    char one = 1;
+    ssize_t r = write(ch->wfd, &one, 1);
+#endif
+    (void)r;
+}
+
 static void channel_push(bw_channel *ch, bw_job *job)
 {
     int wake = 0;
@@ -140,16 +154,8 @@ static void channel_push(bw_channel *ch, bw_job *job)
         ch->signalled = 1;
         wake = 1;
     }
-    if (wake) {
-#ifdef __linux__
-        uint64_t one = 1;
-        ssize_t r = write(ch->wfd, &one, sizeof one);
-#else
-        char one = 1;
-        ssize_t r = write(ch->wfd, &one, 1);
-#endif
-        (void)r;  /* a full pipe or counter already wakes the reader */
-    }
+    if (wake)
+        channel_make_readable(ch);
     pthread_mutex_unlock(&ch->mu);
 }
 
@@ -178,14 +184,7 @@ size_t bw_channel_drain(bw_channel *ch, uint64_t *ids, size_t cap)
     else if (!ch->signalled) {
         /* More remain: keep the fd readable so the caller comes back. */
         ch->signalled = 1;
-#ifdef __linux__
-        uint64_t one = 1;
-        ssize_t r = write(ch->wfd, &one, sizeof one);
-#else
-        char one = 1;
-        ssize_t r = write(ch->wfd, &one, 1);
-#endif
-        (void)r;
+        channel_make_readable(ch);
     }
     pthread_mutex_unlock(&ch->mu);
 
