@@ -24,6 +24,7 @@
 
 #include "bw_codes.h"
 #include "bw_dist.h"
+#include "density.h"
 #include "family.h"
 #include "pool.h"
 #include "store.h"
@@ -1423,9 +1424,150 @@ static PyObject *mod_stream_key(PyObject *m, PyObject *args)
     return PyLong_FromUnsignedLongLong(bw_stream_key(seed, seq));
 }
 
+/* ======================================================================================== */
+/* Distribution functions of one quantity, elementwise over an array                        */
+/* ======================================================================================== */
+
+/* Elements above which the distribution functions release the GIL. */
+#define DIST_NOGIL_ELEMENTS 32
+
+/* A quantity from its factors as a posterior describes them: ((kind, p0, p1, p2, p3),) or
+ * two such tuples (a product).  0, or -1 with a TypeError. */
+static int quantity_of(PyObject *factors, bw_quantity *q)
+{
+    PyObject *seq = PySequence_Fast(factors, "factors must be a tuple of (kind, p0, p1, p2, p3)");
+    if (!seq)
+        return -1;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    int rc = 0;
+    if (n != 1 && n != 2) {
+        PyErr_Format(PyExc_TypeError, "factors must hold 1 or 2 distributions, not %zd", n);
+        rc = -1;
+    }
+    q->nfactors = (int)n;
+    for (Py_ssize_t i = 0; rc == 0 && i < n; i++) {
+        bw_dist *d = &q->f[i];
+        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(seq, i), "idddd;factors[i] must be "
+                              "(kind, p0, p1, p2, p3)", &d->kind, &d->p[0], &d->p[1],
+                              &d->p[2], &d->p[3]))
+            rc = -1;
+    }
+    Py_DECREF(seq);
+    return rc;
+}
+
+typedef int (*point_fn)(const bw_quantity *q, double x, double *out);
+
+/* NaN maps to NaN (a missing value), every other x through bw_cdf. */
+static int point_cdf(const bw_quantity *q, double x, double *out)
+{
+    if (isnan(x)) {
+        *out = NAN;
+        return BW_OK;
+    }
+    return bw_cdf(q, x, out);
+}
+
+/* The quantile at level p in [0, 1]: the support's ends at 0 and 1; NaN maps to NaN. */
+static int point_ppf(const bw_quantity *q, double p, double *out)
+{
+    double lo, hi;
+    if (isnan(p)) {
+        *out = NAN;
+        return BW_OK;
+    }
+    if (p > 0.0 && p < 1.0)
+        return bw_quantile(q, p, out);
+    if (p != 0.0 && p != 1.0)
+        return BW_E_DOMAIN;
+    int st = bw_support(q, &lo, &hi);
+    *out = p == 0.0 ? lo : hi;
+    return st;
+}
+
+static int point_pdf(const bw_quantity *q, double x, double *out)
+{
+    if (isnan(x)) {
+        *out = NAN;
+        return BW_OK;
+    }
+    return bw_closed_pdf(q, x, out);
+}
+
+/* f of the quantity at every element of x (any shape): a new float64 array of x's shape.
+ * The first failing element is named in the error (its flat index and value). */
+static PyObject *map_quantity(PyObject *m, PyObject *args, point_fn f, const char *name,
+                              const char *arg)
+{
+    PyObject *factors, *xobj;
+    bw_quantity q;
+    if (!PyArg_ParseTuple(args, "OO", &factors, &xobj) || quantity_of(factors, &q) < 0)
+        return NULL;
+    if (f == point_pdf && !bw_has_closed_pdf(&q)) {
+        PyErr_SetString(PyExc_NotImplementedError,
+                        "this quantity has no closed-form density (a lognormal mean or a "
+                        "product of two factors)");
+        return NULL;
+    }
+    PyArrayObject *x = (PyArrayObject *)PyArray_FROM_OTF(xobj, NPY_DOUBLE, NPY_ARRAY_IN_ARRAY);
+    if (!x)
+        return NULL;
+    PyArrayObject *out = (PyArrayObject *)PyArray_SimpleNew(PyArray_NDIM(x), PyArray_DIMS(x),
+                                                            NPY_DOUBLE);
+    if (!out) {
+        Py_DECREF(x);
+        return NULL;
+    }
+    const double *in = (const double *)PyArray_DATA(x);
+    double *res = (double *)PyArray_DATA(out);
+    npy_intp n = PyArray_SIZE(x), i = 0;
+    int st = BW_OK;
+    if (n > DIST_NOGIL_ELEMENTS) {
+        Py_BEGIN_ALLOW_THREADS
+        for (; i < n && st == BW_OK; i++)
+            st = f(&q, in[i], &res[i]);
+        Py_END_ALLOW_THREADS
+    } else {
+        for (; i < n && st == BW_OK; i++)
+            st = f(&q, in[i], &res[i]);
+    }
+    if (st != BW_OK) {
+        char *text = PyOS_double_to_string(in[i - 1], 'r', 0, 0, NULL);
+        raise_status(PyModule_GetState(m), st, "%s: %s[%zd] = %s: %s", name, arg,
+                     (Py_ssize_t)(i - 1), text ? text : "?",
+                     st == BW_E_DOMAIN ? "outside the function's domain"
+                                       : "the computation did not reach its tolerance");
+        PyMem_Free(text);
+        Py_CLEAR(out);
+    }
+    Py_DECREF(x);
+    return (PyObject *)out;
+}
+
+static PyObject *mod_cdf(PyObject *m, PyObject *args)
+{
+    return map_quantity(m, args, point_cdf, "cdf", "x");
+}
+
+static PyObject *mod_ppf(PyObject *m, PyObject *args)
+{
+    return map_quantity(m, args, point_ppf, "ppf", "q");
+}
+
+static PyObject *mod_pdf(PyObject *m, PyObject *args)
+{
+    return map_quantity(m, args, point_pdf, "pdf", "x");
+}
+
 static PyMethodDef module_methods[] = {
     {"stream_key", mod_stream_key, METH_VARARGS,
      "stream_key(seed, posterior_id) -> the Philox key of that posterior's draws"},
+    {"cdf", mod_cdf, METH_VARARGS,
+     "cdf(factors, x) -> P(quantity <= x) elementwise, an array of x's shape"},
+    {"ppf", mod_ppf, METH_VARARGS,
+     "ppf(factors, q) -> the q-quantiles (q in [0, 1]) elementwise, an array of q's shape"},
+    {"pdf", mod_pdf, METH_VARARGS,
+     "pdf(factors, x) -> the closed-form density elementwise (NotImplementedError without one)"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -37,7 +37,8 @@ import numpy as np
 
 from ._bridge import Owner
 from ._validate import validate_level
-from ._proxy import PosteriorProxy, _readonly
+from ._distribution import Distribution, level_label
+from ._proxy import PosteriorProxy, _readonly, compound_rows
 
 
 # Part codes of csrc/store.h.
@@ -109,6 +110,27 @@ class MixturePosteriorProxy(PosteriorProxy):
             "standardisation": {"loc": mx["loc"], "scale": mx["scale"]},
             "components": [dict(c) for c in self._components],
         }
+
+    def _quantities(self) -> tuple[tuple, ...]:
+        """Each reported component's (data-scale) mean: pdf, cdf, ppf are per component."""
+        return tuple(tuple(c["factors"]) for c in self._mx["components"])
+
+    def _labels(self) -> list[str]:
+        return [f"component {r + 1}" for r in range(self.n_components)]
+
+    def _summary_rows(self, levels: tuple[float, ...]) -> list[dict[str, Any]]:
+        """One row per component (with its weight), then the mixture mean (no median: its
+        intervals are Monte Carlo)."""
+        rows = Distribution._summary_rows(self, levels)
+        for row, w in zip(rows, self._w_mean):
+            row["weight"] = float(w)
+        mm = {"quantity": "mixture mean", "mean": self._mm[0], "median": None,
+              "sd": float(np.sqrt(self._mm[1]))}
+        for level in levels:
+            lo, hi = self.mixture_mean(level)["credible_interval"]
+            mm[f"ci_{level_label(level)}_lower"], mm[f"ci_{level_label(level)}_upper"] = \
+                float(lo), float(hi)
+        return rows + [mm]
 
     @property
     def n_components(self) -> int:
@@ -233,3 +255,10 @@ class CompoundMixturePosteriorProxy(PosteriorProxy):
         """E[conversion rate] x E[mixture mean of the order value] (the mean of revenue)."""
         self._check()
         return float(self._mean[0])
+
+    def _labels(self) -> list[str]:
+        return ["revenue"]
+
+    def _summary_rows(self, levels: tuple[float, ...]) -> list[dict[str, Any]]:
+        """Revenue per user (no median: Monte Carlo intervals), then its parts."""
+        return compound_rows(self, levels)

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from ._bridge import SAMPLING, Emit, Handle, Owner, Request, Start, timeout_limit
+from ._distribution import Distribution
 from ._validate import validate_batch_size, validate_count, validate_level
 
 # Kinds of the C core's distributions (csrc/bw_dist.h).
@@ -63,13 +64,15 @@ def _plan(n: int, batch_size: int) -> Iterator[tuple[int, int]]:
         yield pos, min(batch_size, n - pos)
 
 
-class PosteriorProxy:
+class PosteriorProxy(Distribution):
     """A handle on one posterior quantity held by an :class:`InferenceWorker`.
 
     Summaries are NumPy float64 arrays with one entry per component: ``mean()`` and
     ``variance()`` have shape ``(k,)``, ``credible_interval(level)`` shape ``(k, 2)``
     (``k == 1`` for the conjugate models). They are read-only views of the cache.
-    Credible intervals are central (equal-tailed).
+    Credible intervals are central (equal-tailed). Like a frozen scipy distribution it
+    has ``pdf``, ``cdf``, ``ppf``, ``median``, ``quantile`` and ``std``, exact
+    (:class:`~bayesworker._distribution.Distribution`), and ``summary()`` as a DataFrame.
 
     Every proxy of one posterior (a compound's parts, a mixture's streams) shares one
     :class:`~bayesworker._bridge.Handle`; when the last of them is garbage-collected, the
@@ -128,8 +131,11 @@ class PosteriorProxy:
         self._handle.check(self.model_type)
 
     def _describe(self) -> str:
-        return (f"mean={self._mean[0]:.6g}, 95% CI=[{self._intervals[0.95][0, 0]:.6g}, "
-                f"{self._intervals[0.95][0, 1]:.6g}]")
+        lo, hi = self._intervals[0.95][0]
+        mean = f"mean={self._mean[0]:.6g}"
+        if not lo <= self._mean[0] <= hi and self._quantities() is not None:   # heavy tail
+            mean = f"median={self.median()[0]:.6g}, {mean} (outside its 95% CI)"
+        return f"{mean}, 95% CI=[{lo:.6g}, {hi:.6g}]"
 
     def __repr__(self) -> str:
         gone = self._handle.gone
@@ -193,11 +199,14 @@ class PosteriorProxy:
     _width = 1
 
     def _draws(self, part: int, n: int, timeout: float | None,
-               on_progress: Callable[[Any], None] | None) -> Request:
-        """Request: ``n`` draws of ``part``'s stream (short ones on the calling thread)."""
+               on_progress: Callable[[Any], None] | None, start: int | None = None) -> Request:
+        """Request: ``n`` draws of ``part``'s stream (short ones on the calling thread);
+        ``start``: positions start .. start+n-1, the stream's cursor left where it is."""
         n = validate_count(n, "n")
+        first = -1 if start is None else validate_count(start, "start")
         self._check()
-        return (yield self._handle.draws(part, n, inline=n * self._width <= INLINE_DRAWS,
+        return (yield self._handle.draws(part, n, start=first,
+                                         inline=first < 0 and n * self._width <= INLINE_DRAWS,
                                          timeout=timeout, on_progress=on_progress,
                                          label=self.model_type, width=self._width))
 
@@ -223,20 +232,23 @@ class PosteriorProxy:
             yield Emit((yield current))
             current = ahead
 
-    async def sample(self, n: int, *, timeout: float | None = None,
+    async def sample(self, n: int, *, start: int | None = None, timeout: float | None = None,
                      on_progress: Callable[[Any], None] | None = None) -> np.ndarray:
         """``n`` posterior draws as a float64 array written by the workers.
 
         Successive calls continue one stream: ``sample(n)`` then ``sample(m)`` equals
         the first ``n + m`` draws of one ``sample(n + m)`` on a worker with the same seed.
+        ``start=k`` draws positions k .. k+n-1 of the stream instead, without moving its
+        cursor: the same draws every time (a notebook cell can be re-run).
         """
         return await self._handle.bridge.run_async(
-            self._draws(self._part, n, timeout, on_progress))
+            self._draws(self._part, n, timeout, on_progress, start))
 
-    def sample_sync(self, n: int, *, timeout: float | None = None,
+    def sample_sync(self, n: int, *, start: int | None = None, timeout: float | None = None,
                     on_progress: Callable[[Any], None] | None = None) -> np.ndarray:
         """Blocking twin of :meth:`sample`."""
-        return self._handle.bridge.run_sync(self._draws(self._part, n, timeout, on_progress))
+        return self._handle.bridge.run_sync(
+            self._draws(self._part, n, timeout, on_progress, start))
 
     def sample_batched(self, n: int, batch_size: int = 10_000, *,
                        timeout: float | None = None) -> AsyncIterator[np.ndarray]:
@@ -286,3 +298,23 @@ class CompoundPosteriorProxy(PosteriorProxy):
         """E[conversion rate] x E[value per converter]: the mean of revenue per user."""
         self._check()
         return float(self._mean[0])
+
+    def _labels(self) -> list[str]:
+        return ["revenue"]
+
+    def _summary_rows(self, levels: tuple[float, ...]) -> list[dict[str, Any]]:
+        """Revenue per user, then the frequency and severity parts."""
+        return compound_rows(self, levels)
+
+
+def compound_rows(proxy: Any, levels: tuple[float, ...]) -> list[dict[str, Any]]:
+    """The summary rows of a compound proxy: its own, then its parts' (quantity names
+    prefixed by the part where a part has several rows)."""
+    rows = Distribution._summary_rows(proxy, levels)
+    for name in ("frequency", "severity"):
+        part_rows = getattr(proxy, name)._summary_rows(levels)
+        for row in part_rows:
+            if len(part_rows) > 1:
+                row["quantity"] = f"{name}: {row['quantity']}"
+        rows.extend(part_rows)
+    return rows

@@ -261,6 +261,14 @@ class DirichletPosteriorProxy(PosteriorProxy):
             for i, level in enumerate(levels)}
         self._parameters = {"alpha": list(info["dirichlet"]["alpha"])}
         self.categories: tuple[Category, ...] = tuple(range(self._width))
+        self._marginals = tuple(tuple(m["factors"]) for m in marginals)
+
+    def _quantities(self) -> tuple[tuple, ...]:
+        """Each share's Beta marginal: pdf, cdf, ppf have a last axis of length k."""
+        return self._marginals
+
+    def _labels(self) -> list[str]:
+        return [str(c) for c in self.categories]
 
     def _interval_parts(self) -> range:
         return range(_core.PART_CATEGORY, _core.PART_CATEGORY + self._width)
