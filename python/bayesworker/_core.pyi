@@ -123,6 +123,19 @@ PART_CATEGORY: int          # + i: share i's marginal (interval, interval_now)
 def stream_key(seed: int, posterior_id: int) -> int:
     """The Philox key of that posterior's draws."""
 
+#: A quantity as a posterior describes it: ((kind, p0, p1, p2, p3),) for one distribution
+#: (kind: a DIST_* constant) or two such tuples for a product (frequency x severity).
+Factors = tuple[tuple[int, float, float, float, float], ...]
+
+def cdf(factors: Factors, x: npt.ArrayLike) -> np.ndarray:
+    """P(quantity <= x) elementwise (NaN -> NaN), an array of x's shape; exact (bw_cdf)."""
+def ppf(factors: Factors, q: npt.ArrayLike) -> np.ndarray:
+    """The q-quantiles elementwise, q in [0, 1] (0 and 1: the support's ends; NaN -> NaN;
+    others raise ModelError naming the element); exact (bw_quantile)."""
+def pdf(factors: Factors, x: npt.ArrayLike) -> np.ndarray:
+    """The closed-form density elementwise (Beta, Gamma, inverse Gamma, NIG mean);
+    NotImplementedError for a lognormal mean or a product (csrc/density.c)."""
+
 class Channel:
     def fileno(self) -> int: ...
     def drain(self) -> list[int]: ...
