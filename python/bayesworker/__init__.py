@@ -16,6 +16,7 @@ from typing import Any
 from ._errors import BayesworkerError, DataError, DisposedError, ModelError
 from ._mixture import CompoundMixturePosteriorProxy, MixturePosteriorProxy
 from ._progress import Progress
+from ._progressbar import get_options, set_options
 from ._proxy import CompoundPosteriorProxy, PosteriorProxy
 from ._results import Diagnostics, InferenceResult
 from . import models
@@ -45,6 +46,8 @@ __all__ = [
     "DisposedError",
     "MODEL_TYPES",
     "default_threads",
+    "set_options",
+    "get_options",
 ]
 
 __version__ = "0.1.0"

@@ -24,6 +24,7 @@ import numpy as np
 
 from ._bridge import SAMPLING, Emit, Handle, Owner, Request, Start, timeout_limit
 from ._distribution import Distribution
+from ._progressbar import bar_over_batches, bar_over_batches_async, progress_listener
 from ._validate import validate_batch_size, validate_count, validate_level
 
 # Kinds of the C core's distributions (csrc/bw_dist.h).
@@ -233,40 +234,49 @@ class PosteriorProxy(Distribution):
             current = ahead
 
     async def sample(self, n: int, *, start: int | None = None, timeout: float | None = None,
-                     on_progress: Callable[[Any], None] | None = None) -> np.ndarray:
+                     on_progress: Callable[[Any], None] | None = None,
+                     progress: bool | str | None = None) -> np.ndarray:
         """``n`` posterior draws as a float64 array written by the workers.
 
         Successive calls continue one stream: ``sample(n)`` then ``sample(m)`` equals
         the first ``n + m`` draws of one ``sample(n + m)`` on a worker with the same seed.
         ``start=k`` draws positions k .. k+n-1 of the stream instead, without moving its
         cursor: the same draws every time (a notebook cell can be re-run).
+        ``progress``: True shows a tqdm bar, None follows ``bw.set_options(progress=)``.
         """
-        return await self._handle.bridge.run_async(
-            self._draws(self._part, n, timeout, on_progress, start))
+        with progress_listener(progress, on_progress, f"sample {self.model_type}") as listen:
+            return await self._handle.bridge.run_async(
+                self._draws(self._part, n, timeout, listen, start))
 
     def sample_sync(self, n: int, *, start: int | None = None, timeout: float | None = None,
-                    on_progress: Callable[[Any], None] | None = None) -> np.ndarray:
+                    on_progress: Callable[[Any], None] | None = None,
+                    progress: bool | str | None = None) -> np.ndarray:
         """Blocking twin of :meth:`sample`."""
-        return self._handle.bridge.run_sync(
-            self._draws(self._part, n, timeout, on_progress, start))
+        with progress_listener(progress, on_progress, f"sample {self.model_type}") as listen:
+            return self._handle.bridge.run_sync(
+                self._draws(self._part, n, timeout, listen, start))
 
     def sample_batched(self, n: int, batch_size: int = 10_000, *,
-                       timeout: float | None = None) -> AsyncIterator[np.ndarray]:
+                       timeout: float | None = None,
+                       progress: bool | str | None = None) -> AsyncIterator[np.ndarray]:
         """Async generator of arrays of at most ``batch_size`` draws, ``n`` in all.
 
         Their concatenation equals ``sample(n)`` at the same stream position: the ``n``
         positions are reserved when iteration starts. One batch is drawn ahead while
         the caller works on the current one, so memory stays at about two batches.
-        ``timeout`` applies to each batch.
+        ``timeout`` applies to each batch. ``progress``: a bar counting the draws.
         """
-        return self._handle.bridge.iterate_async(
-            self._batches(self._part, n, batch_size, timeout))
+        return bar_over_batches_async(self._handle.bridge.iterate_async(
+            self._batches(self._part, n, batch_size, timeout)), n, progress,
+            f"sample {self.model_type}")
 
     def sample_batched_sync(self, n: int, batch_size: int = 10_000, *,
-                            timeout: float | None = None) -> Iterator[np.ndarray]:
+                            timeout: float | None = None,
+                            progress: bool | str | None = None) -> Iterator[np.ndarray]:
         """Blocking twin of :meth:`sample_batched` (a generator)."""
-        return self._handle.bridge.iterate_sync(
-            self._batches(self._part, n, batch_size, timeout))
+        return bar_over_batches(self._handle.bridge.iterate_sync(
+            self._batches(self._part, n, batch_size, timeout)), n, progress,
+            f"sample {self.model_type}")
 
     # -- lifetime ----------------------------------------------------------------------
     async def dispose(self) -> None:

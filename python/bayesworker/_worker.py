@@ -32,6 +32,7 @@ from ._bridge import (DEFAULT_LONG_SAMPLE_TIMEOUT, DEFAULT_TIMEOUT, FITTING,  # 
 from ._errors import DisposedError
 from ._fit import fit_result, submit_fit
 from ._progress import Progress
+from ._progressbar import progress_listener
 from ._request import FitRequest, prepare_fit
 from ._results import InferenceResult
 from .models import model_codes
@@ -248,21 +249,26 @@ class InferenceWorker:
     async def run_inference(self, model_type: str, data: Any, *, prior: Any = None,
                             timeout: float | None = None,
                             on_progress: Callable[[Progress], None] | None = None,
+                            progress: bool | str | None = None,
                             **options: Any) -> InferenceResult:
         """Fit ``model_type`` to ``data`` on the workers; returns an :class:`InferenceResult`.
 
         Data are validated first (``DataError``, ``ModelError``), before any work starts.
+        ``progress``: True shows a tqdm bar, None follows ``bw.set_options(progress=)``.
         """
-        return await self._bridge.run_async(
-            self._fit(model_type, data, prior, timeout, on_progress, options))
+        with progress_listener(progress, on_progress, f"fit {model_type}") as listen:
+            return await self._bridge.run_async(
+                self._fit(model_type, data, prior, timeout, listen, options))
 
     def run_inference_sync(self, model_type: str, data: Any, *, prior: Any = None,
                            timeout: float | None = None,
                            on_progress: Callable[[Progress], None] | None = None,
+                           progress: bool | str | None = None,
                            **options: Any) -> InferenceResult:
         """Blocking twin of :meth:`run_inference`."""
-        return self._bridge.run_sync(
-            self._fit(model_type, data, prior, timeout, on_progress, options))
+        with progress_listener(progress, on_progress, f"fit {model_type}") as listen:
+            return self._bridge.run_sync(
+                self._fit(model_type, data, prior, timeout, listen, options))
 
     # -- auto and mixtures ---------------------------------------------------------------
     @staticmethod
