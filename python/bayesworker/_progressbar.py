@@ -90,11 +90,31 @@ class _Bar:
             self.bar.update(done - self.shown)
             self.shown = done
 
+    def counter(self, n: int) -> "_Counter":
+        """A pass-through of batches of draws (``n`` in all) that moves this bar."""
+        return _Counter(self, n)
+
     def close(self, finished: bool) -> None:
         if self.bar is not None:
             if finished and self.bar.total and self.shown < self.bar.total:
                 self.bar.update(self.bar.total - self.shown)
             self.bar.close()
+
+
+class _Counter:
+    """Counts the draws of the batches it passes through; ``finished`` once all ``n``."""
+
+    def __init__(self, bar: _Bar, n: int) -> None:
+        self.bar, self.n, self.done = bar, n, 0
+
+    @property
+    def finished(self) -> bool:
+        return self.done >= self.n
+
+    def __call__(self, batch: Any) -> Any:
+        self.done += len(batch)
+        self.bar.show(self.done, self.n)
+        return batch
 
 
 def _resolve(progress: Any) -> bool | str:
@@ -135,15 +155,11 @@ def bar_over_batches(batches: Iterator[Any], n: int, progress: Any,
 
 
 def _counted(batches: Any, n: int, bar: _Bar) -> Iterator[Any]:
-    done, finished = 0, False
+    counted = bar.counter(n)
     try:
-        for batch in batches:
-            done += len(batch)
-            bar.show(done, n)
-            yield batch
-        finished = True
+        yield from map(counted, batches)
     finally:
-        bar.close(finished)
+        bar.close(counted.finished)
         batches.close()
 
 
@@ -155,13 +171,10 @@ def bar_over_batches_async(batches: AsyncIterator[Any], n: int, progress: Any,
 
 
 async def _counted_async(batches: Any, n: int, bar: _Bar) -> AsyncIterator[Any]:
-    done, finished = 0, False
+    counted = bar.counter(n)
     try:
         async for batch in batches:
-            done += len(batch)
-            bar.show(done, n)
-            yield batch
-        finished = True
+            yield counted(batch)
     finally:
-        bar.close(finished)
+        bar.close(counted.finished)
         await batches.aclose()
