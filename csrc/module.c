@@ -819,6 +819,16 @@ static int options_of(PyObject *obj, bw_fit_options *o)
     return 0;
 }
 
+/* A fit's first steps: its timeout, an open core, a zeroed spec of model's family. */
+static int fit_spec_start(CoreObject *self, module_state *st, PyObject *model,
+                          PyObject *timeout_obj, double *timeout, bw_fit_spec *spec)
+{
+    memset(spec, 0, sizeof *spec);
+    if (parse_timeout(timeout_obj, timeout) < 0 || core_check_open(self) < 0)
+        return -1;
+    return (spec->family = family_of(st, model)) ? 0 : -1;
+}
+
 static PyObject *Core_fit(CoreObject *self, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"model", "prior", "successes", "trials", "values", "stats",
@@ -830,12 +840,10 @@ static PyObject *Core_fit(CoreObject *self, PyObject *args, PyObject *kwds)
     double timeout, *prior = NULL, *stats = NULL;
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO|$LLOOOOO", kwlist, &model, &prior_obj,
                                      &successes, &trials, &values, &stats_obj, &opts, &channel,
-                                     &timeout_obj) ||
-        parse_timeout(timeout_obj, &timeout) < 0 || core_check_open(self) < 0)
+                                     &timeout_obj))
         return NULL;
     bw_fit_spec spec;
-    memset(&spec, 0, sizeof spec);
-    if (!(spec.family = family_of(st, model)))
+    if (fit_spec_start(self, st, model, timeout_obj, &timeout, &spec) < 0)
         return NULL;
     spec.successes = successes;
     spec.trials = trials;
@@ -916,12 +924,10 @@ static PyObject *Core_fit_batch(CoreObject *self, PyObject *args, PyObject *kwds
     double timeout, *prior = NULL;
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOO|$OOOOOOO", kwlist, &model, &prior_obj,
                                      &ids_o, &counts_o, &values_o, &offsets_o, &stats_o,
-                                     &sum_o, &channel, &timeout_obj) ||
-        parse_timeout(timeout_obj, &timeout) < 0 || core_check_open(self) < 0)
+                                     &sum_o, &channel, &timeout_obj))
         return NULL;
     bw_fit_spec spec;
-    memset(&spec, 0, sizeof spec);
-    if (!(spec.family = family_of(st, model)))
+    if (fit_spec_start(self, st, model, timeout_obj, &timeout, &spec) < 0)
         return NULL;
     if (spec.family->fit_job != bw_conjugate_fit_job ||
         spec.family->summarise != bw_conj_summarise)
