@@ -222,8 +222,125 @@ def case_many_fits(k: int, repeat: int) -> None:
         finally:
             loop.close()
         row(f"{k} beta-binomial fits + summaries (gather)", ours, basetime, str(w.threads),
-            ">= 10x")
+            ">= 20x")
 
+
+
+# -- issue 11: many requests at speed ---------------------------------------------------------
+def case_one_fit(repeat: int) -> None:
+    """One awaited conjugate fit, median of `repeat` in sequence, against a scipy frozen
+    Beta with its mean, variance and three intervals (the same numbers)."""
+    from scipy import stats
+
+    async def go():
+        async with bw.InferenceWorker(seed=1) as w:
+            data = {"successes": 65, "trials": 1000}
+            for _ in range(200):
+                await w.run_inference("beta-binomial", data)
+            ours, base = [], []
+            for _ in range(repeat):
+                t0 = time.perf_counter()
+                await w.run_inference("beta-binomial", data)
+                ours.append(time.perf_counter() - t0)
+                t0 = time.perf_counter()
+                d = stats.beta(66, 936)
+                d.mean(), d.var(), d.interval(0.95), d.interval(0.9), d.interval(0.8)
+                base.append(time.perf_counter() - t0)
+            return statistics.median(ours), statistics.median(base), w.threads
+
+    ours, base, threads = asyncio.run(go())
+    row("one awaited beta-binomial fit (median)", ours, base, str(threads), "<= 50 us")
+
+
+def _segments(k: int, users: int, seed: int = 11):
+    """k revenue segments of `users` users each: (segment, converted, revenue)."""
+    rng = np.random.default_rng(seed)
+    seg = np.repeat(np.arange(k), users)
+    conv = rng.random(k * users) < rng.uniform(0.02, 0.1, k)[seg]
+    rev = np.where(conv, rng.lognormal(3, 0.8, k * users), 0.0)
+    return seg, conv, rev
+
+
+def case_compound_one(repeat: int) -> None:
+    """One compound-beta-lognormal fit with its mean and 95 % interval, against
+    bayesian-testing's DeltaLognormalDataTest on the same data (one variant)."""
+    from bayesian_testing.experiments import DeltaLognormalDataTest
+
+    _, conv, rev = _segments(1, 2000)
+    with bw.InferenceWorker(seed=1) as w:
+        def ours():
+            p = w.run_inference_sync("compound-beta-lognormal",
+                                     {"converted": conv, "value": rev}).posterior
+            return p.mean(), p.credible_interval(0.95)
+
+        def base():
+            t = DeltaLognormalDataTest()
+            t.add_variant_data("A", rev.tolist())
+            return t.evaluate(seed=1)
+
+        o, b = alternate(ours, base, repeat)
+        row("one compound-beta-lognormal fit + mean + 95 %", o, b, str(w.threads), "<= 2 ms")
+        p = w.run_inference_sync("compound-beta-lognormal",
+                                 {"converted": conv, "value": rev}).posterior
+        levels = iter(np.linspace(0.51, 0.99, 2 * repeat + 2))    # each one new: no cache
+        o, b = alternate(lambda: p.credible_interval(float(next(levels))), lambda: None, repeat)
+        row("compound interval at a new level (uncached)", o, max(b, 1e-9),
+            str(w.threads), "<= 1 ms")
+
+
+def case_segment_revenue(k: int, repeat: int) -> None:
+    """k segment revenue fits with 95 % intervals (fit_groups) against
+    DeltaLognormalDataTest evaluating the same segments (one test, k variants)."""
+    from bayesian_testing.experiments import DeltaLognormalDataTest
+
+    seg, conv, rev = _segments(k, 500)
+    data = {"segment": seg, "converted": conv, "revenue": rev}
+    lists = [rev[seg == i].tolist() for i in range(k)]
+    with bw.InferenceWorker(seed=1) as w:
+        def ours():
+            fits = w.fit_groups_sync(data, by="segment", model="compound-beta-lognormal",
+                                     converted="converted", value="revenue")
+            return fits.summary()
+
+        def base():
+            t = DeltaLognormalDataTest()
+            for i, x in enumerate(lists):
+                t.add_variant_data(f"s{i}", x)
+            return t.evaluate(seed=1)
+
+        o, b = alternate(ours, base, repeat)
+        w.clear_all()
+        row(f"{k} segment revenue fits + 95 % (fit_groups)", o, b, str(w.threads),
+            ">= 2x and <= 2 s")
+
+
+def case_groups(k: int, rows: int, k_compound: int, repeat: int) -> None:
+    """fit_groups on a DataFrame (the group-by included) against pandas' own group-by
+    sums of the same columns (the floor any per-group analysis pays)."""
+    import pandas as pd
+
+    rng = np.random.default_rng(12)
+    seg = rng.integers(0, k, rows)
+    df = pd.DataFrame({"country": seg // 100, "variant": seg % 100,
+                       "converted": rng.random(rows) < 0.05})
+    with bw.InferenceWorker(seed=1) as w:
+        o, b = alternate(
+            lambda: w.fit_groups_sync(df, by=["country", "variant"], model="beta-binomial",
+                                      converted="converted"),
+            lambda: df.groupby(["country", "variant"])["converted"].agg(["sum", "count"]),
+            repeat)
+        w.clear_all()
+        row(f"fit_groups {k:.0e} beta-binomial segments ({rows:.0e} rows)", o, b,
+            str(w.threads), "<= 1 s")
+        seg, conv, rev = _segments(k_compound, 100)
+        df2 = pd.DataFrame({"segment": seg, "converted": conv, "revenue": rev})
+        o, b = alternate(
+            lambda: w.fit_groups_sync(df2, by="segment", model="compound-beta-lognormal",
+                                      converted="converted", value="revenue"),
+            lambda: df2.groupby("segment")["revenue"].agg(["sum", "count"]), 1)
+        w.clear_all()
+        row(f"fit_groups {k_compound:.0e} compound segments", o, b, str(w.threads),
+            "1e4 <= 10 s")
 
 MEMORY_SCRIPT = r"""
 import json, sys, numpy as np, bayesworker as bw
@@ -269,20 +386,37 @@ def case_memory(n_batched: int, batch: int, n_whole: int) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="smaller sizes, under a minute")
+    ap.add_argument("--issue11", action="store_true", help="only the rows of issue 11")
     args = ap.parse_args()
     q = args.quick
     threads_all = bw.default_threads()
     print(f"bayesworker {bw.__version__}, NumPy {np.__version__}, Python "
           f"{platform.python_version()}, {platform.machine()}, {os.cpu_count()} CPUs, "
           f"thread budget {threads_all}{' (quick)' if q else ''}")
+    if args.issue11:
+        case_many_fits(1000 if q else 10_000, 1 if q else 3)
+        case_one_fit(300 if q else 2000)
+        case_compound_one(5 if q else 11)
+        case_segment_revenue(100 if q else 1000, 1)
+        case_groups(10**4 if q else 10**5, 10**6 if q else 10**7, 100 if q else 1000,
+                    1 if q else 3)
+        case_loop_lag(10**7 if q else 10**8)
+        return print_table()
     case_draws(10**6 if q else 10**7, 3 if q else 5, threads_all)
     case_scaling((10**6,) if q else (10**6, 10**7), 5 if q else 7, threads_all)
     case_roundtrip(300 if q else 2000)
     case_loop_lag(10**7 if q else 10**8)
     case_fit(10**6 if q else 10**7, 3 if q else 5)
     case_many_fits(1000 if q else 10_000, 1 if q else 3)
+    case_one_fit(300 if q else 2000)
+    case_compound_one(5 if q else 11)
+    case_segment_revenue(100 if q else 1000, 1)
+    case_groups(10**4 if q else 10**5, 10**6 if q else 10**7, 100 if q else 1000, 1 if q else 3)
     case_memory(10**8 if q else 10**9, 10**6, 10**7 if q else 10**8)
+    print_table()
 
+
+def print_table() -> None:
     print("\n| case | bayesworker | baseline | ratio (baseline / bw) | threads | target |")
     print("|---|---|---|---|---|---|")
     for case, ours, _, base, ratio, threads, target in ROWS:

@@ -198,6 +198,30 @@ int bw_check_fit(const bw_fit_spec *spec, bw_error *err);
  * Without values (or with spec->stats) one empty block. */
 bw_job *bw_conjugate_fit_job(bw_store *store, uint64_t post_id, const bw_fit_spec *spec);
 
+/* Many fits of one conjugate family (its fit_job is bw_conjugate_fit_job and its payload
+ * bw_conj_post), one per group, as one job: group g takes counts[2g], counts[2g+1] (if
+ * counts), stats[g*nstats ..] (if stats) or values[offsets[g] .. offsets[g+1]) (if values),
+ * and the template's prior.  The posteriors are published under ids[g] when every group
+ * succeeded; otherwise the job fails with the error of the first failing group g (in
+ * group order), whose ids[g] it sets to 0, and publishes none.  summaries (if not NULL):
+ * per group summary_width doubles, per part BW_BATCH_PART_WIDTH of them (mean, variance,
+ * then lo and hi at each of bw_cached_levels).  Every array is the caller's, kept alive
+ * until the job finishes. */
+#define BW_BATCH_PART_WIDTH (2 + 2 * BW_NCACHED)
+typedef struct {
+    size_t ngroups;
+    const int64_t *counts;
+    const double *values;
+    const int64_t *offsets;     /* ngroups + 1 */
+    const double *stats;
+    size_t nstats;
+    uint64_t *ids;
+    double *summaries;
+    size_t summary_width;
+} bw_batch_spec;
+bw_job *bw_conjugate_batch_job(bw_store *store, const bw_fit_spec *tmpl,
+                               const bw_batch_spec *batch);
+
 /* What every fit job's context starts with. */
 typedef struct {
     bw_store *store;

@@ -24,6 +24,7 @@
 
 #include "bw_codes.h"
 #include "bw_dist.h"
+#include "conjugate.h"
 #include "density.h"
 #include "family.h"
 #include "pool.h"
@@ -819,6 +820,16 @@ static int options_of(PyObject *obj, bw_fit_options *o)
     return 0;
 }
 
+/* A fit's first steps: its timeout, an open core, a zeroed spec of model's family. */
+static int fit_spec_start(CoreObject *self, module_state *st, PyObject *model,
+                          PyObject *timeout_obj, double *timeout, bw_fit_spec *spec)
+{
+    memset(spec, 0, sizeof *spec);
+    if (parse_timeout(timeout_obj, timeout) < 0 || core_check_open(self) < 0)
+        return -1;
+    return (spec->family = family_of(st, model)) ? 0 : -1;
+}
+
 static PyObject *Core_fit(CoreObject *self, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"model", "prior", "successes", "trials", "values", "stats",
@@ -830,12 +841,10 @@ static PyObject *Core_fit(CoreObject *self, PyObject *args, PyObject *kwds)
     double timeout, *prior = NULL, *stats = NULL;
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO|$LLOOOOO", kwlist, &model, &prior_obj,
                                      &successes, &trials, &values, &stats_obj, &opts, &channel,
-                                     &timeout_obj) ||
-        parse_timeout(timeout_obj, &timeout) < 0 || core_check_open(self) < 0)
+                                     &timeout_obj))
         return NULL;
     bw_fit_spec spec;
-    memset(&spec, 0, sizeof spec);
-    if (!(spec.family = family_of(st, model)))
+    if (fit_spec_start(self, st, model, timeout_obj, &timeout, &spec) < 0)
         return NULL;
     spec.successes = successes;
     spec.trials = trials;
@@ -867,6 +876,131 @@ static PyObject *Core_fit(CoreObject *self, PyObject *args, PyObject *kwds)
 done:
     PyMem_Free(prior);
     PyMem_Free(stats);
+    return result;
+}
+
+/* obj as a C-contiguous aligned native array of typenum with ndim dimensions (the first
+ * of length rows when rows >= 0, the second of length cols when ndim 2 and cols >= 0),
+ * writeable if asked; NULL for None when optional; *bad set on error. */
+static PyArrayObject *batch_array(PyObject *obj, const char *name, int typenum, int ndim,
+                                  Py_ssize_t rows, Py_ssize_t cols, int writeable, int *bad)
+{
+    if (obj == Py_None)
+        return NULL;
+    int need = NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_ALIGNED | (writeable ? NPY_ARRAY_WRITEABLE : 0);
+    PyArrayObject *a = (PyArrayObject *)obj;
+    if (!PyArray_Check(obj) || PyArray_NDIM(a) != ndim || PyArray_TYPE(a) != typenum ||
+        !PyArray_ISNOTSWAPPED(a) || !PyArray_CHKFLAGS(a, need) ||
+        (rows >= 0 && PyArray_DIM(a, 0) != rows) ||
+        (ndim == 2 && cols >= 0 && PyArray_DIM(a, 1) != cols)) {
+        PyErr_Format(PyExc_ValueError, "%s must be a C-contiguous native %d-D %s%s array "
+                     "(one row per group)", name, ndim,
+                     typenum == NPY_DOUBLE ? "float64" : typenum == NPY_INT64 ? "int64" : "uint64",
+                     writeable ? " writeable" : "");
+        *bad = 1;
+    }
+    return a;
+}
+
+/* Raise e for group g (the exception's .group). */
+static PyObject *raise_group_error(module_state *st, const bw_error *e, Py_ssize_t g)
+{
+    PyObject *exc = error_exception(st, e);
+    PyObject *group = exc ? PyLong_FromSsize_t(g) : NULL;
+    if (group && PyObject_SetAttrString(exc, "group", group) == 0)
+        PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
+    Py_XDECREF(group);
+    Py_XDECREF(exc);
+    return NULL;
+}
+
+static PyObject *Core_fit_batch(CoreObject *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"model", "prior", "ids", "counts", "values", "offsets", "stats",
+                             "summaries", "channel", "timeout", NULL};
+    module_state *st = state_of_type(Py_TYPE(self));
+    PyObject *model, *prior_obj, *ids_o, *counts_o = Py_None, *values_o = Py_None;
+    PyObject *offsets_o = Py_None, *stats_o = Py_None, *sum_o = Py_None;
+    PyObject *channel = Py_None, *timeout_obj = Py_None;
+    double timeout, *prior = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOO|$OOOOOOO", kwlist, &model, &prior_obj,
+                                     &ids_o, &counts_o, &values_o, &offsets_o, &stats_o,
+                                     &sum_o, &channel, &timeout_obj))
+        return NULL;
+    bw_fit_spec spec;
+    if (fit_spec_start(self, st, model, timeout_obj, &timeout, &spec) < 0)
+        return NULL;
+    if (spec.family->fit_job != bw_conjugate_fit_job ||
+        spec.family->summarise != bw_conj_summarise)
+        return raise_status(st, BW_E_DOMAIN, "model %s has no batch fit (it is not a "
+                            "conjugate family with parts); fit its groups one by one",
+                            spec.family->name);
+    int bad = 0;
+    PyArrayObject *ids = batch_array(ids_o, "ids", NPY_UINT64, 1, -1, -1, 1, &bad);
+    if (bad || !ids) {
+        if (!bad)
+            PyErr_SetString(PyExc_TypeError, "ids must be a uint64 array");
+        return NULL;
+    }
+    Py_ssize_t G = PyArray_DIM(ids, 0);
+    PyArrayObject *counts = batch_array(counts_o, "counts", NPY_INT64, 2, G, 2, 0, &bad);
+    PyArrayObject *values = batch_array(values_o, "values", NPY_DOUBLE, 1, -1, -1, 0, &bad);
+    PyArrayObject *offsets = batch_array(offsets_o, "offsets", NPY_INT64, 1, G + 1, -1, 0, &bad);
+    PyArrayObject *stats = batch_array(stats_o, "stats", NPY_DOUBLE, 2, G, -1, 0, &bad);
+    PyArrayObject *sums = batch_array(sum_o, "summaries", NPY_DOUBLE, 2, G, -1, 1, &bad);
+    if (bad)
+        return NULL;
+    if ((values == NULL) != (offsets == NULL) || (values && stats)) {
+        PyErr_SetString(PyExc_ValueError, "give values with offsets, or stats, or neither");
+        return NULL;
+    }
+    bw_batch_spec b = {.ngroups = (size_t)G, .ids = PyArray_DATA(ids)};
+    b.counts = counts ? PyArray_DATA(counts) : NULL;
+    b.stats = stats ? PyArray_DATA(stats) : NULL;
+    b.nstats = stats ? (size_t)PyArray_DIM(stats, 1) : 0;
+    b.summaries = sums ? PyArray_DATA(sums) : NULL;
+    b.summary_width = sums ? (size_t)PyArray_DIM(sums, 1) : 0;
+    if (values) {
+        b.values = PyArray_DATA(values);
+        b.offsets = PyArray_DATA(offsets);
+        for (Py_ssize_t g = 0; g < G; g++)
+            if (b.offsets[g] < 0 || b.offsets[g + 1] < b.offsets[g])
+                return raise_status(st, BW_E_DOMAIN, "offsets[%zd] = %lld and offsets[%zd] = "
+                                    "%lld are out of order", g, (long long)b.offsets[g], g + 1,
+                                    (long long)b.offsets[g + 1]);
+        if (b.offsets[0] != 0 || b.offsets[G] != PyArray_DIM(values, 0))
+            return raise_status(st, BW_E_DOMAIN, "offsets must run from 0 to len(values)");
+    }
+    if (doubles_of(prior_obj, "prior must be a sequence of floats", &prior, &spec.nprior) < 0)
+        return NULL;
+    spec.prior = prior;
+    /* Every group checked here as its own fit would be (its values in the job). */
+    bw_error err;
+    for (Py_ssize_t g = 0; g < G; g++) {
+        bw_fit_spec s = spec;
+        if (b.counts) {
+            s.successes = b.counts[2 * g];
+            s.trials = b.counts[2 * g + 1];
+        }
+        if (b.stats) {
+            s.stats = b.stats + (size_t)g * b.nstats;
+            s.nstats = b.nstats;
+        } else if (b.values) {
+            s.values = b.values + b.offsets[g];
+            s.n = (size_t)(b.offsets[g + 1] - b.offsets[g]);
+        }
+        if (bw_check_fit(&s, &err) != 0) {
+            PyMem_Free(prior);
+            return raise_group_error(st, &err, g);
+        }
+    }
+    for (Py_ssize_t g = 0; g < G; g++)
+        b.ids[g] = bw_store_next_id(self->store);
+    PyObject *keep = PyTuple_Pack(6, ids_o, counts_o, values_o, offsets_o, stats_o, sum_o);
+    PyObject *result = keep ? submit(self, bw_conjugate_batch_job(self->store, &spec, &b),
+                                     JOB_FIT, spec.family, keep, channel, timeout)
+                            : NULL;
+    PyMem_Free(prior);
     return result;
 }
 
@@ -1220,6 +1354,9 @@ static PyMethodDef Core_methods[] = {
     {"fit", (PyCFunction)(void (*)(void))Core_fit, METH_VARARGS | METH_KEYWORDS,
      "fit(model, prior, *, successes=0, trials=0, values=None, stats=None, options=None, "
      "channel=None, timeout=None) -> Job"},
+    {"fit_batch", (PyCFunction)(void (*)(void))Core_fit_batch, METH_VARARGS | METH_KEYWORDS,
+     "fit_batch(model, prior, ids, *, counts=None, values=None, offsets=None, stats=None, "
+     "summaries=None, channel=None, timeout=None) -> Job: one fit per group (ids filled)"},
     {"reserve", (PyCFunction)Core_reserve, METH_VARARGS,
      "reserve(post_id, part, n) -> first stream position of n reserved draws"},
     {"sample", (PyCFunction)(void (*)(void))Core_sample, METH_VARARGS | METH_KEYWORDS,

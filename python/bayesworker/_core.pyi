@@ -196,6 +196,20 @@ class Core:
     # Every method that submits a job takes timeout: None (no limit) or the seconds of
     # execution time the job may take (time queued behind other jobs does not count); the
     # pool checks it at block boundaries and stops the job, which ends 'timeout'.
+    def fit_batch(self, model: str | int, prior: tuple[float, ...],
+                  ids: npt.NDArray[np.uint64], *,
+                  counts: npt.NDArray[np.int64] | None = None,
+                  values: npt.NDArray[np.float64] | None = None,
+                  offsets: npt.NDArray[np.int64] | None = None,
+                  stats: npt.NDArray[np.float64] | None = None,
+                  summaries: npt.NDArray[np.float64] | None = None,
+                  channel: Channel | None = None, timeout: float | None = None) -> Job:
+        """One fit of a conjugate `model` per group, as one job: group g takes counts[g]
+        (successes, trials), stats[g] or values[offsets[g]:offsets[g+1]].  Fills ids[g]
+        with the posterior ids; a failed job sets the first failing group's id to 0.
+        summaries[g]: per part mean, variance, then (lo, hi) at each cached level."""
+        ...
+
     def fit(self, model: str | int, prior: tuple[float, ...], *, successes: int = 0,
             trials: int = 0, values: npt.NDArray[np.float64] | None = None,
             stats: tuple[float, ...] | None = None,

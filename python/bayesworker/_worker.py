@@ -29,8 +29,9 @@ from ._auto import (AUTO_MIXTURE_MIN_N, AUTO_MIXTURE_NATS, mixture_decide,  # no
                     mixture_request, prepare_mixture_prior)
 from ._bridge import (DEFAULT_LONG_SAMPLE_TIMEOUT, DEFAULT_TIMEOUT, FITTING,  # noqa: F401
                       LONG_SAMPLE, Bridge, Call, Handle, Request)
-from ._errors import DisposedError
+from ._errors import DataError, DisposedError
 from ._fit import fit_result, submit_fit
+from ._groups import GroupFits, GroupPlan
 from ._progress import Progress
 from ._progressbar import progress_listener
 from ._request import FitRequest, prepare_fit
@@ -269,6 +270,30 @@ class InferenceWorker:
         with progress_listener(progress, on_progress, f"fit {model_type}") as listen:
             return self._bridge.run_sync(
                 self._fit(model_type, data, prior, timeout, listen, options))
+
+    # -- groups --------------------------------------------------------------------------
+    async def fit_groups(self, data: Any, by: Any, model: str, *, prior: Any = None,
+                         timeout: float | None = None, options: dict | None = None,
+                         **columns: str) -> GroupFits:
+        """One fit of ``model`` per group of ``data``'s rows grouped by the ``by`` columns;
+        the model's data fields name the columns (``converted=``, ``value=``,
+        ``successes=``/``trials=``). Conjugate families run as ONE batch job; returns a
+        :class:`~bayesworker._groups.GroupFits`."""
+        plan = GroupPlan(self, data, by, model, prior, timeout, options or {}, columns)
+        try:
+            return await self._bridge.run_async(plan.request())
+        except DataError as exc:
+            raise plan.reword(exc) from None
+
+    def fit_groups_sync(self, data: Any, by: Any, model: str, *, prior: Any = None,
+                        timeout: float | None = None, options: dict | None = None,
+                        **columns: str) -> GroupFits:
+        """Blocking twin of :meth:`fit_groups`."""
+        plan = GroupPlan(self, data, by, model, prior, timeout, options or {}, columns)
+        try:
+            return self._bridge.run_sync(plan.request())
+        except DataError as exc:
+            raise plan.reword(exc) from None
 
     # -- auto and mixtures ---------------------------------------------------------------
     @staticmethod

@@ -1,0 +1,420 @@
+"""Fits per group of a table: one batch job for thousands of segments, and their results.
+
+A :class:`GroupPlan` is the request of ``InferenceWorker.fit_groups`` (and its twin
+``fit_groups_sync``): the rows of a DataFrame (or a dict of equal-length columns) are
+grouped by the ``by`` columns, each group's data is read from the columns named by the
+model's data fields (``converted=``, ``value=``, ``successes=``/``trials=``), and every
+group is fitted. For a conjugate family the fits are ONE C job (``Core.fit_batch``): the
+group-by is a few vectorised NumPy passes, the values are reordered once so each group is
+a contiguous run, and the workers write each group's summaries straight into one array.
+Other families (mixtures, dirichlet-multinomial, ``auto``, other data forms) are fitted
+one request per group, all submitted at once.
+
+The result is a :class:`GroupFits`: ``len``, iteration over the group labels,
+``fits[label]`` -> the group's posterior proxy (made on first use), ``summary()`` (a pandas
+DataFrame indexed by the labels, or a list of dicts without pandas) and ``_repr_html_``.
+
+>>> import bayesworker as bw
+>>> data = {"variant": ["A", "A", "B", "B", "B"], "converted": [0, 1, 1, 1, 0]}
+>>> with bw.InferenceWorker(threads=1, seed=1) as w:
+...     fits = w.fit_groups_sync(data, by=["variant"], model="beta-binomial",
+...                              converted="converted")
+...     print(len(fits), list(fits), round(float(fits["B"].mean()[0]), 4))
+2 ['A', 'B'] 0.6
+"""
+
+from __future__ import annotations
+
+import html
+import weakref
+from collections.abc import Iterator, Mapping, Sequence
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+
+from ._bridge import DEFAULT_TIMEOUT, FITTING, Call, Request, Start
+from ._errors import DataError, ModelError
+from ._inputs import as_1d, float64, is_frame
+from ._table import core_row, prior_tuple
+from .models import AUTO, family, resolve_model_type
+
+__all__ = ["GroupFits", "GroupPlan"]
+
+_PART = 2 + 2 * 3        # doubles per part in a summary row: mean, variance, 3 intervals
+
+
+# ---------------------------------------------------------------------------------------- #
+# Grouping                                                                                 #
+# ---------------------------------------------------------------------------------------- #
+
+def _column(data: Any, name: str, what: str) -> Any:
+    try:
+        return data[name]
+    except (KeyError, IndexError, TypeError):
+        cols = list(data.columns) if is_frame(data) else list(data)
+        raise DataError(f"{what} column {name!r} is not in the data (its columns: "
+                        f"{', '.join(map(repr, cols))})") from None
+
+
+def _codes(col: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(codes, sorted distinct labels) of one column."""
+    values = col.to_numpy() if hasattr(col, "to_numpy") else np.asarray(col)
+    try:
+        import pandas as pd
+    except ImportError:
+        labels, codes = np.unique(values, return_inverse=True)
+        return codes.ravel(), labels
+    codes, labels = pd.factorize(values, sort=True, use_na_sentinel=False)
+    return codes, np.asarray(labels)
+
+
+def group_rows(data: Any, by: Sequence[str]) -> tuple[np.ndarray, list[Any], int]:
+    """(group of each row, the group labels in sorted order, rows): label = a value of
+    ``by[0]``, or a tuple of values when ``by`` has several columns."""
+    if isinstance(by, str):
+        by = [by]
+    by = list(by)
+    if not by:
+        raise ValueError("by must name at least one column")
+    parts = [_codes(_column(data, b, "by")) for b in by]
+    n = parts[0][0].shape[0]
+    combined = np.zeros(n, dtype=np.int64)
+    for codes, labels in parts:
+        if codes.shape[0] != n:
+            raise DataError("the by columns have different lengths")
+        combined = combined * len(labels) + codes
+    present = np.bincount(combined) if n else np.zeros(0, dtype=np.int64)
+    keys = np.flatnonzero(present)
+    if keys.shape[0] == present.shape[0]:       # every combination occurs: codes as they are
+        group = combined
+    else:
+        remap = np.empty(present.shape[0], dtype=np.int64)
+        remap[keys] = np.arange(keys.shape[0])
+        group = remap[combined]
+    per_col = []
+    rest = keys
+    for codes, labels in reversed(parts):
+        per_col.append(labels[rest % len(labels)].tolist())
+        rest = rest // len(labels)
+    per_col.reverse()
+    names = per_col[0] if len(by) == 1 else list(zip(*per_col))
+    return group, names, n
+
+
+def _plain(v: Any) -> Any:
+    return v.item() if isinstance(v, np.generic) else v
+
+
+# ---------------------------------------------------------------------------------------- #
+# The request                                                                              #
+# ---------------------------------------------------------------------------------------- #
+
+def _row_label(data: Any, pos: int) -> Any:
+    index = getattr(data, "index", None)
+    return _plain(index[pos]) if index is not None and is_frame(data) else pos
+
+
+def _flags(data: Any, name: str) -> np.ndarray:
+    x = as_1d(_column(data, name, "converted"), name, allow_bool=True)
+    if x.dtype.kind == "b":
+        return x
+    bad = np.flatnonzero(~((x == 0) | (x == 1)))
+    if bad.size:
+        raise DataError(f"column {name!r} at row {_row_label(data, int(bad[0]))!r} = "
+                        f"{x[bad[0]]!r} must be 0 or 1")
+    return x != 0
+
+
+def _numbers(data: Any, name: str) -> np.ndarray:
+    return float64(as_1d(_column(data, name, "value"), name, allow_bool=False))
+
+
+class _Batch:
+    """The arrays of one batch fit, and how a row of ``values`` maps back to the data."""
+
+    def __init__(self, fam: Any, data: Any, cols: Mapping[str, str], group: np.ndarray,
+                 ngroups: int) -> None:
+        self.counts = self.values = self.offsets = None
+        self.order: np.ndarray | None = None
+        self.rows = np.bincount(group, minlength=ngroups)
+        conv = None
+        if "converted" in cols:
+            conv = _flags(data, cols["converted"])
+            succ = np.bincount(group, weights=conv, minlength=ngroups)
+            self.counts = np.stack([succ, self.rows], axis=1).astype(np.int64)
+        elif "successes" in cols:
+            s = np.bincount(group, _numbers(data, cols["successes"]), ngroups)
+            t = np.bincount(group, _numbers(data, cols["trials"]), ngroups)
+            if not (np.all(s == np.floor(s)) and np.all(t == np.floor(t))):
+                raise DataError("successes and trials must be whole numbers")
+            self.counts = np.ascontiguousarray(np.stack([s, t], axis=1).astype(np.int64))
+        if "value" in cols:
+            v = _numbers(data, cols["value"])
+            if conv is not None:        # a compound severity: converters' values > 0
+                bad = np.flatnonzero(conv & ~(np.isfinite(v) & (v >= 0)))
+                if bad.size:
+                    raise DataError(f"column {cols['value']!r} at row "
+                                    f"{_row_label(data, int(bad[0]))!r} = {v[bad[0]]!r} must "
+                                    "be finite and >= 0 for a converter")
+                keep = np.flatnonzero(conv & (v > 0))
+            else:
+                keep = np.arange(v.shape[0])
+            self.order = keep[np.argsort(group[keep], kind="stable")]
+            self.values = np.ascontiguousarray(v[self.order])
+            self.offsets = np.zeros(ngroups + 1, dtype=np.int64)
+            np.cumsum(np.bincount(group[keep], minlength=ngroups), out=self.offsets[1:])
+
+    def check(self, fam: Any, names: list[Any]) -> None:
+        """The family's own refusal of a fit (``check_fit``), for the groups it may hit."""
+        if fam.check_fit is None or self.offsets is None:
+            return
+        sizes = np.diff(self.offsets)
+        for g in np.flatnonzero(sizes == 0)[:1]:
+            try:
+                fam.check_fit(SimpleNamespace(values=np.empty(0), stats=None,
+                                              counts=tuple(self.counts[g])
+                                              if self.counts is not None else None))
+            except DataError as exc:
+                raise DataError(f"group {names[g]!r}: {exc}") from None
+
+
+def batchable(fam: Any, cols: Mapping[str, str], options: Mapping[str, Any]) -> bool:
+    """Whether the groups of ``fam`` with data keywords ``cols`` are one batch job."""
+    row = core_row(fam.name)
+    if options or row["iterative"] or row["prior_per_category"] or fam.bind_prior is not None \
+            or fam.fit_args is not None:
+        return False
+    takes = set(row["data"])
+    if "counts" in takes and "values" in takes:         # compound
+        return set(cols) == {"converted", "value"}
+    if "counts" in takes:
+        return set(cols) in ({"converted"}, {"successes", "trials"})
+    return set(cols) == {"value"}
+
+
+class GroupPlan:
+    """A group fit: its :meth:`request` (value: the :class:`GroupFits`) and
+    :meth:`reword`, which names a refused value by its group and row."""
+
+    def __init__(self, worker: Any, data: Any, by: Sequence[str], model: str, prior: Any,
+                 timeout: float | None, options: Mapping[str, Any],
+                 cols: Mapping[str, str]) -> None:
+        if not cols:
+            raise DataError("name the data columns as keyword arguments: converted=, "
+                            "value=, successes=/trials= (the model's data fields)")
+        self.worker, self.data, self.model, self.prior = worker, data, model, prior
+        self.timeout, self.options, self.cols = timeout, options, cols
+        self.by = by
+        self.ids: np.ndarray | None = None
+        self.batch: _Batch | None = None
+        self.names: list[Any] = []
+
+    def request(self) -> Request:
+        """The request of the group fit; its value is the :class:`GroupFits`."""
+        worker, cols = self.worker, self.cols
+        name = resolve_model_type(self.model)
+        group, names, _ = group_rows(self.data, self.by)
+        self.names = names
+        fam = family(name) if name != AUTO else None
+        if fam is None or not batchable(fam, cols, self.options):
+            return (yield from _one_by_one(worker, self.data, group, names, self.model,
+                                           self.prior, self.timeout, self.options, cols))
+        full_prior = fam.check_prior(self.prior)
+        batch = self.batch = _Batch(fam, self.data, cols, group, len(names))
+        batch.check(fam, names)
+        row = core_row(fam.name)
+        ids = self.ids = np.zeros(len(names), dtype=np.uint64)
+        summaries = np.empty((len(names), _PART * len(row["parts"])), dtype=np.float64)
+        core = worker._core
+
+        def submit(channel: Any, limit: float) -> Any:
+            try:
+                return core.fit_batch(row["code"], prior_tuple(fam.name, full_prior), ids,
+                                      counts=batch.counts, values=batch.values,
+                                      offsets=batch.offsets, summaries=summaries,
+                                      channel=channel, timeout=limit)
+            except DataError as exc:
+                g = getattr(exc, "group", None)
+                raise DataError(f"group {names[g]!r}: {exc}" if g is not None else str(exc)) \
+                    from None
+
+        timeout = self.timeout
+        if timeout is None:     # a batch's work grows with its groups: 30 s plus 1 s a group
+            timeout = DEFAULT_TIMEOUT + float(len(names))
+        job = yield Call(FITTING, submit, timeout=timeout)
+        return GroupFits(worker, fam.name, names, ids, summaries, batch.rows, job.runtime,
+                         list(row["parts"]))
+
+    def reword(self, exc: Exception) -> Exception:
+        """A batch job's refused value named by its group and row; others as they are."""
+        ids, batch = self.ids, self.batch
+        if not isinstance(exc, DataError) or ids is None or batch is None \
+                or not (ids == 0).any():
+            return exc
+        g = int(np.flatnonzero(ids == 0)[0])
+        where = ""
+        index = getattr(exc, "index", None)
+        if batch.order is not None and index is not None:
+            pos = int(batch.order[batch.offsets[g] + int(index)])
+            where = f" (row {_row_label(self.data, pos)!r} of column {self.cols['value']!r})"
+        return DataError(f"group {self.names[g]!r}{where}: {exc}")
+
+
+def _one_by_one(worker: Any, data: Any, group: np.ndarray, names: list[Any], model: str,
+                prior: Any, timeout: float | None, options: Mapping[str, Any],
+                cols: Mapping[str, str]) -> Request:
+    """Every group as its own fit request, all started before any is awaited."""
+    arrays = {field: np.asarray(_column(data, col, field)) for field, col in cols.items()}
+    order = np.argsort(group, kind="stable")
+    bounds = np.searchsorted(group[order], np.arange(len(names) + 1))
+    calls, reqs = [], []
+    for g in range(len(names)):
+        rows = order[bounds[g]:bounds[g + 1]]
+        part = {f: a[rows] for f, a in arrays.items()}
+        one = part["value"] if set(part) == {"value"} else part
+        try:
+            req = worker._prepare(model, one, prior, dict(options))
+        except (DataError, ModelError) as exc:
+            raise type(exc)(f"group {names[g]!r}: {exc}") from None
+        reqs.append(req)
+        calls.append(worker._fit_call(req, timeout, None))
+    for call in calls:
+        yield Start(call)
+    results = []
+    for g, (req, call) in enumerate(zip(reqs, calls)):
+        job = yield call
+        results.append(worker._result(req, job))
+    return GroupFits.of_results(worker, names, results, np.bincount(group, minlength=len(names)))
+
+
+# ---------------------------------------------------------------------------------------- #
+# The result                                                                               #
+# ---------------------------------------------------------------------------------------- #
+
+def _release(bridge: Any, ids: np.ndarray) -> None:
+    """The group fit is gone: free the posteriors no proxy holds."""
+    handles = bridge._handles
+    for post_id in ids.tolist():
+        if post_id and post_id not in handles:
+            try:
+                bridge.core.remove(post_id)
+            except Exception:  # noqa: BLE001 - a finaliser never raises
+                pass
+
+
+class GroupFits:
+    """One fit per group: ``len``, iteration over the labels, ``fits[label]`` -> proxy,
+    ``summary()`` and an HTML display. Posteriors no proxy holds are freed with it."""
+
+    def __init__(self, worker: Any, model: str, names: list[Any], ids: np.ndarray,
+                 summaries: np.ndarray, rows: np.ndarray, runtime: float,
+                 parts: list[str]) -> None:
+        self.model_type = model
+        self.runtime = runtime
+        self._worker = worker
+        self._names = names
+        self._index: dict[Any, int] | None = None
+        self._ids = ids
+        self._summaries = summaries
+        self._rows = rows
+        self._parts = parts
+        self._proxies: dict[int, Any] = {}
+        self._finalizer = weakref.finalize(self, _release, worker._bridge, ids)
+
+    @classmethod
+    def of_results(cls, worker: Any, names: list[Any], results: list[Any],
+                   rows: np.ndarray) -> "GroupFits":
+        """From one InferenceResult per group (the group-by-group path)."""
+        ids = np.array([r.posterior.id for r in results], dtype=np.uint64)
+        summaries = np.empty((len(results), _PART), dtype=np.float64)
+        for g, r in enumerate(results):
+            p = r.posterior
+            lo, hi = np.asarray(p.credible_interval(0.95)).ravel()[:2]
+            summaries[g, :4] = float(np.ravel(p.mean())[0]), float(np.ravel(p.variance())[0]), \
+                lo, hi
+            summaries[g, 4:] = np.nan
+        model = results[0].diagnostics.model_type if results else "auto"
+        fits = cls(worker, model, names, ids, summaries, rows,
+                   sum(r.diagnostics.runtime for r in results), ["value"])
+        fits._proxies = {g: r.posterior for g, r in enumerate(results)}
+        return fits
+
+    # -- container -----------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self._names)
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._names)
+
+    def keys(self) -> list[Any]:
+        """The group labels, in sorted order."""
+        return list(self._names)
+
+    def items(self) -> Iterator[tuple[Any, Any]]:
+        """(label, proxy) pairs."""
+        return ((k, self[k]) for k in self._names)
+
+    def __contains__(self, label: Any) -> bool:
+        return self._position(label) is not None
+
+    def _position(self, label: Any) -> int | None:
+        if self._index is None:
+            self._index = {k: i for i, k in enumerate(self._names)}
+        if isinstance(label, list):
+            label = tuple(label)
+        return self._index.get(label)
+
+    def __getitem__(self, label: Any) -> Any:
+        """The posterior proxy of the group ``label`` (a value, or a tuple of values)."""
+        g = self._position(label)
+        if g is None:
+            raise KeyError(f"no group {label!r} (groups: {len(self)}, e.g. "
+                           f"{self._names[:3]!r})")
+        proxy = self._proxies.get(g)
+        if proxy is None:
+            worker = self._worker
+            post_id = int(self._ids[g])
+            proxy = family(self.model_type).proxy(worker, post_id, self.model_type,
+                                                  worker._stored(post_id))
+            worker._proxies[post_id] = proxy
+            self._proxies[g] = proxy
+        return proxy
+
+    # -- summaries -----------------------------------------------------------------------
+    def _columns(self) -> dict[str, np.ndarray]:
+        s = self._summaries
+        return {"rows": self._rows, "mean": s[:, 0], "sd": np.sqrt(s[:, 1]),
+                "ci95_lo": s[:, 2], "ci95_hi": s[:, 3]}
+
+    def summary(self) -> Any:
+        """One row per group (rows, mean, sd, 95 % interval of the model's quantity: the
+        revenue per user of a compound model), indexed by the group labels: a pandas
+        DataFrame, or a list of dicts (with a ``group`` key) without pandas."""
+        cols = self._columns()
+        try:
+            import pandas as pd
+        except ImportError:
+            return [{"group": k, **{c: float(v[g]) if c != "rows" else int(v[g])
+                                    for c, v in cols.items()}}
+                    for g, k in enumerate(self._names)]
+        if self._names and isinstance(self._names[0], tuple):
+            index = pd.MultiIndex.from_tuples(self._names)
+        else:
+            index = pd.Index(self._names)
+        return pd.DataFrame(cols, index=index)
+
+    def __repr__(self) -> str:
+        return f"<GroupFits {self.model_type}: {len(self)} groups>"
+
+    def _repr_html_(self, limit: int = 20) -> str:
+        cols = self._columns()
+        head = "".join(f"<th>{html.escape(c)}</th>" for c in ("group", *cols))
+        body = []
+        for g, k in enumerate(self._names[:limit]):
+            cells = "".join(f"<td>{v[g]:.6g}</td>" for v in cols.values())
+            body.append(f"<tr><td>{html.escape(str(k))}</td>{cells}</tr>")
+        more = f"<p>{len(self) - limit} more groups</p>" if len(self) > limit else ""
+        return (f"<div><b>{html.escape(self.model_type)}</b>: {len(self)} groups"
+                f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody>"
+                f"</table>{more}</div>")
