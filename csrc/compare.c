@@ -167,22 +167,17 @@ static int lnm_inv_mean(const bw_dist *d, double *out)
 static int dist_inv_mean(const bw_dist *d, double *out)
 {
     double a = d->p[0], b = d->p[1];
-    switch (d->kind) {
-    case BW_KIND_BETA:
-        *out = a > 1.0 ? (a + b - 1.0) / (a - 1.0) : INFINITY;
-        return BW_OK;
-    case BW_KIND_GAMMA:
-        *out = a > 1.0 ? b / (a - 1.0) : INFINITY;
-        return BW_OK;
-    case BW_KIND_INVGAMMA:
-        *out = a / b;
-        return BW_OK;
-    case BW_KIND_NIG_LNMEAN:
+    if (d->kind == BW_KIND_NIG_LNMEAN)
         return lnm_inv_mean(d, out);
-    default:
+    /* 1/Beta(a, b): (a + b - 1) / (a - 1); 1/Gamma(a, rate b) ~ InvGamma: b / (a - 1);
+     * 1/InvGamma(a, b) ~ Gamma(a, rate b): a / b */
+    if (d->kind == BW_KIND_INVGAMMA)
+        *out = a / b;
+    else if (d->kind == BW_KIND_BETA || d->kind == BW_KIND_GAMMA)
+        *out = a > 1.0 ? (d->kind == BW_KIND_BETA ? a + b - 1.0 : b) / (a - 1.0) : INFINITY;
+    else
         *out = NAN;
-        return BW_OK;
-    }
+    return BW_OK;
 }
 
 /* Phase 1 for one arm. */

@@ -21,30 +21,38 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from . import _core
 from ._bridge import Call, Request
 from ._errors import DisposedError, ModelError
 
 __all__ = ["Comparison", "compare_request", "quantity_of"]
 
 COMPARING = "comparing"
-MAX_ARMS = 32                   # BW_CMP_MAX_ARMS of csrc/compare.h
+MAX_ARMS = 32                   # BW_CMP_MAX_ARMS of csrc/compare.h (the core checks it too)
 DEFAULT_LEVEL = 0.95
-SRM_ALPHA = 0.001
+SRM_ALPHA = 1 / 1000         # p-value below which srm() warns
+DEFAULT_THRESHOLD = 1 / 1000  # decision(): the expected loss not worth caring about
+
+
+def _stored(proxy: Any) -> dict | None:
+    try:
+        return proxy._handle.bridge.core.get(proxy._handle.id)
+    except (DisposedError, KeyError, RuntimeError):
+        return None
 
 
 def quantity_of(proxy: Any) -> str:
-    """The quantity a proxy reports on; arms of one comparison must share it."""
-    kind = getattr(proxy, "model_type", "")
-    model, _, part = kind.partition(":")
-    if model == "beta-binomial" or part == "frequency":
-        return "conversion rate"
-    if model.startswith("compound-") and not part:
+    """The quantity a proxy reports on, from its factors' kinds in the C store; arms of
+    one comparison must share it."""
+    post = _stored(proxy)
+    parts = post.get("parts") if post else None
+    if not parts or not 0 <= proxy._part < len(parts) or "factors" not in parts[proxy._part]:
+        return getattr(proxy, "model_type", "")
+    kinds = tuple(f[0] for f in parts[proxy._part]["factors"])
+    if len(kinds) == 2:
         return "revenue per user"
-    if model in ("normal", "lognormal", "exponential") or part == "severity":
-        return "mean value"
-    if model == "poisson":
-        return "poisson rate"
-    return kind
+    return {_core.DIST_BETA: "conversion rate", _core.DIST_GAMMA: "poisson rate"}.get(
+        kinds[0], "mean value")
 
 
 def _arms(worker: Any, arms: Mapping[str, Any], control: str | None
@@ -118,7 +126,7 @@ def compare_request(worker: Any, arms: Mapping[str, Any], control: str | None,
         return worker._bridge.run_sync(_one(_call(worker, pairs, ci, higher, levels,
                                                   thresholds, False, timeout, None)))
 
-    counts = {n: _users(worker, arms[n]) for n in names}
+    counts = {n: _users(arms[n]) for n in names}
     return Comparison(names, names[ci], higher, figures, more, counts)
 
 
@@ -126,17 +134,17 @@ def _one(call: Call) -> Request:
     return (yield call)
 
 
-def _users(worker: Any, proxy: Any) -> float | None:
-    """The users behind an arm (beta-binomial trials, compound users: the last of the
-    posterior's statistics), or None."""
-    model = proxy.model_type.partition(":")[0]
-    if model != "beta-binomial" and not (model.startswith("compound-")
-                                          and "mixture" not in model):
+def _users(proxy: Any) -> float | None:
+    """The users behind an arm (the statistic named "trials" or "users" of its model), or
+    None."""
+    post = _stored(proxy)
+    if post is None or proxy._part not in (0, _core.PART_FREQUENCY):
         return None
-    try:
-        return float(worker._core.get(proxy._handle.id)["stats"][-1])
-    except (DisposedError, KeyError, IndexError, RuntimeError):
-        return None
+    names = next((r["stats"] for r in _core.MODELS if r["code"] == post["model"]), ())
+    for i, name in enumerate(names):
+        if name in ("trials", "users") and i < len(post["stats"]):
+            return float(post["stats"][i])
+    return None
 
 
 def chi2_sf(df: int, x: float) -> float:
@@ -287,7 +295,7 @@ class Comparison:
         return None
 
     # -- the decision --------------------------------------------------------------------
-    def decision(self, threshold: float = 0.001) -> dict[str, Any]:
+    def decision(self, threshold: float = DEFAULT_THRESHOLD) -> dict[str, Any]:
         """Ship the arm of least expected loss when that loss is below ``threshold`` (the
         threshold of caring, in the quantity's units), else keep running; says why."""
         if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) \
