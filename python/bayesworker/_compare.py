@@ -12,7 +12,7 @@ over the arms' exact posteriors (``csrc/compare.c``), never from draws, and come
 ...     b = w.run_inference_sync("beta-binomial", {"successes": 80, "trials": 1000}).posterior
 ...     cmp = w.compare_sync({"A": a, "B": b})
 ...     print(round(cmp.prob_beats_control()["B"], 6), cmp.decision()["action"])
-0.901427 keep running
+0.901427 ship
 """
 
 from __future__ import annotations
