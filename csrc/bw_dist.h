@@ -75,6 +75,13 @@ int bw_variance(const bw_quantity *q, double *out);
 /* P(quantity <= x). */
 int bw_cdf(const bw_quantity *q, double x, double *out);
 
+/* The density of the quantity at x (0 outside its support). */
+int bw_pdf(const bw_quantity *q, double x, double *out);
+
+/* P(quantity <= x), P(quantity > x) (the smaller computed directly for the quadrature
+ * kinds) and the density at x, from one setup. */
+int bw_tails_pdf(const bw_quantity *q, double x, double *lower, double *upper, double *pdf);
+
 /* The level-quantile, 0 < level < 1, to ~1e-13 relative. */
 int bw_quantile(const bw_quantity *q, double level, double *out);
 

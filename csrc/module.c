@@ -24,6 +24,7 @@
 
 #include "bw_codes.h"
 #include "bw_dist.h"
+#include "compare.h"
 #include "conjugate.h"
 #include "density.h"
 #include "family.h"
@@ -86,7 +87,7 @@ typedef struct {
     pid_t pid;
 } ChannelObject;
 
-enum { JOB_FIT = 0, JOB_SAMPLE = 1, JOB_INTERVAL = 2 };
+enum { JOB_FIT = 0, JOB_SAMPLE = 1, JOB_INTERVAL = 2, JOB_COMPARE = 3 };
 
 /* ======================================================================================== */
 /* Errors                                                                                   */
@@ -432,6 +433,61 @@ static PyObject *Job_get_progress(JobObject *self, void *c)
     return Py_BuildValue("(nn)", (Py_ssize_t)done, (Py_ssize_t)job->nblocks);
 }
 
+/* A comparison's figures: a dict of per-arm tuples (see Core.compare). */
+static PyObject *compare_dict(const bw_cmp_result *r)
+{
+    PyObject *holder = PyList_New(0);
+    if (!holder)
+        return NULL;
+    py_writer p;
+    pw_init(&p, holder);
+    bw_writer *w = &p.w;
+    double col[BW_CMP_MAX_ARMS];
+    int n = r->narms;
+    w->open(w, NULL, 0);
+#define CMP_COLUMN(key, expr)                                                                \
+    do {                                                                                     \
+        for (int i = 0; i < n; i++)                                                          \
+            col[i] = (expr);                                                                 \
+        bw_write_numbers(w, key, col, (size_t)n);                                            \
+    } while (0)
+    CMP_COLUMN("prob_best", r->arm[i].prob_best);
+    CMP_COLUMN("prob_beats", r->arm[i].prob_beats);
+    CMP_COLUMN("loss", r->arm[i].loss);
+    CMP_COLUMN("loss_vs", r->arm[i].loss_vs);
+    CMP_COLUMN("mean", r->arm[i].mean);
+    CMP_COLUMN("truncated", (double)r->arm[i].truncated);
+    static const char *const kinds[2] = {"relative", "absolute"};
+    for (int k = 0; k < 2; k++) {
+        w->open(w, kinds[k], 1);                 /* per level: per figure: per arm */
+        for (int l = 0; l < BW_CMP_MAX_LEVELS; l++) {
+            w->open(w, NULL, 1);
+            for (int f = 0; f < 4; f++)
+                CMP_COLUMN(NULL, r->arm[i].lift[l][k][f]);
+            w->close(w);
+        }
+        w->close(w);
+    }
+    for (int k = 0; k < 2; k++) {
+        char key[32];
+        snprintf(key, sizeof key, "above_%s", kinds[k]);
+        w->open(w, key, 1);                      /* per threshold: per arm */
+        for (int t = 0; t < BW_CMP_MAX_THRESHOLDS; t++)
+            CMP_COLUMN(NULL, r->arm[i].above[t][k]);
+        w->close(w);
+    }
+#undef CMP_COLUMN
+    w->number(w, "error", r->error);
+    w->close(w);
+    PyObject *d = NULL;
+    if (pw_done(&p) == 0) {
+        d = PyList_GET_ITEM(holder, 0);
+        Py_INCREF(d);
+    }
+    Py_DECREF(holder);
+    return d;
+}
+
 static PyObject *Job_get_result(JobObject *self, void *c)
 {
     (void)c;
@@ -441,6 +497,8 @@ static PyObject *Job_get_result(JobObject *self, void *c)
         return PyLong_FromUnsignedLongLong(self->job->result_id);
     if (self->kind == JOB_INTERVAL)
         return Py_BuildValue("(dd)", self->job->result[0], self->job->result[1]);
+    if (self->kind == JOB_COMPARE)
+        return compare_dict(bw_compare_result(self->job));
     Py_RETURN_NONE;
 }
 
@@ -1193,6 +1251,101 @@ static PyObject *Core_interval_now(CoreObject *self, PyObject *args)
 }
 
 /* ======================================================================================== */
+/* Comparisons of arms                                                                      */
+/* ======================================================================================== */
+
+/* The numbers of a tuple into out[0 .. max), *n how many; -1 with an error. */
+static int small_doubles(PyObject *obj, const char *name, double *out, int max, int *n)
+{
+    PyObject *seq = PySequence_Fast(obj, "must be a sequence of numbers");
+    if (!seq)
+        return -1;
+    Py_ssize_t m = PySequence_Fast_GET_SIZE(seq);
+    if (m > max) {
+        PyErr_Format(PyExc_ValueError, "%s: at most %d numbers, not %zd", name, max, m);
+        Py_DECREF(seq);
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < m; i++) {
+        out[i] = PyFloat_AsDouble(PySequence_Fast_GET_ITEM(seq, i));
+        if (out[i] == -1.0 && PyErr_Occurred()) {
+            Py_DECREF(seq);
+            return -1;
+        }
+    }
+    *n = (int)m;
+    Py_DECREF(seq);
+    return 0;
+}
+
+/* The quantity of arm i = (post_id, part): a part of a conjugate posterior. */
+static int arm_quantity(CoreObject *self, PyObject *item, int i, bw_quantity *q)
+{
+    module_state *st = state_of_type(Py_TYPE(self));
+    unsigned long long id;
+    int part;
+    if (!PyArg_ParseTuple(item, "Ki", &id, &part)) {
+        PyErr_Format(PyExc_TypeError, "arm %d must be a (post_id, part) pair", i);
+        return -1;
+    }
+    bw_record *post = posterior_copy(self, id);
+    if (!post)
+        return -1;
+    int ok = post->family->fit_job == bw_conjugate_fit_job && part >= 0 &&
+             part < bw_conj(post)->nparts && bw_conj(post)->part[part].q.nfactors >= 1;
+    if (ok)
+        *q = bw_conj(post)->part[part].q;
+    else
+        raise_status(st, BW_E_DOMAIN,
+                     "arm %d (posterior %llu, %s, part %d) has no exact comparison: only "
+                     "conjugate models and compound products are compared (mixture and "
+                     "dirichlet arms are not supported yet)",
+                     i, id, post->family->name, part);
+    free(post);
+    return ok ? 0 : -1;
+}
+
+static PyObject *Core_compare(CoreObject *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"arms", "control", "higher", "levels", "thresholds", "full",
+                             "channel", "timeout", NULL};
+    module_state *st = state_of_type(Py_TYPE(self));
+    PyObject *arms, *levels, *thresholds, *channel, *timeout_obj = Py_None;
+    int higher, full;
+    double timeout;
+    bw_cmp_request req;
+    bw_error err;
+    memset(&req, 0, sizeof req);
+    memset(&err, 0, sizeof err);
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OipOOpO|$O", kwlist, &arms, &req.control,
+                                     &higher, &levels, &thresholds, &full, &channel,
+                                     &timeout_obj) ||
+        parse_timeout(timeout_obj, &timeout) < 0 || core_check_open(self) < 0)
+        return NULL;
+    req.higher = higher;
+    req.full = full;
+    PyObject *seq = PySequence_Fast(arms, "arms must be a sequence of (post_id, part) pairs");
+    if (!seq)
+        return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    req.narms = n > BW_CMP_MAX_ARMS ? BW_CMP_MAX_ARMS + 1 : (int)n;
+    for (Py_ssize_t i = 0; i < n && i < BW_CMP_MAX_ARMS; i++) {
+        if (arm_quantity(self, PySequence_Fast_GET_ITEM(seq, i), (int)i, &req.arm[i]) < 0) {
+            Py_DECREF(seq);
+            return NULL;
+        }
+    }
+    Py_DECREF(seq);
+    if (small_doubles(levels, "levels", req.levels, BW_CMP_MAX_LEVELS, &req.nlevels) < 0 ||
+        small_doubles(thresholds, "thresholds", req.thresholds, BW_CMP_MAX_THRESHOLDS,
+                      &req.nthresholds) < 0)
+        return NULL;
+    if (bw_compare_check(&req, &err) != 0)
+        return raise_error(st, &err);
+    return submit(self, bw_compare_job(&req), JOB_COMPARE, NULL, NULL, channel, timeout);
+}
+
+/* ======================================================================================== */
 /* The store                                                                                */
 /* ======================================================================================== */
 
@@ -1367,6 +1520,9 @@ static PyMethodDef Core_methods[] = {
      "interval(post_id, part, level, channel, *, timeout=None) -> Job"},
     {"interval_now", (PyCFunction)Core_interval_now, METH_VARARGS,
      "interval_now(post_id, part, level) -> (lo, hi), computed on this thread"},
+    {"compare", (PyCFunction)(void (*)(void))Core_compare, METH_VARARGS | METH_KEYWORDS,
+     "compare(arms, control, higher, levels, thresholds, full, channel, *, timeout=None) "
+     "-> Job whose result is a dict of the comparison's figures"},
     {"get", (PyCFunction)Core_get, METH_O, "get(post_id) -> dict of the stored posterior"},
     {"touch", (PyCFunction)Core_touch, METH_O,
      "touch(post_id) -> bool: mark the posterior accessed; False if it is gone"},

@@ -1034,3 +1034,97 @@ int bw_interval(const bw_quantity *q, double level, double out[2])
     out[1] = hi;
     return BW_OK;
 }
+
+/* ======================================================================================== */
+/* Density                                                                                   */
+/* ======================================================================================== */
+
+/* Density of one distribution at x: closed forms, or the density of log X that the
+ * NIG_LNMEAN quadrature carries, divided by x. */
+static int dist_pdf(const bw_dist *d, double x, double *out)
+{
+    double a = d->p[0], b = d->p[1];
+    if (d->kind == BW_KIND_NIG_MEAN) {
+        double df, scale;
+        nig_t(d, &df, &scale);
+        *out = exp(bw_t_logpdf(df, (x - d->p[0]) / scale)) / scale;
+        return BW_OK;
+    }
+    if (!(x > 0.0) || isinf(x) || (d->kind == BW_KIND_BETA && x >= 1.0)) {
+        *out = 0.0;
+        return BW_OK;
+    }
+    double lx = log(x), lg;
+    switch (d->kind) {
+    case BW_KIND_BETA: {
+        double y = 1.0 - x, ly = log1p(-x);
+        *out = exp(bw_beta_logkernel(a, b, x, y, lx, ly) - lx - ly);
+        return BW_OK;
+    }
+    case BW_KIND_GAMMA:
+    case BW_KIND_INVGAMMA:
+        lg = d->kind == BW_KIND_GAMMA ? log(b) + lx : log(b) - lx;
+        *out = exp(bw_gamma_logkernel(a, exp(lg), lg) - lx);
+        return BW_OK;
+    default:
+        return BW_E_DOMAIN;
+    }
+}
+
+/* Both tails at u from one setup: the lower tail and the density of u, and the upper tail
+ * computed directly where it is the smaller one. */
+static int both_tails(tail_fn f, void *ctx, double u, double *lower, double *upper,
+                      double *dens)
+{
+    double t;
+    int st = f(ctx, u, 0, lower, dens);
+    if (!st && *lower > 0.5) {
+        st = f(ctx, u, 1, upper, &t);
+        *lower = 1.0 - *upper;
+    } else {
+        *upper = 1.0 - *lower;
+    }
+    return st;
+}
+
+int bw_tails_pdf(const bw_quantity *q, double x, double *lower, double *upper, double *pdf)
+{
+    if (!quantity_valid(q) || !lower || !upper || !pdf || isnan(x))
+        return BW_E_DOMAIN;
+    int lnm = q->nfactors == 1 && q->f[0].kind == BW_KIND_NIG_LNMEAN;
+    if (q->nfactors == 1 && !lnm) {
+        int st = dist_cdf(&q->f[0], x, lower);
+        *upper = 1.0 - *lower;
+        return st ? st : dist_pdf(&q->f[0], x, pdf);
+    }
+    prod_t P;
+    int real = 0, st;
+    if (!lnm) {
+        st = prod_setup(&P, q, 1e-20);
+        if (st)
+            return st;
+        real = P.real;
+    }
+    if (!real && !(x > 0.0 && isfinite(x))) {
+        *lower = x > 0.0 ? 1.0 : 0.0;
+        *upper = 1.0 - *lower;
+        *pdf = 0.0;
+        return BW_OK;
+    }
+    double u = real ? x : log(x), dens = 0.0;
+    if (lnm) {
+        st = lnm_setup(&P.lnm, &q->f[0], 1e-20);
+        if (!st)
+            st = both_tails(lnm_tail_fn, &P.lnm, u, lower, upper, &dens);
+    } else {
+        st = both_tails(prod_tail, &P, u, lower, upper, &dens);
+    }
+    *pdf = real ? dens : dens / x;
+    return st;
+}
+
+int bw_pdf(const bw_quantity *q, double x, double *out)
+{
+    double lo, hi;
+    return bw_tails_pdf(q, x, &lo, &hi, out);
+}

@@ -13,6 +13,7 @@ awaitable and reproducible.
 
 from typing import Any
 
+from ._compare import Comparison
 from ._errors import BayesworkerError, DataError, DisposedError, ModelError
 from ._mixture import CompoundMixturePosteriorProxy, MixturePosteriorProxy
 from ._progress import Progress
@@ -38,6 +39,7 @@ __all__ = [
     "MixturePosteriorProxy",
     "CompoundMixturePosteriorProxy",
     "InferenceResult",
+    "Comparison",
     "Diagnostics",
     "Progress",
     "BayesworkerError",

@@ -63,20 +63,23 @@ async def main() -> None:
         stop, gaps = asyncio.Event(), []
         beat = asyncio.create_task(_heartbeat(stop, gaps))
         t0 = time.perf_counter()
-        draws = await asyncio.gather(*(p.sample(1_000_000) for p in
+        await asyncio.gather(*(p.sample(1_000_000) for p in
                                        (conv["A"], conv["B"], rev["A"], rev["B"])))
         elapsed = time.perf_counter() - t0
         stop.set()
         await beat
-        ca, cb, ra, rb = draws
         print(f"  {4 * 1_000_000:,} draws in {elapsed * 1e3:.1f} ms; heartbeat ticked "
               f"{len(gaps)} times, largest oversleep {max(gaps, default=0) * 1e3:.2f} ms")
-        print(f"  P(B converts better than A) = {np.mean(cb > ca):.4f}")
-        print(f"  P(B earns more per user than A) = {np.mean(rb > ra):.4f}")
-        lift = cb / ca - 1
-        print(f"  conversion lift B/A - 1: median {np.median(lift):+.2%}, "
-              f"95% interval [{np.quantile(lift, 0.025):+.2%}, {np.quantile(lift, 0.975):+.2%}]")
-
+        print("\nDecision (exact, on the workers: worker.compare)")
+        cmp = await worker.compare({"A": conv["A"], "B": conv["B"]}, control="A")
+        lift = cmp.lift()["B"]
+        print(f"  P(B converts better than A) = {cmp.prob_beats_control()['B']:.6f} "
+              f"(numerical error < {cmp.error:.1e})")
+        print(f"  conversion lift B/A - 1: median {lift['median']:+.2%}, 95% interval "
+              f"[{lift['interval'][0]:+.2%}, {lift['interval'][1]:+.2%}]")
+        print(f"  expected loss of shipping: {cmp.expected_loss()}")
+        decision = cmp.decision(threshold=0.001)
+        print(f"  decision: {decision['action']}: {decision['reason']}")
 
 if __name__ == "__main__":
     asyncio.run(main())

@@ -5,6 +5,7 @@ with its constants and its operations, exported here as MODELS.  Every number th
 owns is exported below; Python reads them from here and never repeats them.
 """
 
+from collections.abc import Sequence
 from typing import Any, TypedDict
 
 import numpy as np
@@ -232,6 +233,14 @@ class Core:
     def interval(self, post_id: int, part: int, level: float, channel: Channel | None, *,
                  timeout: float | None = None) -> Job: ...
     def interval_now(self, post_id: int, part: int, level: float) -> tuple[float, float]: ...
+    def compare(self, arms: Sequence[tuple[int, int]], control: int, higher: bool,
+                levels: Sequence[float], thresholds: Sequence[float], full: bool,
+                channel: Channel | None, *, timeout: float | None = None) -> Job:
+        """A comparison job (csrc/compare.h); its result is a dict of per-arm tuples:
+        prob_best, prob_beats, loss, loss_vs, mean, truncated, relative / absolute (per
+        level: mean, median, lo, hi), above_relative / above_absolute (per threshold),
+        error."""
+        ...
     def get(self, post_id: int) -> dict[str, Any]:
         """The stored posterior: id, model (code), model_type (name), created,
         last_access, fit_seconds, bytes (its record: sized for its family), then what its

@@ -27,6 +27,7 @@ import numpy as np
 from . import _core
 from ._auto import (AUTO_MIXTURE_MIN_N, AUTO_MIXTURE_NATS, mixture_decide,  # noqa: F401
                     mixture_request, prepare_mixture_prior)
+from ._compare import Comparison, compare_request
 from ._bridge import (DEFAULT_LONG_SAMPLE_TIMEOUT, DEFAULT_TIMEOUT, FITTING,  # noqa: F401
                       LONG_SAMPLE, Bridge, Call, Handle, Request)
 from ._errors import DataError, DisposedError
@@ -294,6 +295,23 @@ class InferenceWorker:
             return self._bridge.run_sync(plan.request())
         except DataError as exc:
             raise plan.reword(exc) from None
+
+    # -- decisions -----------------------------------------------------------------------
+    async def compare(self, arms: Any, control: str | None = None, *,
+                      higher_is_better: bool = True, timeout: float | None = None,
+                      on_progress: Callable[[Progress], None] | None = None) -> Comparison:
+        """Compare arms ``{name: posterior proxy}`` of this worker, all of one quantity, on
+        the workers: P(beat control), P(best), expected losses, lifts (see ``Comparison``).
+        ``control`` defaults to the first arm."""
+        return await self._bridge.run_async(
+            compare_request(self, arms, control, higher_is_better, timeout, on_progress))
+
+    def compare_sync(self, arms: Any, control: str | None = None, *,
+                     higher_is_better: bool = True, timeout: float | None = None,
+                     on_progress: Callable[[Progress], None] | None = None) -> Comparison:
+        """Blocking twin of :meth:`compare`."""
+        return self._bridge.run_sync(
+            compare_request(self, arms, control, higher_is_better, timeout, on_progress))
 
     # -- auto and mixtures ---------------------------------------------------------------
     @staticmethod

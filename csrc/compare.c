@@ -1,0 +1,711 @@
+/*
+ * compare.c -- decisions between arms (compare.h): one job in three phases.
+ *
+ *   phase 1  one block per arm: its kind, quantiles (the quadrature panels), mean, E[1/X]
+ *            and, where the mean is infinite, its truncation point;
+ *   phase 2  one block per arm: F, S and the density of the arm at every node of the
+ *            initial panels (the union of all arms' quantiles), so that the integrals of
+ *            phase 3 read tables instead of special functions;
+ *   phase 3  one block per arm: P(best), the pairwise P(beat control), the expected losses
+ *            and the lifts (quantiles by Newton on the tail integrals).
+ *
+ * The integration variable u is log t when every arm is positive, t otherwise.  Closed
+ * forms give F, S and the density of beta, gamma, inverse gamma and Student t arms; the
+ * lognormal mean and products go through bw_tails_pdf (nested quadrature).
+ */
+#include <math.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "compare.h"
+#include "specfun.h"
+
+/* ======================================================================================== */
+/* Arms                                                                                      */
+/* ======================================================================================== */
+
+#define NQ 9
+#define Q05 3
+#define Q50 4
+#define Q95 5
+#define MAX_EDGES 141           /* panels of the shared grid: at most 140 */
+#define LIFT_PANELS (NQ - 1)
+#define Z95 1.6448536269514722  /* the 0.95 quantile of N(0, 1) */
+
+static const double q_levels[NQ] = {1e-15, 1e-9, 1e-4, 0.05, 0.5, 0.95, 1.0 - 1e-4,
+                                    1.0 - 1e-9, 1.0 - 1e-15};
+
+typedef struct {
+    bw_quantity q;
+    int positive;               /* the arm is > 0 */
+    int closed;                 /* one factor with closed forms (its kind), or 0 */
+    int heavy;                  /* infinite mean: losses use it truncated at `trunc` */
+    double trunc;
+    double mean, inv_mean;      /* E[X] (mean()'s truncation where infinite), E[1/X] */
+    double qx[NQ];              /* quantiles at q_levels (NaN where not finite) */
+    double *tab;                /* F, S, density in u at the shared grid's nodes */
+    int status;                 /* the first failure of its blocks */
+    bw_error err;
+} arm_t;
+
+typedef struct {
+    bw_cmp_request req;
+    bw_job *job;
+    int phase;
+    int logmode;                /* u = log t (every arm positive), else u = t */
+    int nedges;
+    double edges[MAX_EDGES];
+    arm_t arm[BW_CMP_MAX_ARMS];
+    double perr[BW_CMP_MAX_ARMS];       /* error bound of each arm's probabilities */
+    double best_raw[BW_CMP_MAX_ARMS];
+    bw_cmp_result res;
+} cmp_ctx;
+
+static int has_kind(const bw_quantity *q, int kind)
+{
+    for (int k = 0; k < q->nfactors; k++)
+        if (q->f[k].kind == kind)
+            return 1;
+    return 0;
+}
+
+/* F, S and the density with respect to log t (positive arms) or t (Student t arms) at
+ * t = e^lt; closed forms, or the nested quadrature of bw_tails_pdf. */
+static int arm_eval(const arm_t *a, double t, double lt, double *F, double *S, double *d)
+{
+    const bw_dist *f = &a->q.f[0];
+    double pa = f->p[0], pb = f->p[1], lp, lq, lg;
+    switch (a->closed) {
+    case BW_KIND_BETA:
+        if (lt >= 0.0) {
+            *F = 1.0, *S = 0.0, *d = 0.0;
+            return BW_OK;
+        } else {
+            double y = -expm1(lt), ly = t > 0.5 ? log(y) : log1p(-t);
+            bw_beta_inc_log(pa, pb, t, y, lt, ly, F, S, &lp, &lq);
+            *d = exp(bw_beta_logkernel(pa, pb, t, y, lt, ly) - ly);
+        }
+        return BW_OK;
+    case BW_KIND_GAMMA:
+    case BW_KIND_INVGAMMA:
+        lg = a->closed == BW_KIND_GAMMA ? log(pb) + lt : log(pb) - lt;
+        if (a->closed == BW_KIND_GAMMA)
+            bw_gamma_inc(pa, exp(lg), F, S);
+        else
+            bw_gamma_inc(pa, exp(lg), S, F);
+        *d = exp(bw_gamma_logkernel(pa, exp(lg), lg));
+        return BW_OK;
+    case BW_KIND_NIG_MEAN: {
+        double df = 2.0 * f->p[2], scale = sqrt(f->p[3] / (f->p[2] * f->p[1]));
+        double z = (t - f->p[0]) / scale;
+        bw_t_cdf(df, z, F, S);
+        *d = exp(bw_t_logpdf(df, z)) / scale;
+        return BW_OK;
+    }
+    default: {
+        double pdf;
+        int st = bw_tails_pdf(&a->q, t, F, S, &pdf);
+        *d = a->positive ? pdf * t : pdf;
+        return st;
+    }
+    }
+}
+
+/* F, S and the density with respect to u at u. */
+static int arm_point(const arm_t *a, int logmode, double u, double *F, double *S, double *d)
+{
+    if (logmode)
+        return arm_eval(a, exp(u), u, F, S, d);
+    if (!a->positive)
+        return arm_eval(a, u, NAN, F, S, d);
+    if (!(u > 0.0)) {
+        *F = 0.0, *S = 1.0, *d = 0.0;
+        return BW_OK;
+    }
+    int st = arm_eval(a, u, log(u), F, S, d);
+    *d /= u;
+    return st;
+}
+
+/* E[1/V] of the data-scale lognormal mean V = exp(mu + s/2):
+ * E[1/V | s] = exp(-m + s (1/kappa - 1) / 2), s = beta / G, G ~ Gamma(alpha, 1). */
+typedef struct {
+    double alpha, c;
+} invl_ctx;
+
+static void invl_f(void *vctx, double w, int node, double *out)
+{
+    (void)node;
+    const invl_ctx *cx = vctx;
+    double g = bw_gamma_logkernel(cx->alpha, exp(w), w);
+    out[0] = exp(g + cx->c * exp(-w));
+}
+
+static int lnm_inv_mean(const bw_dist *d, double *out)
+{
+    double m = d->p[0], kappa = d->p[1], alpha = d->p[2], beta = d->p[3];
+    invl_ctx cx = {alpha, 0.5 * beta * (1.0 / kappa - 1.0)};
+    if (cx.c > 0.0) {
+        *out = INFINITY;
+        return BW_OK;
+    }
+    double edges[NQ], res, err;
+    for (int k = 0; k < NQ; k++) {
+        int st = bw_gamma_inc_inv(alpha, q_levels[k], 1.0 - q_levels[k], &edges[k]);
+        if (st)
+            return st;
+    }
+    int st = bw_quad_gk(invl_f, &cx, 1, edges, NQ - 1, 1e-13, 0.0, &res, &err);
+    if (st && err <= 1e-10 * res)
+        st = BW_OK;
+    *out = exp(-m) * res;
+    return st;
+}
+
+/* E[1/X] of one factor (+inf where infinite). */
+static int dist_inv_mean(const bw_dist *d, double *out)
+{
+    double a = d->p[0], b = d->p[1];
+    if (d->kind == BW_KIND_NIG_LNMEAN)
+        return lnm_inv_mean(d, out);
+    /* 1/Beta(a, b): (a + b - 1) / (a - 1); 1/Gamma(a, rate b) ~ InvGamma: b / (a - 1);
+     * 1/InvGamma(a, b) ~ Gamma(a, rate b): a / b */
+    if (d->kind == BW_KIND_INVGAMMA)
+        *out = a / b;
+    else if (d->kind == BW_KIND_BETA || d->kind == BW_KIND_GAMMA)
+        *out = a > 1.0 ? (d->kind == BW_KIND_BETA ? a + b - 1.0 : b) / (a - 1.0) : INFINITY;
+    else
+        *out = NAN;
+    return BW_OK;
+}
+
+/* Phase 1 for one arm. */
+static int arm_prepare(arm_t *a, int index)
+{
+    const bw_quantity *q = &a->q;
+    a->positive = !has_kind(q, BW_KIND_NIG_MEAN);
+    a->closed = q->nfactors == 1 && q->f[0].kind != BW_KIND_NIG_LNMEAN ? q->f[0].kind : 0;
+    for (int k = 0; k < q->nfactors; k++)
+        if (q->f[k].kind == BW_KIND_NIG_MEAN && q->f[k].p[2] <= 0.5)
+            return bw_fail(&a->err, BW_E_DOMAIN, "arm %d: its posterior mean is undefined "
+                       "(Student t with at most 1 degree of freedom)", index);
+    int st = bw_mean(q, &a->mean);
+    a->heavy = has_kind(q, BW_KIND_NIG_LNMEAN) || isinf(a->mean);
+    if (!st && a->heavy)
+        st = bw_quantile(q, BW_TRUNC_LEVEL, &a->trunc);
+    for (int k = 0; k < NQ && !st; k++) {
+        int sk = bw_quantile(q, q_levels[k], &a->qx[k]);
+        if (sk || !isfinite(a->qx[k]) || (a->positive && !(a->qx[k] > 0.0))) {
+            a->qx[k] = NAN;
+            if (k >= Q05 && k <= Q95)
+                st = sk ? sk : BW_E_NUMERIC;
+        }
+    }
+    a->inv_mean = 1.0;
+    for (int k = 0; k < q->nfactors && !st && a->positive; k++) {
+        double v = NAN;
+        st = dist_inv_mean(&q->f[k], &v);
+        a->inv_mean *= v;
+    }
+    if (st)
+        return bw_fail(&a->err, st, "arm %d: its quantiles or moments could not be computed "
+                       "to full accuracy", index);
+    return 0;
+}
+
+/* ======================================================================================== */
+/* The shared grid                                                                           */
+/* ======================================================================================== */
+
+static int cmp_double(const void *x, const void *y)
+{
+    double a = *(const double *)x, b = *(const double *)y;
+    return (a > b) - (a < b);
+}
+
+/* Edges in u from quantiles x[0 .. n) (NaN skipped), sorted, without near-duplicates,
+ * thinned to at most cap panels; returns how many edges. */
+static int make_edges(const double *x, int n, int logmode, double *edges, int cap)
+{
+    double tmp[BW_CMP_MAX_ARMS * (NQ + 1)];
+    int m = 0;
+    for (int k = 0; k < n; k++)
+        if (isfinite(x[k]))
+            tmp[m++] = logmode ? log(x[k]) : x[k];
+    qsort(tmp, (size_t)m, sizeof tmp[0], cmp_double);
+    int e = 0;
+    for (int k = 0; k < m; k++) {
+        if (!isfinite(tmp[k]))
+            continue;
+        if (e > 0 && !(tmp[k] - edges[e - 1] > 1e-12 * fmax(1.0, fabs(tmp[k]))))
+            continue;
+        if (e == cap + 1) {
+            /* thin: keep every other interior edge, then go on */
+            int w = 1;
+            for (int r = 2; r < e; r += 2)
+                edges[w++] = edges[r];
+            edges[w++] = edges[e - 1];
+            e = w;
+        }
+        edges[e++] = tmp[k];
+    }
+    return e;
+}
+
+static size_t grid_nodes(const cmp_ctx *C)
+{
+    return (size_t)(C->nedges - 1) * BW_GK_NODES;
+}
+
+/* F, S, density of arm a at u (node >= 0: an initial node of the shared grid). */
+static int grid_point(const cmp_ctx *C, int a, double u, int node, double *F, double *S,
+                      double *d)
+{
+    const arm_t *A = &C->arm[a];
+    if (node >= 0 && A->tab) {
+        const double *r = A->tab + 3 * (size_t)node;
+        *F = r[0], *S = r[1], *d = r[2];
+        return BW_OK;
+    }
+    return arm_point(A, C->logmode, u, F, S, d);
+}
+
+/* ======================================================================================== */
+/* Phase 3: probabilities and losses on the shared grid                                     */
+/* ======================================================================================== */
+
+enum { I_BEST, I_BEAT, I_LOSS, I_LOSS_VS };
+
+typedef struct {
+    const cmp_ctx *C;
+    int what, i, j;             /* the integral, the arm, the other arm (I_BEAT, I_LOSS_VS) */
+    int status;
+} grid_ctx;
+
+/* The arm's "not better than t" and "better than t" probabilities: (F, S) when higher is
+ * better, (S, F) otherwise; truncated at its truncation point for losses of heavy arms. */
+static void worse_better(const cmp_ctx *C, int a, double u, double F, double S, int trunc,
+                         double *A, double *B)
+{
+    const arm_t *arm = &C->arm[a];
+    if (trunc && arm->heavy) {
+        double t = C->logmode ? exp(u) : u, L = BW_TRUNC_LEVEL;
+        if (t >= arm->trunc) {
+            F = 1.0, S = 0.0;
+        } else {
+            S = fmax(S - (1.0 - L), 0.0) / L;
+            F = fmin(F / L, 1.0);
+        }
+    }
+    *A = C->req.higher ? F : S;
+    *B = C->req.higher ? S : F;
+}
+
+static void grid_f(void *vctx, double u, int node, double *out)
+{
+    grid_ctx *g = vctx;
+    const cmp_ctx *C = g->C;
+    int n = C->req.narms, loss = g->what == I_LOSS || g->what == I_LOSS_VS;
+    double F, S, d, Ai, Bi, A, B;
+    out[0] = 0.0;
+    int st = grid_point(C, g->i, u, node, &F, &S, &d);
+    worse_better(C, g->i, u, F, S, loss, &Ai, &Bi);
+    double di = d;
+    if (g->what == I_BEAT || g->what == I_LOSS_VS) {
+        if (!st)
+            st = grid_point(C, g->j, u, node, &F, &S, &d);
+        worse_better(C, g->j, u, F, S, loss, &A, &B);
+        out[0] = g->what == I_BEAT ? di * A : Ai * B * (C->logmode ? exp(u) : 1.0);
+    } else {
+        /* prod_{j != i} A_j, and 1 - that product without cancellation */
+        double prod = 1.0, l1p = 0.0;
+        int small = 1;
+        for (int j = 0; j < n && !st; j++) {
+            if (j == g->i)
+                continue;
+            st = grid_point(C, j, u, node, &F, &S, &d);
+            worse_better(C, j, u, F, S, loss, &A, &B);
+            prod *= A;
+            if (B > 0.5)
+                small = 0;
+            else
+                l1p += log1p(-B);
+        }
+        if (g->what == I_BEST)
+            out[0] = di * prod;
+        else
+            out[0] = Ai * (small ? -expm1(l1p) : 1.0 - prod) * (C->logmode ? exp(u) : 1.0);
+    }
+    if (!isfinite(out[0]))
+        out[0] = 0.0;
+    if (st && !g->status)
+        g->status = st;
+}
+
+/* One integral over the shared grid; its error bound in *err. */
+static int grid_integral(const cmp_ctx *C, int what, int i, int j, double *value, double *err)
+{
+    grid_ctx g = {C, what, i, j, BW_OK};
+    int st = bw_quad_gk(grid_f, &g, 1, C->edges, C->nedges - 1, 1e-13, 1e-300, value, err);
+    if (st && *err <= 1e-10 * fabs(*value) + 1e-16)
+        st = BW_OK;
+    return st ? st : g.status;
+}
+
+/* ======================================================================================== */
+/* Phase 3: lifts                                                                            */
+/* ======================================================================================== */
+
+#define LIFT_NODES (LIFT_PANELS * BW_GK_NODES)
+
+typedef struct {
+    const cmp_ctx *C;
+    int i, c, relative, upper;
+    double x;                   /* log r (relative) or d (absolute) */
+    double edges[NQ];           /* the control's panels in its variable */
+    int npanels;
+    double dc[LIFT_NODES];      /* the control's density at their initial nodes */
+    int status;
+    double target;              /* log of the tail sought (root finding) */
+} lift_ctx;
+
+/* Relative: v = log y, the arm at log r + v, density of log R.  Absolute: y = e^v (or v),
+ * the arm at d + y, density of D. */
+static void lift_f(void *vctx, double v, int node, double *out)
+{
+    lift_ctx *L = vctx;
+    const arm_t *arm = &L->C->arm[L->i];
+    int logmode = L->relative || L->C->logmode;
+    double F, S, d, dc;
+    int st = BW_OK;
+    if (node >= 0)
+        dc = L->dc[node];
+    else
+        st = arm_point(&L->C->arm[L->c], logmode, v, &F, &S, &dc);
+    out[0] = out[1] = 0.0;
+    if (dc == 0.0 || st) {
+        if (st && !L->status)
+            L->status = st;
+        return;
+    }
+    if (L->relative)
+        st = arm_point(arm, 1, L->x + v, &F, &S, &d);
+    else
+        st = arm_point(arm, 0, L->x + (logmode ? exp(v) : v), &F, &S, &d);
+    if (st && !L->status)
+        L->status = st;
+    out[0] = dc * (L->upper ? S : F);
+    out[1] = dc * d;
+}
+
+static int lift_setup(lift_ctx *L, const cmp_ctx *C, int i, int relative)
+{
+    memset(L, 0, sizeof *L);
+    L->C = C;
+    L->i = i;
+    L->c = C->req.control;
+    L->relative = relative;
+    int logmode = relative || C->logmode;
+    const arm_t *ctl = &C->arm[L->c];
+    int ne = make_edges(ctl->qx, NQ, logmode, L->edges, LIFT_PANELS);
+    L->npanels = ne - 1;
+    if (L->npanels < 1)
+        return BW_E_NUMERIC;
+    double F, S;
+    for (int k = 0; k < L->npanels * BW_GK_NODES; k++) {
+        int st = arm_point(ctl, logmode, bw_gk_node(L->edges, k), &F, &S, &L->dc[k]);
+        if (st)
+            return st;
+    }
+    return BW_OK;
+}
+
+/* The lower (or upper) tail of the lift at x and its density. */
+static int lift_tail(lift_ctx *L, double x, int upper, double *tail, double *dens)
+{
+    L->x = x;
+    L->upper = upper;
+    L->status = BW_OK;
+    double res[2], err;
+    int st = bw_quad_gk(lift_f, L, 2, L->edges, L->npanels, 1e-13, 1e-300, res, &err);
+    if (st && err <= 1e-10 * fabs(res[0]) + 1e-18)
+        st = BW_OK;
+    *tail = fmin(fmax(res[0], 0.0), 1.0);
+    *dens = fmax(res[1], 0.0);
+    return st ? st : L->status;
+}
+
+static int lift_root_g(void *vctx, double x, double *g, double *dg)
+{
+    lift_ctx *L = vctx;
+    if (atomic_load(&L->C->job->cancel))
+        return BW_E_CANCELLED;
+    double t, d;
+    int st = lift_tail(L, x, L->upper, &t, &d);
+    if (st)
+        return st;
+    double lt = log(t);
+    *g = L->upper ? L->target - lt : lt - L->target;
+    *dg = t > 0.0 ? d / t : 0.0;
+    return BW_OK;
+}
+
+/* The quantile with lower tail p (upper tail q = 1 - p) of the lift, from x0 by Newton
+ * steps of about `step`. */
+static int lift_quantile(lift_ctx *L, double p, double q, double x0, double step, double *x)
+{
+    L->upper = q < p;
+    L->target = log(L->upper ? q : p);
+    return bw_root_newton(lift_root_g, L, x0, step, -INFINITY, INFINITY, 1e-13 * step, 1e-14,
+                          x);
+}
+
+/* Centre and spread (a normal's sd matched at 5 % and 95 %) of an arm, in log t or t. */
+static void centre_spread(const arm_t *a, int logs, double *m, double *s)
+{
+    const double *x = a->qx;
+    double lo = logs ? log(x[Q05]) : x[Q05], hi = logs ? log(x[Q95]) : x[Q95];
+    *m = logs ? log(x[Q50]) : x[Q50];
+    *s = (hi - lo) / (2.0 * Z95);
+}
+
+/* Mean, median and the central intervals of the lift of arm i (relative or absolute),
+ * as reported: X_i / X_c - 1 and X_i - X_c, or 1 - X_i / X_c and X_c - X_i when lower is
+ * better.  Then P(lift > t) for the thresholds. */
+static int arm_lift(cmp_ctx *C, int i, int relative)
+{
+    const bw_cmp_request *R = &C->req;
+    arm_t *a = &C->arm[i], *c = &C->arm[R->control];
+    bw_cmp_arm *out = &C->res.arm[i];
+    int kind = relative ? BW_CMP_RELATIVE : BW_CMP_ABSOLUTE, sgn = R->higher ? 1 : -1;
+    lift_ctx L;
+    int st = lift_setup(&L, C, i, relative);
+    if (st)
+        return st;
+    double mi, si, mc, sc;
+    centre_spread(a, relative, &mi, &si);
+    centre_spread(c, relative, &mc, &sc);
+    double centre = mi - mc, spread = hypot(si, sc), med;
+    if (!(spread > 0.0) || !isfinite(spread))
+        spread = relative ? 1e-3 : fmax(fabs(centre), 1e-300);
+    st = lift_quantile(&L, 0.5, 0.5, centre, spread, &med);
+    double mean = relative ? a->mean * c->inv_mean - 1.0 : a->mean - c->mean;
+    for (int k = 0; k < R->nlevels && !st; k++) {
+        double tail = 0.5 * (1.0 - R->levels[k]), body = 0.5 * (1.0 + R->levels[k]);
+        double z = bw_norm_quantile(body), lo, hi;
+        st = lift_quantile(&L, tail, body, med - z * spread, spread, &lo);
+        if (!st)
+            st = lift_quantile(&L, body, tail, med + z * spread, spread, &hi);
+        if (st)
+            break;
+        double *o = out->lift[k][kind];
+        if (relative) {
+            o[BW_CMP_MEDIAN] = sgn * expm1(med);
+            o[BW_CMP_LO] = R->higher ? expm1(lo) : -expm1(hi);
+            o[BW_CMP_HI] = R->higher ? expm1(hi) : -expm1(lo);
+        } else {
+            o[BW_CMP_MEDIAN] = sgn * med;
+            o[BW_CMP_LO] = R->higher ? lo : -hi;
+            o[BW_CMP_HI] = R->higher ? hi : -lo;
+        }
+        o[BW_CMP_MEAN] = sgn * mean;
+    }
+    for (int k = 0; k < R->nthresholds && !st; k++) {
+        /* higher: P(R > 1 + t), P(D > t); lower: P(R < 1 - t), P(D < -t) */
+        double t = R->thresholds[k], x, tail, dens;
+        x = relative ? log1p(sgn * t) : sgn * t;
+        if (isnan(x) || x == -INFINITY) {
+            out->above[k][kind] = R->higher ? 1.0 : 0.0;
+            continue;
+        }
+        st = lift_tail(&L, x, R->higher, &tail, &dens);
+        out->above[k][kind] = tail;
+    }
+    return st;
+}
+
+/* ======================================================================================== */
+/* The job                                                                                   */
+/* ======================================================================================== */
+
+static void fill_nan(bw_cmp_arm *o)
+{
+    double *x = &o->lift[0][0][0];
+    for (size_t k = 0; k < sizeof o->lift / sizeof *x; k++)
+        x[k] = NAN;
+    for (int k = 0; k < BW_CMP_MAX_THRESHOLDS; k++)
+        o->above[k][0] = o->above[k][1] = NAN;
+    o->prob_best = o->prob_beats = o->loss = o->loss_vs = NAN;
+}
+
+/* Phase 3 for arm i. */
+static int arm_figures(cmp_ctx *C, int i)
+{
+    const bw_cmp_request *R = &C->req;
+    bw_cmp_arm *o = &C->res.arm[i];
+    int c = R->control, st = BW_OK;
+    double e1 = 0.0, e2 = 0.0, p1, p2;
+    if (R->full) {
+        st = grid_integral(C, I_BEST, i, -1, &C->best_raw[i], &C->perr[i]);
+        if (!st)
+            st = grid_integral(C, I_LOSS, i, -1, &o->loss, &e1);
+        if (!st && i != c) {
+            st = grid_integral(C, I_BEAT, i, c, &p1, &e1);
+            if (!st)
+                st = grid_integral(C, I_BEAT, c, i, &p2, &e2);
+            if (!st)
+                st = grid_integral(C, I_LOSS_VS, i, c, &o->loss_vs, &e2);
+            o->prob_beats = p1 / (p1 + p2);
+            C->perr[i] = fmax(C->perr[i], e1 + e2 + fabs(p1 + p2 - 1.0));
+        } else {
+            o->loss_vs = 0.0;
+        }
+    }
+    if (!st && i != c && (R->nlevels || R->nthresholds)) {
+        if (C->logmode)
+            st = arm_lift(C, i, 1);
+        if (!st)
+            st = arm_lift(C, i, 0);
+    }
+    return st;
+}
+
+static void cmp_free(void *p)
+{
+    cmp_ctx *C = p;
+    for (int i = 0; i < BW_CMP_MAX_ARMS; i++)
+        free(C->arm[i].tab);
+    free(C);
+}
+
+static int cmp_block(bw_job *job, size_t b)
+{
+    cmp_ctx *C = job->ctx;
+    arm_t *a = &C->arm[b];
+    if (a->status)
+        return 0;
+    if (C->phase == 1) {
+        if (arm_prepare(a, (int)b))
+            a->status = a->err.status;
+        return 0;
+    }
+    if (C->phase == 2) {
+        size_t n = grid_nodes(C);
+        double *tab = malloc(3 * n * sizeof *tab);
+        if (!tab) {
+            bw_fail(&a->err, BW_E_NOMEM, "out of memory");
+            a->status = BW_E_NOMEM;
+            return 0;
+        }
+        for (size_t k = 0; k < n && !a->status; k++) {
+            double *r = tab + 3 * k;
+            a->status = arm_point(a, C->logmode, bw_gk_node(C->edges, (int)k), &r[0], &r[1],
+                                  &r[2]);
+        }
+        a->tab = tab;
+        if (a->status)
+            bw_fail(&a->err, a->status, "arm %zu: its distribution function could not be "
+                    "evaluated to full accuracy", b);
+        return 0;
+    }
+    int st = arm_figures(C, (int)b);
+    if (st)
+        a->status = st, bw_fail(&a->err, st, "arm %zu: %s", b,
+                                st == BW_E_CANCELLED ? "cancelled"
+                                : "an integral of the comparison did not reach its "
+                                  "tolerance");
+    return 0;
+}
+
+static int cmp_finish(bw_job *job)
+{
+    cmp_ctx *C = job->ctx;
+    int n = C->req.narms;
+    for (int i = 0; i < n; i++) {
+        if (C->arm[i].status) {
+            job->err = C->arm[i].err;
+            return -1;
+        }
+    }
+    if (C->phase == 1) {
+        double qs[BW_CMP_MAX_ARMS * (NQ + 1)];
+        int m = 0;
+        C->logmode = 1;
+        for (int i = 0; i < n; i++) {
+            const arm_t *a = &C->arm[i];
+            C->logmode &= a->positive;
+            C->res.arm[i].mean = a->mean;
+            C->res.arm[i].truncated = a->heavy;
+            for (int k = 0; k < NQ; k++)
+                qs[m++] = a->qx[k];
+            qs[m++] = a->heavy ? a->trunc : NAN;
+        }
+        C->nedges = make_edges(qs, m, C->logmode, C->edges, MAX_EDGES - 1);
+        if (C->nedges < 2) {
+            bw_fail(&job->err, BW_E_NUMERIC, "the arms' distributions are degenerate");
+            return -1;
+        }
+        C->phase = 2;
+        return C->req.full ? BW_JOB_AGAIN : (C->phase = 3, BW_JOB_AGAIN);
+    }
+    if (C->phase == 2) {
+        C->phase = 3;
+        return BW_JOB_AGAIN;
+    }
+    double sum = 0.0, err = 0.0;
+    for (int i = 0; i < n; i++) {
+        sum += C->best_raw[i];
+        err = fmax(err, C->perr[i]);
+    }
+    for (int i = 0; i < n && C->req.full; i++)
+        C->res.arm[i].prob_best = C->best_raw[i] / sum;
+    C->res.error = C->req.full ? err + fabs(sum - 1.0) : 0.0;
+    return 0;
+}
+
+int bw_compare_check(const bw_cmp_request *req, bw_error *err)
+{
+    char buf[32];
+    if (req->narms < 2 || req->narms > BW_CMP_MAX_ARMS)
+        return bw_fail(err, BW_E_DOMAIN, "a comparison takes 2 to %d arms, not %d",
+                       BW_CMP_MAX_ARMS, req->narms);
+    if (req->control < 0 || req->control >= req->narms)
+        return bw_fail(err, BW_E_DOMAIN, "control = %d is not an arm index", req->control);
+    if (req->nlevels < 0 || req->nlevels > BW_CMP_MAX_LEVELS || req->nthresholds < 0 ||
+        req->nthresholds > BW_CMP_MAX_THRESHOLDS)
+        return bw_fail(err, BW_E_DOMAIN, "at most %d levels and %d thresholds",
+                       BW_CMP_MAX_LEVELS, BW_CMP_MAX_THRESHOLDS);
+    for (int k = 0; k < req->nlevels; k++)
+        if (!(req->levels[k] > 0.0 && req->levels[k] < 1.0))
+            return bw_fail(err, BW_E_DOMAIN, "level = %s must be in (0, 1)",
+                           bw_fmt(buf, sizeof buf, req->levels[k]));
+    for (int k = 0; k < req->nthresholds; k++)
+        if (!isfinite(req->thresholds[k]))
+            return bw_fail(err, BW_E_DOMAIN, "threshold = %s must be finite",
+                           bw_fmt(buf, sizeof buf, req->thresholds[k]));
+    return 0;
+}
+
+bw_job *bw_compare_job(const bw_cmp_request *req)
+{
+    cmp_ctx *C = calloc(1, sizeof *C);
+    if (!C)
+        return NULL;
+    C->req = *req;
+    C->phase = 1;
+    C->res.narms = req->narms;
+    for (int i = 0; i < req->narms; i++) {
+        C->arm[i].q = req->arm[i];
+        fill_nan(&C->res.arm[i]);
+    }
+    bw_job *job = bw_job_new((size_t)req->narms, cmp_block, cmp_finish, C, cmp_free);
+    if (job)
+        C->job = job;
+    return job;
+}
+
+const bw_cmp_result *bw_compare_result(const bw_job *job)
+{
+    return &((const cmp_ctx *)job->ctx)->res;
+}

@@ -1,0 +1,71 @@
+/*
+ * compare.h -- decisions between arms: P(beat control), P(best), expected loss and lift,
+ * exact (deterministic adaptive quadrature over the arms' densities and distribution
+ * functions), computed as one job on the workers.  Pure C, no Python.h.
+ *
+ * With X_1 .. X_n independent and "higher is better":
+ *   P(best_i)         = int f_i prod_{j != i} F_j
+ *   P(X_i > X_c)      = int f_i F_c, symmetrised: p_ic / (p_ic + p_ci)
+ *   loss_i            = E[max_j X_j - X_i]   = int F_i (1 - prod_{j != i} F_j) dt
+ *   loss_vs_i         = E[max(X_c - X_i, 0)] = int F_i S_c dt
+ *   relative lift     = X_i / X_c - 1: P(X_i / X_c <= r) = int f_c(y) F_i(r y) dy
+ *   absolute lift     = X_i - X_c:     P(X_i - X_c <= d) = int f_c(y) F_i(d + y) dy
+ * (the loss identities: (b - a)^+ = int 1{a < t < b} dt, no cancellation).  "Lower is
+ * better" exchanges F and S, and reports the improvement 1 - X_i / X_c and X_c - X_i.
+ *
+ * Arms whose mean is infinite (the data-scale mean of a lognormal, and products with it)
+ * enter the losses and the lift means as their distribution truncated at the
+ * BW_TRUNC_LEVEL quantile, as bw_mean does; result.truncated says so.
+ */
+#ifndef BW_COMPARE_H
+#define BW_COMPARE_H
+
+#include "bw_dist.h"
+#include "pool.h"
+
+#define BW_CMP_MAX_ARMS 32
+#define BW_CMP_MAX_LEVELS 4
+#define BW_CMP_MAX_THRESHOLDS 8
+
+typedef struct {
+    int narms;                  /* 2 .. BW_CMP_MAX_ARMS */
+    int control;                /* index of the control arm */
+    int higher;                 /* 1: higher is better; 0: lower is better */
+    int full;                   /* 1: P(best), P(beat), losses too; 0: lifts only */
+    bw_quantity arm[BW_CMP_MAX_ARMS];
+    int nlevels;                /* lift intervals at these levels (0 < level < 1) */
+    double levels[BW_CMP_MAX_LEVELS];
+    int nthresholds;            /* P(lift > t), relative and absolute, for these t */
+    double thresholds[BW_CMP_MAX_THRESHOLDS];
+} bw_cmp_request;
+
+enum { BW_CMP_RELATIVE = 0, BW_CMP_ABSOLUTE = 1 };
+enum { BW_CMP_MEAN = 0, BW_CMP_MEDIAN = 1, BW_CMP_LO = 2, BW_CMP_HI = 3 };
+
+typedef struct {
+    double prob_best, prob_beats, loss, loss_vs;
+    double mean;                /* the arm's mean (truncated where infinite) */
+    int truncated;              /* losses and lift means use the truncated distribution */
+    /* lift vs control at levels[k]: [k][relative/absolute][mean, median, lo, hi]; NaN for
+     * the control and, relative, where an arm can be <= 0 */
+    double lift[BW_CMP_MAX_LEVELS][2][4];
+    double above[BW_CMP_MAX_THRESHOLDS][2];     /* P(lift > t), relative and absolute */
+} bw_cmp_arm;
+
+typedef struct {
+    int narms;
+    bw_cmp_arm arm[BW_CMP_MAX_ARMS];
+    double error;               /* bound on the numerical error of the probabilities */
+} bw_cmp_result;
+
+/* Check a request (arms, control, levels, thresholds); 0 or -1 with err. */
+int bw_compare_check(const bw_cmp_request *req, bw_error *err);
+
+/* The comparison as a job (the request copied; check it first); NULL if out of memory.
+ * Phase 1 prepares each arm (one block each), phase 2 computes each arm's figures. */
+bw_job *bw_compare_job(const bw_cmp_request *req);
+
+/* The result of a finished comparison job (valid while the job lives). */
+const bw_cmp_result *bw_compare_result(const bw_job *job);
+
+#endif /* BW_COMPARE_H */
