@@ -123,8 +123,9 @@ def moments(x: np.ndarray, log: bool = False) -> tuple[int, float, float]:
         if log:
             b = np.log(b)
         nb = b.shape[0]
-        mb = float(b.mean())
-        m2b = float(np.square(b - mb).sum())
+        with np.errstate(over="ignore"):    # an overflow gives inf, which the caller reports
+            mb = float(b.mean())
+            m2b = float(np.square(b - mb).sum())
         delta = mb - mean
         tot = n + nb
         mean += delta * nb / tot
