@@ -39,6 +39,10 @@ HANG_GUARD = 60.0
 ENDLESS_DATA = np.random.default_rng(12).normal(0.0, 1.0, 1_000_000)
 ENDLESS_OPTIONS = {"components": 8, "tolerance": 0, "max_iterations": 1_000_000}
 
+#: Two well separated normal clusters (400 at -5, 600 at +5): a two-component mixture.
+BIMODAL = np.r_[np.random.default_rng(0).normal(-5, 1, 400),
+                np.random.default_rng(1).normal(5, 1, 600)]
+
 
 def run(coro):
     """Run a coroutine on a fresh event loop (tests stay plain functions)."""

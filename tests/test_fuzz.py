@@ -33,12 +33,9 @@ import faulthandler
 import math
 import numbers
 import os
-import subprocess
-import sys
 import textwrap
 from decimal import Decimal
 from fractions import Fraction
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -47,6 +44,7 @@ from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
 import bayesworker as bw
+from support import HANG_GUARD, run_script
 
 N_EXAMPLES = int(os.environ.get("BW_FUZZ_EXAMPLES", "400"))
 WATCHDOG = 60.0          # seconds one example may take before the run is killed as hung
@@ -64,7 +62,6 @@ LEVELS = (0.5, 0.8, 0.95, 0.99, 1 - 1e-9)
 # Products (compound models): their exact quantiles at extreme levels take seconds today,
 # so the properties stop at 0.99; test_extreme_levels_* covers the rest.
 PRODUCT_LEVELS = (0.5, 0.8, 0.95, 0.99)
-PKG_PATH = str(Path(bw.__file__).resolve().parents[1])   # where this bayesworker lives
 
 MODELS = (
     "beta-binomial", "normal", "lognormal", "exponential", "gamma", "poisson",
@@ -93,20 +90,6 @@ DEFAULT_PRIORS = {
 # ======================================================================================== #
 # Known bugs: all fixed, kept as a record; no test tolerates any of them                   #
 # ======================================================================================== #
-
-_CRASH_SCRIPT = textwrap.dedent("""
-    import bayesworker as bw
-    with bw.InferenceWorker(threads=0, seed=1) as w:
-        p = w.run_inference_sync("compound-beta-exponential",
-                                 {"converted": [0, 1], "value": [5.0, 0.0]}).posterior
-        print(p.frequency.mean()[0])
-""")
-
-
-def child_env() -> dict[str, str]:
-    paths = [PKG_PATH, *filter(None, [os.environ.get("PYTHONPATH")])]
-    return dict(os.environ, PYTHONPATH=os.pathsep.join(paths))
-
 
 # Posteriors and levels at the edge of what a double can hold, for credible intervals.
 EDGE_POSTERIORS = [
@@ -1175,8 +1158,7 @@ def test_compound_fit_without_severity_values_does_not_crash(payload):
                     assert p.frequency.mean()[0] > 0
         print("ok")
     """)
-    proc = subprocess.run([sys.executable, "-c", script], env=child_env(), capture_output=True,
-                          text=True, timeout=120)
+    proc = run_script(script, guard=2 * HANG_GUARD)
     assert proc.returncode == 0, f"rc={proc.returncode}\n{proc.stderr[-2000:]}"
     assert proc.stdout.strip() == "ok"
 
@@ -1273,11 +1255,7 @@ def test_sample_batched_with_a_huge_n_yields_at_once(use_async):
         assert b.shape == (1,)
         print("ok")
     """)
-    try:
-        proc = subprocess.run([sys.executable, "-c", script], env=child_env(),
-                              capture_output=True, text=True, timeout=20)
-    except subprocess.TimeoutExpired:
-        pytest.fail("sample_batched(2**48, 1) did not yield its first batch within 20 s")
+    proc = run_script(script)      # a plan of every batch up front never yields: hangs
     assert proc.returncode == 0, proc.stderr[-1500:]
 
 

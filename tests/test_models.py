@@ -10,6 +10,7 @@ from scipy import integrate, stats
 
 import bayesworker as bw
 from oracles import lnmean_cdf, lnmean_quantile, lnmean_truncated_moments, nig_posterior
+from support import BIMODAL
 
 LEVELS = (0.5, 0.8, 0.9, 0.95, 0.99, 0.999)
 REL = 1e-9
@@ -251,8 +252,7 @@ def test_more_levels_than_the_cache_keeps_stay_exact_and_bounded(w):
 
 
 def test_mixture_levels_past_the_cache_stay_exact_and_bounded(w):
-    x = np.r_[np.random.default_rng(0).normal(-5, 1, 400), np.random.default_rng(1).normal(5, 1, 600)]
-    post = w.run_inference_sync("normal-mixture", x, components=2).posterior
+    post = w.run_inference_sync("normal-mixture", BIMODAL, components=2).posterior
     comps = post.components()
     alphas = np.array([c["weight_alpha"] for c in comps])
     for r, c in enumerate(comps):

@@ -8,7 +8,7 @@ import pytest
 from scipy import stats
 
 import bayesworker as bw
-from support import quiet, run, until
+from support import BIMODAL, quiet, run, until
 
 MODELS = {
     "beta-binomial": {"successes": 65, "trials": 1000},
@@ -120,11 +120,9 @@ def test_every_bit_of_the_seed_changes_the_draws():
                 out.append(post.sample_predictive_sync(5000))
             return np.concatenate(out)
 
-    bimodal = np.r_[np.random.default_rng(0).normal(-5, 1, 400),
-                    np.random.default_rng(1).normal(5, 1, 600)]
     cases = [("beta-binomial", MODELS["beta-binomial"], {}),
              ("compound-beta-lognormal", MODELS["compound-beta-lognormal"], {}),
-             ("normal-mixture", bimodal, {"components": 2})]
+             ("normal-mixture", BIMODAL, {"components": 2})]
     for model, data, kw in cases:
         ref = draws(7, model, data, **kw)
         np.testing.assert_array_equal(draws(7, model, data, **kw), ref)
@@ -162,7 +160,8 @@ def test_draws_follow_the_exact_posteriors():
 
         pois = w.run_inference_sync("poisson", MODELS["poisson"]).posterior
         p = pois.parameters
-        assert ks(pois.sample_sync(200_000), stats.gamma(p["alpha"], scale=1 / p["beta"]).cdf) > 1e-3
+        rate = stats.gamma(p["alpha"], scale=1 / p["beta"])
+        assert ks(pois.sample_sync(200_000), rate.cdf) > 1e-3
 
 
 def test_lognormal_and_compound_draws_match_their_exact_cdf_at_quantiles():

@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 
 import bayesworker as bw
-from support import (HANG_GUARD, endless_fit, endless_fit_sync, guarded, os_threads, quiet,
-                     run, run_script, until, wait_until)
+from support import (BIMODAL, HANG_GUARD, endless_fit, endless_fit_sync, guarded, os_threads,
+                     quiet, run, run_script, until, wait_until)
 
 CONV = {"successes": 65, "trials": 1000}
 #: Draws of a request that spans many blocks (128 MiB, a fraction of a second of work):
@@ -211,10 +211,6 @@ def test_close_frees_everything_and_proxies_say_so():
     with pytest.raises(RuntimeError, match="closed"):
         w.run_inference_sync("beta-binomial", CONV)
     w.close()  # idempotent
-
-
-BIMODAL = np.r_[np.random.default_rng(0).normal(-5, 1, 400),
-                np.random.default_rng(1).normal(5, 1, 600)]
 
 
 def test_close_settles_every_awaited_request_with_runtime_error():
