@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -68,11 +69,14 @@ async def until(predicate: Callable[[], Any], what: str, guard: float = HANG_GUA
 
 
 async def guarded(awaitable, what: str, guard: float = HANG_GUARD):
-    """Await ``awaitable``; a hang fails naming ``what`` instead of blocking the suite."""
-    try:
-        return await asyncio.wait_for(awaitable, guard)
-    except asyncio.TimeoutError:
-        raise AssertionError(f"hang guard: {what} did not settle within {guard:g} s") from None
+    """Await ``awaitable``; a hang fails naming ``what`` instead of blocking the suite.
+    (Its own exceptions, TimeoutError included, pass through unchanged.)"""
+    task = asyncio.ensure_future(awaitable)
+    done, _ = await asyncio.wait({task}, timeout=guard)
+    if not done:
+        task.cancel()
+        raise AssertionError(f"hang guard: {what} did not settle within {guard:g} s")
+    return task.result()
 
 
 def endless_fit(worker, **kw):
@@ -82,9 +86,31 @@ def endless_fit(worker, **kw):
 
 
 def endless_fit_sync(worker, **kw):
-    """Blocking twin of ``endless_fit``: returns only when stopped (error) or closed."""
+    """Blocking twin of ``endless_fit``: it returns only when stopped (an error) or closed.
+
+    The call runs on a thread of its own, so that if nothing stops the fit the test fails
+    at the hang guard instead of blocking the suite for ever.
+    """
     kw.setdefault("timeout", 3600)
-    return worker.run_inference_sync("normal-mixture", ENDLESS_DATA, **ENDLESS_OPTIONS, **kw)
+    outcome: list = []
+
+    def call():
+        try:
+            outcome.append((True, worker.run_inference_sync("normal-mixture", ENDLESS_DATA,
+                                                            **ENDLESS_OPTIONS, **kw)))
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller
+            outcome.append((False, exc))
+
+    runner = threading.Thread(target=call, daemon=True, name="endless_fit_sync")
+    runner.start()
+    runner.join(HANG_GUARD)
+    if not outcome:
+        raise AssertionError(f"hang guard: a blocking endless fit was not stopped within "
+                             f"{HANG_GUARD:g} s")
+    ok, value = outcome[0]
+    if not ok:
+        raise value
+    return value
 
 
 def quiet(worker) -> bool:

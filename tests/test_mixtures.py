@@ -17,7 +17,8 @@ from scipy import stats
 
 import bayesworker as bw
 from oracles import dirichlet_weighted_sum, lnmean_truncated_moments
-from support import ENDLESS_DATA, endless_fit, endless_fit_sync, quiet, run, until, wait_until
+from support import (ENDLESS_DATA, endless_fit, endless_fit_sync, guarded, quiet, run, until,
+                     wait_until)
 
 
 def fit(w, model, data, **kw):
@@ -393,7 +394,7 @@ def test_timeout_stops_a_long_fit():
             endless_fit_sync(ww, timeout=0.05)
         wait_until(lambda: quiet(ww), "the timed-out fit to stop")
         with pytest.raises(TimeoutError, match="timed out"):
-            run(endless_fit(ww, timeout=0.05))
+            run(guarded(endless_fit(ww, timeout=0.05), "an endless fit's timeout"))
         wait_until(lambda: quiet(ww), "the timed-out fit to stop")
         assert ww.stats()["posteriors"] == 0 and isinstance(ww.error, TimeoutError)
         assert fit(ww, "normal-mixture", bimodal(), components=2).posterior.n_components == 2

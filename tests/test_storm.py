@@ -43,7 +43,7 @@ import numpy as np
 import pytest
 
 import bayesworker as bw
-from support import HANG_GUARD, endless_fit, until, wait_until
+from support import HANG_GUARD, endless_fit, guarded, until, wait_until
 
 KEYERROR_AFTER_DISPOSE = False   # found by this file and fixed; a regression fails
 KEYERROR_AFTER_CLEAR = False   # found by this file and fixed; a regression fails
@@ -182,7 +182,7 @@ class Storm:
         """A fit that only its tiny timeout can end."""
         with self.ledger.lock:
             self.ledger.endless += 1
-        await endless_fit(self.w, timeout=0.001)
+        await guarded(endless_fit(self.w, timeout=0.001), "an endless fit's timeout")
 
     async def dispose(self, idx: int) -> None:
         await self.posts[idx].dispose()

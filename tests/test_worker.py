@@ -320,7 +320,7 @@ def test_timeout_stops_the_work_and_frees_memory():
             with pytest.raises(TimeoutError, match="timed out"):
                 await post.sample(MANY_BLOCKS, timeout=TINY)
             with pytest.raises(TimeoutError, match="timed out"):
-                await endless_fit(w, timeout=TINY)
+                await guarded(endless_fit(w, timeout=TINY), "an endless fit's timeout")
             await until(lambda: quiet(w), "the timed-out jobs to stop")
             assert isinstance(w.error, TimeoutError)
             freed = traced_bytes() - base               # the 128 MiB output array is gone
