@@ -7,10 +7,12 @@ with random cancellations (``task.cancel()`` at random times), timeouts of 0 to 
 its loop; two more threads each run their own event loop on the same workers.
 
 Which requests a random cancellation or timeout catches depends on timing, so their counts
-are printed, not asserted. What is asserted happens whatever the timing: requests
+are printed, not asserted. What is asserted happens whatever the timing: requests are
 cancelled in the loop step that submitted them (a result is delivered in a later step, so
-they are in flight) end cancelled, and endless fits (support.py) with a tiny timeout end
-with TimeoutError.
+they are in flight), and each ends cancelled or, if its result was delivered in the very
+step of the cancellation, with that result (asyncio.wait_for of Python < 3.12 returns a
+result that arrived with the cancellation); endless fits (support.py) with a tiny timeout
+end with TimeoutError.
 
 Afterwards every task is settled, nothing is left in flight (``live_jobs`` and
 ``pending_requests`` are 0 once each loop has drained), the posteriors that were not
@@ -109,6 +111,7 @@ class Ledger:
     errors: list = field(default_factory=list)
     requests: int = 0
     cancelled_in_flight: list = field(default_factory=list)   # tasks cancelled once submitted
+    ended: dict = field(default_factory=dict)                # task: its outcome
     endless: int = 0                                         # endless fits with a timeout
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -119,6 +122,7 @@ class Ledger:
     def outcome(self, name: str) -> None:
         with self.lock:
             self.outcomes[name] += 1
+            self.ended[asyncio.current_task()] = name
 
 
 class Storm:
@@ -363,7 +367,9 @@ def test_every_request_settles_with_a_documented_outcome(storm):
     # and an endless fit ends by its timeout (the random cancellations and timeouts catch
     # what they catch: printed, not asserted)
     assert len(led.cancelled_in_flight) > N_REQUESTS // 50
-    assert all(t.cancelled() for t in led.cancelled_in_flight)
+    for t in led.cancelled_in_flight:
+        assert t.cancelled() or led.ended[t].endswith(": ok"), led.ended.get(t)
+    assert sum(t.cancelled() for t in led.cancelled_in_flight) > N_REQUESTS // 100
     assert led.outcomes["endless: timeout"] == led.endless > 0
     assert led.outcomes["dispose: ok"] == len(DISPOSABLE)
     assert storm.cleared_at is not None
