@@ -378,6 +378,13 @@ def test_shutdown_with_jobs_in_flight_is_prompt(case):
         assert "Traceback" not in err and "Fatal" not in err, err[-3000:]
 
 
+# A process started with SIGINT ignored (a background job of a non-interactive shell, nohup)
+# passes the ignore on to its children, and Python then installs no SIGINT handler: each
+# case takes the default handler back first, so that it tests the worker, not its parent.
+SIGINT_HANDLER = """
+    import signal
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+"""
 SIGINT_CASES = {
     "sample_sync": """
         announce_in_flight()
@@ -407,7 +414,8 @@ SIGINT_CASES = {
 
 @pytest.mark.parametrize("case", sorted(SIGINT_CASES))
 def test_sigint_while_drawing_ends_the_process_promptly(case):
-    proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(SHUTDOWN_PRELUDE) +
+    proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(SIGINT_HANDLER) +
+                             textwrap.dedent(SHUTDOWN_PRELUDE) +
                              textwrap.dedent(SIGINT_CASES[case])], env=child_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
