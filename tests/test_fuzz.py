@@ -13,7 +13,9 @@ Every example makes one request and classifies its outcome. The only acceptable 
 
 never a crash, a hang (a watchdog kills the run with a traceback) or a NaN. After every
 example the reference posteriors fitted at the start still give identical summaries, and
-after every failed request ``worker.stats()`` and every stream position are unchanged.
+after every failed request ``worker.stats()`` and every stream position are unchanged (a
+position is checked through the public API: the next draw of each reference stream equals
+the draw at the expected position of a mirror worker with the same seed and fits).
 
 Deterministic: ``derandomize=True`` and no example database. ``BW_FUZZ_EXAMPLES``
 (default 400) sets the examples per property; the totals are printed at the end of the
@@ -31,12 +33,9 @@ import faulthandler
 import math
 import numbers
 import os
-import subprocess
-import sys
 import textwrap
 from decimal import Decimal
 from fractions import Fraction
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -45,7 +44,7 @@ from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
 import bayesworker as bw
-from bayesworker._request import prepare
+from support import HANG_GUARD, run_script
 
 N_EXAMPLES = int(os.environ.get("BW_FUZZ_EXAMPLES", "400"))
 WATCHDOG = 60.0          # seconds one example may take before the run is killed as hung
@@ -63,7 +62,6 @@ LEVELS = (0.5, 0.8, 0.95, 0.99, 1 - 1e-9)
 # Products (compound models): their exact quantiles at extreme levels take seconds today,
 # so the properties stop at 0.99; test_extreme_levels_* covers the rest.
 PRODUCT_LEVELS = (0.5, 0.8, 0.95, 0.99)
-PKG_PATH = str(Path(bw.__file__).resolve().parents[1])   # where this bayesworker lives
 
 MODELS = (
     "beta-binomial", "normal", "lognormal", "exponential", "gamma", "poisson",
@@ -78,25 +76,20 @@ PRIOR_KEYS = {
     "poisson": ("alpha", "beta"),
 }
 SEVERITY = {"compound-beta-lognormal": "lognormal", "compound-beta-exponential": "exponential"}
+CANONICAL = {"gamma": "exponential"}        # the alias of the README's model table
+# The default priors of the README's model table (the reference, not the code's table).
+DEFAULT_PRIORS = {
+    "beta-binomial": {"alpha": 1.0, "beta": 1.0},
+    "normal": {"mu": 0.0, "kappa": 1e-6, "alpha": 1.0, "beta": 1.0},
+    "lognormal": {"mu": 0.0, "kappa": 1e-6, "alpha": 1.0, "beta": 1.0},
+    "exponential": {"alpha": 1.0, "beta": 1.0},
+    "poisson": {"alpha": 1.0, "beta": 1.0},
+}
 
 
 # ======================================================================================== #
 # Known bugs: all fixed, kept as a record; no test tolerates any of them                   #
 # ======================================================================================== #
-
-_CRASH_SCRIPT = textwrap.dedent("""
-    import bayesworker as bw
-    with bw.InferenceWorker(threads=0, seed=1) as w:
-        p = w.run_inference_sync("compound-beta-exponential",
-                                 {"converted": [0, 1], "value": [5.0, 0.0]}).posterior
-        print(p.frequency.mean()[0])
-""")
-
-
-def child_env() -> dict[str, str]:
-    paths = [PKG_PATH, *filter(None, [os.environ.get("PYTHONPATH")])]
-    return dict(os.environ, PYTHONPATH=os.pathsep.join(paths))
-
 
 # Posteriors and levels at the edge of what a double can hold, for credible intervals.
 EDGE_POSTERIORS = [
@@ -198,23 +191,74 @@ REFERENCE_DATA = {
 }
 
 
+def reference_posteriors(w) -> list:
+    """Fit REFERENCE_DATA on ``w`` (a fresh worker: ids 1.. in this order)."""
+    return [w.run_inference_sync(model, data).posterior for model, data in REFERENCE_DATA.items()]
+
+
 class Harness:
-    """Two workers (pooled and inline) with reference posteriors, and an event loop."""
+    """Two workers (pooled and inline) with reference posteriors, and an event loop.
+
+    Each reference stream (a reference posterior, or a part of a compound one) has a
+    ledger of the positions the examples consumed, and a twin on a mirror worker (same
+    seed, same fits): ``check_positions`` asserts that the next draw of every stream of a
+    worker is the mirror's draw at the ledger's position.
+    """
 
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
         self.workers = [bw.InferenceWorker(threads=2, seed=2024),
                         bw.InferenceWorker(threads=0, seed=2024)]
+        self.mirrors = [bw.InferenceWorker(threads=0, seed=2024) for _ in self.workers]
         self.refs: list[tuple[Any, tuple]] = []
-        for w in self.workers:
-            for model, data in REFERENCE_DATA.items():
-                post = w.run_inference_sync(model, data).posterior
+        self.streams: dict[int, list[tuple[Any, Any]]] = {}   # worker index: (ref, twin)
+        self.owner: dict[int, Any] = {}                         # id(stream proxy): worker
+        for k, (w, mirror) in enumerate(zip(self.workers, self.mirrors)):
+            self.streams[k] = []
+            for post, twin in zip(reference_posteriors(w), reference_posteriors(mirror)):
                 self.refs.append((post, summaries(post)))
+                for a, b in zip(parts_of(post), parts_of(twin)):
+                    self.streams[k].append((a, b))
+                    self.owner[id(a)] = w
+        self.ledger = {id(a): 0 for pairs in self.streams.values() for a, _ in pairs}
+        self.mirror_at = dict(self.ledger)
 
     def close(self) -> None:
-        for w in self.workers:
+        for w in (*self.workers, *self.mirrors):
             w.close()
         self.loop.close()
+
+    def worker_of(self, proxy) -> Any:
+        return self.owner[id(proxy)]
+
+    def consumed(self, proxy, n: int) -> None:
+        """A request on ``proxy`` took ``n`` positions of its stream."""
+        self.ledger[id(proxy)] += n
+
+    def _twin_draw(self, key: int, twin, position: int) -> float:
+        skip = position - self.mirror_at[key]
+        assert skip >= 0
+        if skip:                     # sample_batched reserves all its positions at once
+            gen = twin.sample_batched_sync(skip, 1)
+            next(gen)
+            gen.close()
+        self.mirror_at[key] = position + 1
+        return float(twin.sample_sync(1)[0])
+
+    def check_positions(self, w, *, maybe: dict[int, int] | None = None) -> None:
+        """Every stream of ``w`` is where its ledger says (``maybe``: streams that may also
+        have moved by the given count, for a request that reserved them, then failed)."""
+        k = self.workers.index(w)
+        for proxy, twin in self.streams[k]:
+            key = id(proxy)
+            got = float(proxy.sample_sync(1)[0])
+            at = self.ledger[key]
+            want = self._twin_draw(key, twin, at)
+            if got != want and maybe and maybe.get(key):
+                at += maybe[key]
+                want = self._twin_draw(key, twin, at)
+            assert got == want, f"a failed request moved the stream of {proxy!r}"
+            self.ledger[key] = at + 1
 
     def run(self, coro):
         return self.loop.run_until_complete(asyncio.wait_for(coro, WATCHDOG))
@@ -237,12 +281,6 @@ def stable_stats(w) -> tuple:
     items = tuple((i["id"], i["model_type"], i["created"], i["bytes"]) for i in s["items"])
     return (s["posteriors"], s["bytes"], s["live_jobs"], s["pending_requests"], s["threads"],
             items)
-
-
-def cursors(w) -> tuple:
-    """Every stream position of every stored posterior (private: the C store's cursors)."""
-    return tuple((p["id"], tuple(part["cursor"] for part in p["parts"]))
-                 for p in w._core.snapshot())
 
 
 @pytest.fixture(scope="module")
@@ -332,9 +370,9 @@ def _check_finite(post, model, params, mean, var, levels) -> None:
         assert np.isfinite(post.credible_interval(level)).all(), (model, level, params)
 
 
-def expect_failure_leaves_no_trace(h: Harness, w, before_stats, before_cursors) -> None:
+def expect_failure_leaves_no_trace(h: Harness, w, before_stats) -> None:
     assert stable_stats(w) == before_stats, "a failed request changed worker.stats()"
-    assert cursors(w) == before_cursors, "a failed request moved a stream position"
+    h.check_positions(w)
 
 
 def classify(exc: BaseException, model: str, *, allow_model_error: bool = True,
@@ -362,17 +400,6 @@ def fit(h: Harness, w, model: str, data: Any, prior: Any, use_async: bool,
         return h.run(w.run_inference(model, data, prior=prior, timeout=CALL_TIMEOUT,
                                      **options))
     return w.run_inference_sync(model, data, prior=prior, timeout=CALL_TIMEOUT, **options)
-
-
-def crashes_today(model: str, data: Any, prior: Any) -> bool:
-    """True for the request class that segfaults today (see KNOWN); never sent while so."""
-    if not KNOWN["empty-severity-segfault"]:
-        return False
-    try:
-        req = prepare(model, data, prior, {}, check_values=False)
-    except Exception:
-        return False
-    return req.model in SEVERITY and req.values is not None and req.values.size == 0
 
 
 # ======================================================================================== #
@@ -604,10 +631,7 @@ def test_hostile_requests_give_a_sane_posterior_or_a_documented_error(harness, d
     use_async = data.draw(st.booleans(), label="async")
     w = data.draw(st.sampled_from(h.workers), label="worker")
     COUNTS["examples: hostile fits"] += 1
-    if crashes_today(model, payload, prior):
-        COUNTS["hostile fits: not sent (known segfault)"] += 1
-        return
-    before, before_c = stable_stats(w), cursors(w)
+    before = stable_stats(w)
     with Watchdog():
         try:
             res = fit(h, w, model, payload, prior, use_async, options)
@@ -619,7 +643,7 @@ def test_hostile_requests_give_a_sane_posterior_or_a_documented_error(harness, d
                 assert isinstance(exc, bw.ModelError), f"bad prior {prior!r} gave {exc!r}"
             COUNTS[f"hostile fits: {outcome}"] += 1
             if not outcome.startswith("known bug"):
-                expect_failure_leaves_no_trace(h, w, before, before_c)
+                expect_failure_leaves_no_trace(h, w, before)
         else:
             assert not options, f"options {options} were accepted"
             assert prior_is_valid(model, prior) is not False, f"bad prior {prior!r} accepted"
@@ -694,7 +718,7 @@ def tame_prior(draw, model: str):
 
 
 def expected_parameters(model: str, x: np.ndarray, prior: dict | None) -> dict[str, float]:
-    p = bw.models.default_prior(model)
+    p = dict(DEFAULT_PRIORS[CANONICAL.get(model, model)])
     p.update(prior or {})
     if model == "beta-binomial":
         s = float(np.count_nonzero(x))
@@ -757,7 +781,7 @@ def test_valid_requests_give_the_conjugate_answer_in_every_layout(harness, data)
         # the same values as a plain float64 array give bit-identical summaries
         ref = w.run_inference_sync(model, np.ascontiguousarray(x), prior=prior).posterior
         assert repr(summaries(ref)) == repr(summaries(post))
-        canon = bw.models.resolve_model_type(model)
+        canon = CANONICAL.get(model, model)
         strict = canon != "lognormal" or (x.size >= 5 and prior is None)
         check_posterior(post, canon, strict=strict, h=h if use_async else None)
         if canon == "beta-binomial":
@@ -810,9 +834,6 @@ def test_valid_compound_requests_in_every_form(harness, data):
     else:
         payload = FakeFrame(converted=np.array(conv, dtype=np.int8), value=value)
     sev = np.array([v for c, v in rows if c and v > 0], dtype=np.float64)
-    if crashes_today(model, payload, None):
-        COUNTS["compound fits: not sent (known segfault)"] += 1
-        return
     with Watchdog():
         try:
             res = fit(h, w, model, payload, None, use_async)
@@ -941,7 +962,7 @@ def test_mixtures_give_a_sane_posterior_or_a_documented_error(harness, data):
     w = data.draw(st.sampled_from(h.workers), label="worker")
     use_async = data.draw(st.booleans(), label="async")
     COUNTS["examples: mixture fits"] += 1
-    before, before_c = stable_stats(w), cursors(w)
+    before = stable_stats(w)
     with Watchdog():
         try:
             res = fit(h, w, model, payload, None, use_async, options)
@@ -949,7 +970,7 @@ def test_mixtures_give_a_sane_posterior_or_a_documented_error(harness, data):
             outcome = classify(exc, model)
             COUNTS[f"mixture fits: {outcome}"] += 1
             if not outcome.startswith("known bug"):
-                expect_failure_leaves_no_trace(h, w, before, before_c)
+                expect_failure_leaves_no_trace(h, w, before)
         else:
             assert "iterations" not in options, "an unknown option was accepted"
             check_mixture(res.posterior, model)
@@ -1004,15 +1025,15 @@ def count_value(x: Any, low: int) -> int | None:
 def test_levels_counts_and_batch_sizes(harness, data):
     """Every level, draw count and batch size is accepted or refused exactly as documented."""
     h = harness
-    post, _ = ref = data.draw(st.sampled_from(h.refs), label="posterior")
+    post, _ = data.draw(st.sampled_from(h.refs), label="posterior")
     part = data.draw(st.sampled_from(["self", "frequency", "severity"]), label="part")
     if part != "self" and isinstance(post, bw.CompoundPosteriorProxy):
         post = getattr(post, part)
-    w = h.workers[h.refs.index(ref) // len(REFERENCE_DATA)]
+    w = h.worker_of(post)
     op = data.draw(st.sampled_from(["level", "level-async", "sample", "sample-async",
                                     "batched", "batched-async"]), label="op")
     COUNTS["examples: arguments"] += 1
-    before, before_c = stable_stats(w), cursors(w)
+    before = stable_stats(w)
     with Watchdog():
         if op.startswith("level"):
             level = data.draw(st.sampled_from(LEVEL_POOL), label="level")
@@ -1023,7 +1044,7 @@ def test_levels_counts_and_batch_sizes(harness, data):
                 outcome = classify(exc, post.model_type, allow_model_error=False)
                 assert outcome.startswith("known bug") or not level_is_valid(level), exc
                 COUNTS[f"arguments: level {outcome}"] += 1
-                expect_failure_leaves_no_trace(h, w, before, before_c)
+                expect_failure_leaves_no_trace(h, w, before)
             else:
                 assert level_is_valid(level), f"level {level!r} accepted"
                 assert ci.shape == (1, 2) and not np.isnan(ci).any() and ci[0, 0] <= ci[0, 1]
@@ -1060,8 +1081,11 @@ def test_levels_counts_and_batch_sizes(harness, data):
                     assert want_n is None or (op.startswith("batched") and want_b is None), \
                         f"n={n!r} batch={batch!r} refused: {exc}"
                 COUNTS[f"arguments: draws {outcome}"] += 1
+                assert stable_stats(w) == before, "a failed request changed worker.stats()"
                 if not op.startswith("batched") or want_n is None or want_b is None:
-                    expect_failure_leaves_no_trace(h, w, before, before_c)
+                    h.check_positions(w)
+                else:       # the n positions may have been reserved before a batch failed
+                    h.check_positions(w, maybe={id(post): want_n})
             else:
                 assert want_n is not None, f"n={n!r} accepted"
                 if op.startswith("batched"):
@@ -1073,6 +1097,7 @@ def test_levels_counts_and_batch_sizes(harness, data):
                     out = np.concatenate(out) if out else np.empty(0)
                 else:
                     assert out.shape == (want_n,)
+                h.consumed(post, want_n)       # batched: every position reserved at once
                 assert out.dtype == np.float64 and not np.isnan(out).any()
                 COUNTS["arguments: draws ok"] += 1
         h.check_refs()
@@ -1133,8 +1158,7 @@ def test_compound_fit_without_severity_values_does_not_crash(payload):
                     assert p.frequency.mean()[0] > 0
         print("ok")
     """)
-    proc = subprocess.run([sys.executable, "-c", script], env=child_env(), capture_output=True,
-                          text=True, timeout=120)
+    proc = run_script(script, guard=2 * HANG_GUARD)
     assert proc.returncode == 0, f"rc={proc.returncode}\n{proc.stderr[-2000:]}"
     assert proc.stdout.strip() == "ok"
 
@@ -1231,11 +1255,7 @@ def test_sample_batched_with_a_huge_n_yields_at_once(use_async):
         assert b.shape == (1,)
         print("ok")
     """)
-    try:
-        proc = subprocess.run([sys.executable, "-c", script], env=child_env(),
-                              capture_output=True, text=True, timeout=20)
-    except subprocess.TimeoutExpired:
-        pytest.fail("sample_batched(2**48, 1) did not yield its first batch within 20 s")
+    proc = run_script(script)      # a plan of every batch up front never yields: hangs
     assert proc.returncode == 0, proc.stderr[-1500:]
 
 

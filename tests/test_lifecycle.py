@@ -4,17 +4,20 @@
   default; run 100,000 by hand) grow RSS by less than 5 MB after a warm-up, leave no
   Python objects behind (counts by type) and no traced allocations (tracemalloc).
 * Shutdown: a script that ends normally, by ``sys.exit``, by an uncaught exception or by
-  SIGINT while draws are in flight ends within 2 s of the event, with the expected code.
-* A garbage-collected worker with jobs in flight stops them and frees their memory.
+  SIGINT while draws are in flight ends, with the expected code (how fast is a figure,
+  printed, not asserted: a hang guard fails the test if it does not end at all).
+* A garbage-collected worker with draws in flight frees their memory and its threads.
 * Fork: a child started with the "fork" context makes its own worker and fits; the parent
   is unaffected; the worker it inherited is closed in the child and says so.
 * Event loops: a loop closed with requests pending, a request awaited from another loop, a
   worker used from plain threads with the ``_sync`` API: each works or raises a clear
   error; none hangs.
 
-Every case that could hang or crash runs in a subprocess with a timeout, so it fails the
-test instead of blocking the suite. Timings are printed (``pytest -s``). The two bugs found
-here are fixed; their tests must pass (their xfail conditions are False constants).
+Every case that could hang or crash runs in a subprocess with a hang guard, so it fails the
+test instead of blocking the suite. Nothing waits for a span of time: each step waits for
+the condition it needs (a job in flight, the jobs ended, the memory written). Timings are
+printed (``pytest -s``), never asserted. The two bugs found here are fixed; their tests must
+pass (their xfail conditions are False constants).
 """
 
 from __future__ import annotations
@@ -30,18 +33,16 @@ import textwrap
 import threading
 import time
 import tracemalloc
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 import bayesworker as bw
+from support import HANG_GUARD, child_env, quiet, run_script, until, wait_until
 
-PKG_PATH = str(Path(bw.__file__).resolve().parents[1])   # where this bayesworker lives
 LEAK_CYCLES = int(os.environ.get("BW_LEAK_CYCLES", "20000"))
 LEAK_WARMUP = 2000
 TRACED_CYCLES = int(os.environ.get("BW_TRACED_CYCLES", "2000"))
-SHUTDOWN_LIMIT = 2.0
 FIGURES: dict[str, str] = {}
 
 
@@ -66,20 +67,6 @@ def rss_bytes() -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) * 1024
     raise RuntimeError("no VmRSS in /proc/self/status")
-
-
-def child_env() -> dict[str, str]:
-    paths = [PKG_PATH, *filter(None, [os.environ.get("PYTHONPATH")])]
-    return dict(os.environ, PYTHONPATH=os.pathsep.join(paths), PYTHONFAULTHANDLER="1")
-
-
-def run_script(code: str, timeout: float = 60.0, **kw) -> subprocess.CompletedProcess:
-    """Run ``code`` in a fresh interpreter; a hang is a test failure, not a stuck suite."""
-    try:
-        return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=child_env(),
-                              capture_output=True, text=True, timeout=timeout, **kw)
-    except subprocess.TimeoutExpired as exc:
-        pytest.fail(f"the script hung for {timeout} s; its output:\n{exc.stdout}\n{exc.stderr}")
 
 
 RNG = np.random.default_rng(7)
@@ -154,6 +141,11 @@ async def async_cycle(w, model, data, i) -> None:
     await post.dispose()
 
 
+def settle(w: bw.InferenceWorker, loop: asyncio.AbstractEventLoop) -> None:
+    """Run ``loop`` until every job of ``w`` ended and every result was delivered."""
+    loop.run_until_complete(until(lambda: quiet(w), "the abandoned jobs to end"))
+
+
 def type_counts() -> collections.Counter:
     gc.collect()
     return collections.Counter(type(o).__name__ for o in gc.get_objects())
@@ -165,14 +157,14 @@ def test_many_cycles_leak_neither_memory_nor_objects():
     w = bw.InferenceWorker(threads=2, seed=11)
     for i in range(LEAK_WARMUP):
         cycle(w, loop, i)
-    loop.run_until_complete(asyncio.sleep(0.05))              # abandoned jobs end
+    settle(w, loop)                                           # abandoned jobs end
     types0 = type_counts()
     rss0 = rss_bytes()
     t0 = time.monotonic()
     i = LEAK_WARMUP
     for i in range(LEAK_WARMUP, LEAK_WARMUP + LEAK_CYCLES):
         cycle(w, loop, i)
-    loop.run_until_complete(asyncio.sleep(0.05))
+    settle(w, loop)
     seconds = time.monotonic() - t0
     types1 = type_counts()
     rss1 = rss_bytes()
@@ -181,12 +173,12 @@ def test_many_cycles_leak_neither_memory_nor_objects():
     try:
         for j in range(i + 1, i + 1 + TRACED_CYCLES // 10):
             cycle(w, loop, j)
-        loop.run_until_complete(asyncio.sleep(0.05))
+        settle(w, loop)
         gc.collect()
         snap0 = tracemalloc.take_snapshot()
         for k in range(j + 1, j + 1 + TRACED_CYCLES):
             cycle(w, loop, k)
-        loop.run_until_complete(asyncio.sleep(0.05))
+        settle(w, loop)
         gc.collect()
         snap1 = tracemalloc.take_snapshot()
     finally:
@@ -210,7 +202,7 @@ def test_many_cycles_leak_neither_memory_nor_objects():
     assert sum(grown.values()) < 100 and all(v < 20 for v in grown.values()), grown
 
 
-def abandoned_records(repeats: int = 5) -> tuple[int, list]:
+def abandoned_records(repeats: int = 5) -> int:
     """Abandon requests in every way, on loops that then end; the records left behind.
 
     A loop closed with a request in flight leaks for sure while the bug is there; a
@@ -226,7 +218,7 @@ def abandoned_records(repeats: int = 5) -> tuple[int, list]:
         except TimeoutError:
             pass
         t = asyncio.ensure_future(post.sample(3_000_000))
-        await asyncio.sleep(0.001)
+        await asyncio.sleep(0)                               # submitted, then cancelled
         t.cancel()
         try:
             await t
@@ -240,19 +232,15 @@ def abandoned_records(repeats: int = 5) -> tuple[int, list]:
         asyncio.run(abandon())                               # the loop ends at once
     loop = asyncio.new_event_loop()                          # closed with a request pending
     task = loop.create_task(post.sample(20_000_000))
-    loop.run_until_complete(asyncio.sleep(0.001))
+    loop.run_until_complete(asyncio.sleep(0))                # submitted
     loop.close()
     del task, loop
     for _ in range(3):
         gc.collect()
-    deadline = time.monotonic() + 5
-    while w.stats()["live_jobs"] and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_until(lambda: w.stats()["live_jobs"] == 0, "the abandoned jobs to end")
     stats = w.stats()
-    leaked = [(job_id, rec.job.status) for job_id, rec in list(w._bridge.pending.items())]
     w.close()
-    assert stats["live_jobs"] == 0
-    return stats["pending_requests"], leaked
+    return stats["pending_requests"]
 
 
 def orphans_of_a_cancelled_fit() -> list[int]:
@@ -262,15 +250,14 @@ def orphans_of_a_cancelled_fit() -> list[int]:
     async def main():
         task = asyncio.ensure_future(w.run_inference("normal", [1.0, 2.0, 3.0]))
         await asyncio.sleep(0)             # the task submits its job
-        deadline = time.monotonic() + 5
-        while w.stats()["live_jobs"] and time.monotonic() < deadline:
-            time.sleep(0.001)              # the job ends; the loop has not drained it
+        # the job ends; blocking this thread, the loop cannot deliver it
+        wait_until(lambda: w.stats()["live_jobs"] == 0, "the fit to end")
         task.cancel()
         try:
             await task
         except asyncio.CancelledError:
             pass
-        await asyncio.sleep(0.02)
+        await until(lambda: w.stats()["pending_requests"] == 0, "the ended fit to be drained")
 
     asyncio.run(main())
     ids = [item["id"] for item in w.stats()["items"]]
@@ -289,10 +276,10 @@ ORPHAN_FIT = False   # found by this file and fixed; a regression fails
                           "ended, until close()")
 def test_abandoned_requests_leave_no_records_once_their_jobs_end():
     """Timed-out and cancelled requests must not stay on the worker's books."""
-    count, leaked = abandoned_records()
+    count = abandoned_records()
     assert count == 0, (
-        f"records of abandoned requests stay in worker._pending (each keeps its job and "
-        f"output array alive until close()): {leaked}")
+        f"{count} records of abandoned requests stay on the worker's books (each keeps its "
+        f"job and output array alive until close())")
 
 
 @pytest.mark.xfail(ORPHAN_FIT, strict=True,
@@ -313,16 +300,20 @@ SHUTDOWN_PRELUDE = """
     import asyncio, os, sys, threading, time
     import numpy as np
     import bayesworker as bw
+    from support import wait_until
     w = bw.InferenceWorker(threads=2, seed=5)
     post = w.run_inference_sync("lognormal", np.exp(np.linspace(0.0, 1.0, 80))).posterior
     def draw_forever():
         while True:
             post.sample_sync(8_000_000, timeout=600)
     def wait_in_flight():
-        deadline = time.monotonic() + 10
-        while not w.stats()["live_jobs"]:
-            assert time.monotonic() < deadline, "no job in flight"
-            time.sleep(0.001)
+        wait_until(lambda: w.stats()["live_jobs"], "a job in flight")
+    def announce_in_flight():
+        # print "ready" from another thread once a job is in flight
+        def watch():
+            wait_in_flight()
+            print("ready", flush=True)
+        threading.Thread(target=watch, daemon=True).start()
 """
 
 SHUTDOWN_CASES = {
@@ -373,11 +364,11 @@ def test_shutdown_with_jobs_in_flight_is_prompt(case):
         line = proc.stdout.readline()
         seen = time.monotonic()
         assert line.startswith("event"), (line, proc.stderr.read() if proc.poll() else "")
-        out, err = proc.communicate(timeout=30)
+        out, err = proc.communicate(timeout=HANG_GUARD)
     except subprocess.TimeoutExpired:
         proc.kill()
         out, err = proc.communicate()
-        pytest.fail(f"{case}: the process hung at exit\n{err[-3000:]}")
+        pytest.fail(f"hang guard: {case}: the process hung at exit\n{err[-3000:]}")
     ended = time.monotonic() - seen
     FIGURES[f"shutdown {case}"] = f"{ended:.3f} s, rc {proc.returncode}"
     assert proc.returncode == code, (proc.returncode, err[-3000:])
@@ -385,30 +376,36 @@ def test_shutdown_with_jobs_in_flight_is_prompt(case):
         assert err.strip().endswith(tail), err[-2000:]
     else:
         assert "Traceback" not in err and "Fatal" not in err, err[-3000:]
-    assert ended < SHUTDOWN_LIMIT, f"{case}: {ended:.2f} s from the event to the exit"
 
 
+# A process started with SIGINT ignored (a background job of a non-interactive shell, nohup)
+# passes the ignore on to its children, and Python then installs no SIGINT handler: each
+# case takes the default handler back first, so that it tests the worker, not its parent.
+SIGINT_HANDLER = """
+    import signal
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+"""
 SIGINT_CASES = {
     "sample_sync": """
-        print("ready", flush=True)
+        announce_in_flight()
         while True:
             post.sample_sync(8_000_000, timeout=600)
     """,
     "sample_batched_sync": """
-        print("ready", flush=True)
+        announce_in_flight()
         for _ in post.sample_batched_sync(10**12, 10**6, timeout=600):
             pass
     """,
     "async-sample": """
         async def main():
-            print("ready", flush=True)
+            announce_in_flight()
             while True:
                 await post.sample(8_000_000, timeout=600)
         asyncio.run(main())
     """,
     "fit-and-threads": """
         threading.Thread(target=draw_forever, daemon=True).start()
-        print("ready", flush=True)
+        announce_in_flight()
         while True:
             w.run_inference_sync("normal", np.arange(200_000.0))
     """,
@@ -417,65 +414,57 @@ SIGINT_CASES = {
 
 @pytest.mark.parametrize("case", sorted(SIGINT_CASES))
 def test_sigint_while_drawing_ends_the_process_promptly(case):
-    proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(SHUTDOWN_PRELUDE) +
+    proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(SIGINT_HANDLER) +
+                             textwrap.dedent(SHUTDOWN_PRELUDE) +
                              textwrap.dedent(SIGINT_CASES[case])], env=child_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        assert proc.stdout.readline().strip() == "ready"
-        time.sleep(0.4)                     # well inside a draw
+        assert proc.stdout.readline().strip() == "ready"      # a job is in flight
         assert proc.poll() is None
         sent = time.monotonic()
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=30)
+        out, err = proc.communicate(timeout=HANG_GUARD)
     except subprocess.TimeoutExpired:
         proc.kill()
         out, err = proc.communicate()
-        pytest.fail(f"{case}: the process did not end after SIGINT\n{err[-3000:]}")
+        pytest.fail(f"hang guard: {case}: the process did not end after SIGINT\n{err[-3000:]}")
     ended = time.monotonic() - sent
     FIGURES[f"SIGINT {case}"] = f"{ended:.3f} s, rc {proc.returncode}"
     assert proc.returncode == -signal.SIGINT, (proc.returncode, err[-3000:])
     assert err.strip().endswith("KeyboardInterrupt"), err[-2000:]
     assert "Fatal" not in err and "Segmentation" not in err
-    assert ended < SHUTDOWN_LIMIT, f"{case}: {ended:.2f} s from SIGINT to the exit"
 
 
 # ======================================================================================== #
 # Garbage collection                                                                       #
 # ======================================================================================== #
 
-def test_collected_worker_with_jobs_in_flight_stops_them_and_frees_memory():
+def test_collected_worker_with_draws_in_flight_frees_their_memory_and_threads():
     proc = run_script("""
-        import asyncio, gc, time
-        import numpy as np
+        import asyncio, gc
         import bayesworker as bw
+        from support import os_threads, wait_until
         def rss():
             with open("/proc/self/status") as f:
                 return next(int(l.split()[1]) * 1024 for l in f if l.startswith("VmRSS:"))
+        threads_before = os_threads()
         w = bw.InferenceWorker(threads=2, seed=1)
         post = w.run_inference_sync("normal", [1.0, 2.0, 3.0]).posterior
         gc.collect()
         base = rss()
         loop = asyncio.new_event_loop()
-        tasks = [loop.create_task(post.sample(16_000_000)) for _ in range(8)]  # 1 GB
-        loop.run_until_complete(asyncio.sleep(0.15))
-        jobs = [rec.job for rec in w._bridge.pending.values()]      # private: to watch the C jobs
-        assert len(jobs) == 8 and not any(j.done for j in jobs), [j.status for j in jobs]
+        tasks = [loop.create_task(post.sample(4_000_000)) for _ in range(8)]   # 256 MB
+        loop.run_until_complete(asyncio.sleep(0))       # all submitted, none delivered
+        assert w.is_running
+        wait_until(lambda: rss() - base > 64 << 20, "the workers to write the draws")
         busy = rss()
         loop.close()            # the tasks stay pending forever: nothing will await them
         del tasks, post, w, loop
-        t0 = time.monotonic()
         for _ in range(3):      # the worker is in a cycle with its pending futures; the
             gc.collect()        # tasks' finalizers resurrect it once, the next pass frees it
-        stopped = time.monotonic() - t0
-        statuses = sorted({j.status for j in jobs})
-        del jobs
-        gc.collect()
+        wait_until(lambda: os_threads() == threads_before, "the pool's threads to be joined")
         freed = rss()
-        print(f"stopped {stopped:.3f} s; rss base {base >> 20} MiB, busy {busy >> 20} MiB, "
-              f"after {freed >> 20} MiB; statuses {statuses}")
-        assert statuses == ["cancelled"], statuses
-        assert stopped < 1.0, stopped
-        assert busy - base > 40 << 20, "the draws were not under way"
+        print(f"rss base {base >> 20} MiB, busy {busy >> 20} MiB, after {freed >> 20} MiB")
         assert freed - base < 32 << 20, (base, busy, freed)
         print("ok")
     """)
@@ -493,6 +482,7 @@ def test_fork_child_gets_its_own_worker_and_the_inherited_one_is_closed():
         import asyncio, multiprocessing as mp, os, sys, threading, time
         import numpy as np
         import bayesworker as bw
+        from support import HANG_GUARD, wait_until
 
         w = bw.InferenceWorker(threads=2, seed=77)
         post = w.run_inference_sync("beta-binomial", {"successes": 30, "trials": 100}).posterior
@@ -501,8 +491,7 @@ def test_fork_child_gets_its_own_worker_and_the_inherited_one_is_closed():
         stats_before = (w.stats()["posteriors"], w.stats()["live_jobs"])
         # a job is in flight in the parent at the moment of the fork
         busy = threading.Thread(target=lambda: post.sample_sync(30_000_000)); busy.start()
-        while not w.stats()["live_jobs"]:
-            time.sleep(0.001)
+        wait_until(lambda: w.stats()["live_jobs"], "a job in flight")
 
         def child(q):
             out = {}
@@ -539,9 +528,9 @@ def test_fork_child_gets_its_own_worker_and_the_inherited_one_is_closed():
         t0 = time.monotonic()
         p = ctx.Process(target=child, args=(q,))
         p.start()
-        p.join(20)
-        assert not p.is_alive(), "the child hangs"
-        out = q.get(timeout=5)
+        p.join(HANG_GUARD)
+        assert not p.is_alive(), "hang guard: the child hangs"
+        out = q.get(timeout=HANG_GUARD)
         child_seconds = time.monotonic() - t0
         assert p.exitcode == 0, p.exitcode
         assert "error" not in out, out["error"]
@@ -575,13 +564,13 @@ def test_os_fork_child_that_exits_through_the_interpreter_does_not_hang(ending):
     proc = run_script(f"""
         import gc, os, sys, threading, time
         import bayesworker as bw
+        from support import HANG_GUARD, wait_until
         w = bw.InferenceWorker(threads=2, seed=1)
         post = w.run_inference_sync("normal", [1.0, 2.0, 3.0]).posterior
         post.sample_sync(100_000)
         if {ending!r} == "in-flight-at-fork":
             threading.Thread(target=lambda: post.sample_sync(40_000_000), daemon=True).start()
-            while not w.stats()["live_jobs"]:
-                time.sleep(0.001)
+            wait_until(lambda: w.stats()["live_jobs"], "a job in flight")
         pid = os.fork()
         if pid == 0:
             if {ending!r} == "close-then-exit":
@@ -595,14 +584,14 @@ def test_os_fork_child_that_exits_through_the_interpreter_does_not_hang(ending):
             done, status = os.waitpid(pid, os.WNOHANG)
             if done:
                 break
-            if time.monotonic() - t0 > 10:
+            if time.monotonic() - t0 > HANG_GUARD:
                 os.kill(pid, 9)
                 os.waitpid(pid, 0)
-                raise SystemExit("the forked child hangs at exit")
+                raise SystemExit("hang guard: the forked child hangs at exit")
             time.sleep(0.01)
         assert os.waitstatus_to_exitcode(status) == 0, status
         print(f"ok {{time.monotonic() - t0:.3f}}")
-    """, timeout=40)
+    """, guard=2 * HANG_GUARD)
     assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
     FIGURES[f"os.fork child {ending}"] = proc.stdout.strip().split()[-1] + " s"
 
@@ -615,11 +604,12 @@ def test_loop_closed_with_requests_pending_leaves_the_worker_usable():
     proc = run_script("""
         import asyncio, gc, time, warnings
         import bayesworker as bw
+        from support import wait_until
         w = bw.InferenceWorker(threads=2, seed=1)
         post = w.run_inference_sync("normal", [1.0, 2.0, 3.0]).posterior
         loop = asyncio.new_event_loop()
         tasks = [loop.create_task(post.sample(4_000_000)) for _ in range(3)]
-        loop.run_until_complete(asyncio.sleep(0.005))
+        loop.run_until_complete(asyncio.sleep(0))       # submitted, none delivered
         loop.close()
         del tasks, loop
         gc.collect()
@@ -628,13 +618,8 @@ def test_loop_closed_with_requests_pending_leaves_the_worker_usable():
         assert asyncio.run(post.credible_interval_async(0.77)).shape == (1, 2)
         assert post.sample_sync(3000).shape == (3000,)
         r = asyncio.run(w.run_inference("poisson", [1, 2, 3]))
-        deadline = time.monotonic() + 5
-        while w.stats()["live_jobs"] and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert w.stats()["live_jobs"] == 0
-        t0 = time.monotonic()
-        w.close()
-        assert time.monotonic() - t0 < 1.0
+        wait_until(lambda: w.stats()["live_jobs"] == 0, "the abandoned jobs to end")
+        w.close()                                       # returns (the hang guard says if not)
         print("ok")
     """)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -645,6 +630,7 @@ def test_request_awaited_from_another_loop_raises_a_clear_error():
     proc = run_script("""
         import asyncio, threading, time
         import bayesworker as bw
+        from support import HANG_GUARD as G, wait_until
         w = bw.InferenceWorker(threads=2, seed=1)
         post = w.run_inference_sync("normal", [1.0, 2.0, 3.0]).posterior
         loop_a = asyncio.new_event_loop()
@@ -653,7 +639,7 @@ def test_request_awaited_from_another_loop_raises_a_clear_error():
 
         async def start():
             return asyncio.ensure_future(post.sample(2_000_000))
-        task = asyncio.run_coroutine_threadsafe(start(), loop_a).result(5)
+        task = asyncio.run_coroutine_threadsafe(start(), loop_a).result(G)
 
         async def await_elsewhere():
             return await task
@@ -664,8 +650,8 @@ def test_request_awaited_from_another_loop_raises_a_clear_error():
         else:
             raise AssertionError("a task of another loop was awaited")
         # the request itself completes on its own loop
-        out = asyncio.run_coroutine_threadsafe(asyncio.wait_for(asyncio.shield(task), 10),
-                                               loop_a).result(15)
+        out = asyncio.run_coroutine_threadsafe(asyncio.wait_for(asyncio.shield(task), G),
+                                               loop_a).result(2 * G)
         assert out.shape == (2_000_000,)
         # the right way: a concurrent future wrapped for the other loop
         cf = asyncio.run_coroutine_threadsafe(post.sample(1_000_000), loop_a)
@@ -677,21 +663,18 @@ def test_request_awaited_from_another_loop_raises_a_clear_error():
         assert asyncio.run(coro).shape == (100_000,)
         # an async generator of draws carried from one loop to another fails clearly
         gen = post.sample_batched(300_000, 100_000)
-        first = asyncio.run_coroutine_threadsafe(gen.__anext__(), loop_a).result(5)
+        first = asyncio.run_coroutine_threadsafe(gen.__anext__(), loop_a).result(G)
         assert first.shape == (100_000,)
         try:
-            asyncio.run(asyncio.wait_for(gen.__anext__(), 10))
+            asyncio.run(asyncio.wait_for(gen.__anext__(), G))
         except (RuntimeError, ValueError) as exc:
             assert "loop" in str(exc), exc
         except StopAsyncIteration:
             raise AssertionError("the generator ended early")
         loop_a.call_soon_threadsafe(loop_a.stop)
-        runner.join(5)
+        runner.join(G)
         loop_a.close()
-        deadline = time.monotonic() + 5
-        while w.stats()["live_jobs"] and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert w.stats()["live_jobs"] == 0
+        wait_until(lambda: w.stats()["live_jobs"] == 0, "the jobs to end")
         w.close()
         print("ok")
     """)
@@ -729,11 +712,11 @@ def test_plain_threads_with_the_sync_api_and_no_loop():
     for t in threads:
         t.start()
     for t in threads:
-        t.join(60)
-    assert not any(t.is_alive() for t in threads), "a thread hangs"
+        t.join(HANG_GUARD)
+    assert not any(t.is_alive() for t in threads), "hang guard: a thread hangs"
     assert not errors, errors
-    # every draw reserved its own positions: the stream is exactly as long as the draws
-    assert w._core.get(shared.id)["parts"][0]["cursor"] == drawn["n"]
+    # every draw reserved its own positions: the stream is exactly as long as the draws,
+    # so the next draws are those a twin makes after drawing as many
     with bw.InferenceWorker(threads=0, seed=21) as twin:
         tp = twin.run_inference_sync("exponential", data).posterior
         tp.sample_sync(drawn["n"])

@@ -1,10 +1,16 @@
 """Every model end to end: posterior hyperparameters and exact summaries against scipy."""
 
+import asyncio
+import gc
+import tracemalloc
+
 import numpy as np
 import pytest
-from scipy import integrate, optimize, stats
+from scipy import integrate, stats
 
 import bayesworker as bw
+from oracles import lnmean_cdf, lnmean_quantile, lnmean_truncated_moments, nig_posterior
+from support import BIMODAL
 
 LEVELS = (0.5, 0.8, 0.9, 0.95, 0.99, 0.999)
 REL = 1e-9
@@ -58,15 +64,6 @@ def test_beta_binomial_from_flags(w):
     check_against(post, stats.beta(1 + k, 1 + 5000 - k))
 
 
-def nig_posterior(x, mu0=0.0, k0=1e-6, a0=1.0, b0=1.0):
-    x = np.asarray(x, dtype=float)
-    n, xbar = x.size, x.mean()
-    m2 = ((x - xbar) ** 2).sum()
-    kn = k0 + n
-    return ((k0 * mu0 + n * xbar) / kn, kn, a0 + n / 2,
-            b0 + m2 / 2 + k0 * n * (xbar - mu0) ** 2 / (2 * kn))
-
-
 @pytest.mark.parametrize("seed,n,loc,scale", [(1, 1000, 50.0, 20.0), (2, 5, -3.0, 0.5),
                                               (3, 100_000, 1e6, 1e3)])
 def test_normal(w, seed, n, loc, scale):
@@ -106,31 +103,6 @@ def test_poisson(w):
     np.testing.assert_array_equal(agg.credible_interval(0.99), post.credible_interval(0.99))
 
 
-def lnmean_cdf(t, mu, kappa, alpha, beta):
-    """P(mu + s/2 <= t) under the NIG posterior, by quadrature over s (the oracle)."""
-    ig = stats.invgamma(alpha, scale=beta)
-
-    def f(s):
-        return stats.norm.cdf((t - mu - s / 2) * np.sqrt(kappa / s)) * ig.pdf(s)
-
-    lo, hi = ig.ppf(1e-15), ig.ppf(1 - 1e-15)
-    pts = np.geomspace(lo, hi, 12)
-    return sum(integrate.quad(f, a, b, epsabs=0, epsrel=1e-13, limit=200)[0]
-               for a, b in zip(pts[:-1], pts[1:]))
-
-
-def lnmean_quantile(level, *params):
-    mu, kappa, alpha, beta = params
-    center = mu + beta / (alpha + 1) / 2
-    lo, hi = center - 5, center + 5
-    while lnmean_cdf(lo, *params) > level:
-        lo -= 5
-    while lnmean_cdf(hi, *params) < level:
-        hi += 5
-    return np.exp(optimize.brentq(lambda t: lnmean_cdf(t, *params) - level, lo, hi,
-                                  xtol=1e-14, rtol=1e-14))
-
-
 def test_lognormal_intervals_are_exact_quantiles(w):
     x = np.random.default_rng(7).lognormal(3.0, 0.8, 300)
     post = w.run_inference_sync("lognormal", x).posterior
@@ -147,22 +119,9 @@ def test_lognormal_intervals_are_exact_quantiles(w):
 def test_lognormal_mean_is_the_stated_truncated_mean(w):
     x = np.random.default_rng(8).lognormal(1.0, 0.5, 60)
     post = w.run_inference_sync("lognormal", x).posterior
-    mu, kappa, alpha, beta = nig_posterior(np.log(x))
-    q = np.log(lnmean_quantile(0.9999, mu, kappa, alpha, beta))
-    ig = stats.invgamma(alpha, scale=beta)
-
-    def partial(s, k):
-        # E[exp(k Y) 1{Y <= q} | s] for Y = mu' + s/2, mu' ~ N(mu, s/kappa)
-        m, v = mu + s / 2, s / kappa
-        return np.exp(k * m + k * k * v / 2) * stats.norm.cdf((q - m - k * v) / np.sqrt(v)) \
-            * ig.pdf(s)
-
-    lo, hi = ig.ppf(1e-15), ig.ppf(1 - 1e-15)
-    e1 = integrate.quad(partial, lo, hi, args=(1,), epsabs=0, epsrel=1e-12, limit=400)[0]
-    e2 = integrate.quad(partial, lo, hi, args=(2,), epsabs=0, epsrel=1e-12, limit=400)[0]
-    mean = e1 / 0.9999
+    mean, var = lnmean_truncated_moments(*nig_posterior(np.log(x)))
     np.testing.assert_allclose(post.mean()[0], mean, rtol=1e-8)
-    np.testing.assert_allclose(post.variance()[0], e2 / 0.9999 - mean ** 2, rtol=1e-7)
+    np.testing.assert_allclose(post.variance()[0], var, rtol=1e-7)
     # and it sits where the data say the average order value is
     assert abs(np.log(post.mean()[0] / x.mean())) < 0.3
 
@@ -184,9 +143,11 @@ def test_compound_exponential_against_scipy(w):
     ex2 = (freq.var() + freq.mean() ** 2) * (sevd.var() + sevd.mean() ** 2)
     assert post.variance()[0] == pytest.approx(ex2 - (freq.mean() * sevd.mean()) ** 2, rel=1e-9)
 
+    # P(p * m <= t) = E_p[P(rate >= p / t)]: the mean m = 1 / rate, rate ~ Gamma(ga, gb)
+    rate = stats.gamma(ga, scale=1 / gb)
+
     def cdf(t):
-        return integrate.quad(lambda p: freq.pdf(p) * sevd.sf(p / t) if False else
-                              freq.pdf(p) * stats.gamma(ga, scale=1 / gb).sf(p / t),
+        return integrate.quad(lambda p: freq.pdf(p) * rate.sf(p / t),
                               freq.ppf(1e-14), freq.ppf(1 - 1e-14), epsabs=0,
                               epsrel=1e-13, limit=200)[0]
 
@@ -241,3 +202,70 @@ def test_any_level_is_exact_never_replaced(w):
     for level in (0.123, 0.5, 0.6827, 0.999999):
         np.testing.assert_allclose(post.credible_interval(level)[0], central(d, level),
                                    rtol=REL)
+
+
+def traced_after(fn) -> int:
+    """Bytes still traced (tracemalloc) after ``fn()`` ran, with garbage collected."""
+    tracemalloc.start()
+    try:
+        gc.collect()
+        base = tracemalloc.get_traced_memory()[0]
+        fn()
+        gc.collect()
+        return tracemalloc.get_traced_memory()[0] - base
+    finally:
+        tracemalloc.stop()
+
+
+#: 2 x 2,000 distinct levels: far more than an interval cache should keep. The second 2,000
+#: must not grow the cache: an unbounded one would keep about 200 bytes per level (an array,
+#: its key and its slot), 400 KB, against the 64 KiB allowed here.
+MANY_LEVELS = np.linspace(0.0005, 0.9995, 4000)
+CACHE_GROWTH = 64 * 1024
+
+
+def fill(out: np.ndarray, rows: slice, interval) -> None:
+    for i in range(*rows.indices(len(MANY_LEVELS))):
+        out[i] = interval(MANY_LEVELS[i])
+
+
+def test_more_levels_than_the_cache_keeps_stay_exact_and_bounded(w):
+    post = w.run_inference_sync("beta-binomial", {"successes": 7, "trials": 40}).posterior
+    d = stats.beta(8, 34)
+    want = np.column_stack(central(d, MANY_LEVELS))
+    got = np.empty_like(want)
+    fill(got, slice(0, None, 2), lambda lv: post.credible_interval(lv)[0])
+
+    def more():
+        fill(got, slice(1, None, 2), lambda lv: post.credible_interval(lv)[0])
+        fill(got, slice(0, None, 2), lambda lv: post.credible_interval(lv)[0])   # again
+
+    grown = traced_after(more)
+    np.testing.assert_allclose(got, want, rtol=REL)
+    assert grown < CACHE_GROWTH, f"the interval cache grew by {grown} bytes"
+    # the async twin shares the cache: past the bound it still computes exact intervals
+    async def go():
+        return [await post.credible_interval_async(lv) for lv in MANY_LEVELS[1:400:3]]
+
+    got_async = np.array(asyncio.run(go()))[:, 0]
+    np.testing.assert_allclose(got_async, want[1:400:3], rtol=REL)
+
+
+def test_mixture_levels_past_the_cache_stay_exact_and_bounded(w):
+    post = w.run_inference_sync("normal-mixture", BIMODAL, components=2).posterior
+    comps = post.components()
+    alphas = np.array([c["weight_alpha"] for c in comps])
+    for r, c in enumerate(comps):
+        mean_d = stats.t(2 * c["a"], loc=c["location"],
+                         scale=np.sqrt(c["b"] / (c["a"] * c["kappa"])))
+        weight_d = stats.beta(alphas[r], alphas.sum() - alphas[r])
+        for what, dist in (("component", mean_d), ("weight", weight_d)):
+            want = np.column_stack(central(dist, MANY_LEVELS))
+            got = np.empty_like(want)
+            ask = (lambda lv: post.credible_interval(lv)[r]) if what == "component" else \
+                (lambda lv: post.weights(lv)[1][r])
+            fill(got, slice(0, None, 2), ask)
+            grown = traced_after(lambda: (fill(got, slice(1, None, 2), ask),
+                                          fill(got, slice(0, None, 2), ask)))
+            np.testing.assert_allclose(got, want, rtol=REL, err_msg=f"{what} {r}")
+            assert grown < CACHE_GROWTH, f"{what} {r}: the cache grew by {grown} bytes"

@@ -6,6 +6,14 @@ with random cancellations (``task.cancel()`` at random times), timeouts of 0 to 
 ``dispose()`` and ``clear_all()`` mid-flight. The main thread runs several coroutines on
 its loop; two more threads each run their own event loop on the same workers.
 
+Which requests a random cancellation or timeout catches depends on timing, so their counts
+are printed, not asserted. What is asserted happens whatever the timing: requests are
+cancelled in the loop step that submitted them (a result is delivered in a later step, so
+they are in flight), and each ends cancelled or, if its result was delivered in the very
+step of the cancellation, with that result (asyncio.wait_for of Python < 3.12 returns a
+result that arrived with the cancellation); endless fits (support.py) with a tiny timeout
+end with TimeoutError.
+
 Afterwards every task is settled, nothing is left in flight (``live_jobs`` and
 ``pending_requests`` are 0 once each loop has drained), the posteriors that were not
 disposed give exactly the summaries recorded before the storm, and their draws are
@@ -37,6 +45,7 @@ import numpy as np
 import pytest
 
 import bayesworker as bw
+from support import HANG_GUARD, endless_fit, guarded, until, wait_until
 
 KEYERROR_AFTER_DISPOSE = False   # found by this file and fixed; a regression fails
 KEYERROR_AFTER_CLEAR = False   # found by this file and fixed; a regression fails
@@ -101,6 +110,9 @@ class Ledger:
     intervals: list = field(default_factory=list)
     errors: list = field(default_factory=list)
     requests: int = 0
+    cancelled_in_flight: list = field(default_factory=list)   # tasks cancelled once submitted
+    ended: dict = field(default_factory=dict)                # task: its outcome
+    endless: int = 0                                         # endless fits with a timeout
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def reserve(self, key: tuple[int, int], n: int) -> None:
@@ -110,6 +122,7 @@ class Ledger:
     def outcome(self, name: str) -> None:
         with self.lock:
             self.outcomes[name] += 1
+            self.ended[asyncio.current_task()] = name
 
 
 class Storm:
@@ -169,6 +182,12 @@ class Storm:
         else:
             await self.fit(self.w2, rng.randrange(N_POSTERIORS), timeout)
 
+    async def endless(self) -> None:
+        """A fit that only its tiny timeout can end."""
+        with self.ledger.lock:
+            self.ledger.endless += 1
+        await guarded(endless_fit(self.w, timeout=0.001), "an endless fit's timeout")
+
     async def dispose(self, idx: int) -> None:
         await self.posts[idx].dispose()
         with self.ledger.lock:
@@ -195,6 +214,8 @@ class Storm:
                 coro = asyncio.to_thread(self.clear_w2) if rng.random() < 0.5 else \
                     _call(self.clear_w2)
                 kind = "clear_all"
+            elif rng.random() < 0.02:
+                coro, kind = self.endless(), "endless"
             else:
                 coro, kind = self.random_request(rng)
             task = loop.create_task(_settle(coro, kind, self.ledger))
@@ -202,7 +223,14 @@ class Storm:
             with self.ledger.lock:
                 self.ledger.requests += 1
                 self.ledger.tasks.append(task)
-            if kind not in ("dispose", "clear_all") and rng.random() < 0.2:
+            cancel = rng.random() if kind not in ("dispose", "clear_all", "endless") else 1.0
+            if cancel < 0.1:
+                await asyncio.sleep(0)          # the task's first step: its request submitted
+                if not task.done():             # not refused or answered on the spot
+                    task.cancel()
+                    with self.ledger.lock:
+                        self.ledger.cancelled_in_flight.append(task)
+            elif cancel < 0.2:
                 loop.call_later(rng.uniform(0, 0.005), task.cancel)
             await asyncio.sleep(rng.choice((0, 0, 0, 0.0002, 0.001)))
         for idx in dispose_at.values():             # leftovers (tiny n_requests)
@@ -261,13 +289,14 @@ async def _settle(coro, kind: str, ledger: Ledger) -> None:
         ledger.outcome(f"{kind}: ok")
 
 
-async def drain(*workers, deadline: float = 20.0) -> None:
-    """Let this loop see every job end, and deliver what its channel holds."""
-    stop = time.monotonic() + deadline
-    while any(w.stats()["live_jobs"] for w in workers) and time.monotonic() < stop:
-        await asyncio.sleep(0.005)
+async def drain(*workers) -> None:
+    """Let this loop see every job end, and deliver what its channel holds: once no job is
+    live, every completion is in a channel, and a few loop steps (each polls the channel's
+    descriptor) deliver this loop's."""
+    await until(lambda: not any(w.stats()["live_jobs"] for w in workers),
+                "every job of the storm to end")
     for _ in range(5):
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(0)
 
 
 def run_storm() -> Storm:
@@ -301,8 +330,8 @@ def run_storm() -> Storm:
         t.start()
     asyncio.run(s.loop_main("main", main_specs))
     for t in threads:
-        t.join(120)
-        assert not t.is_alive(), f"{t.name} hangs"
+        t.join(2 * HANG_GUARD)
+        assert not t.is_alive(), f"hang guard: {t.name} hangs"
     assert not errors, errors
     return s
 
@@ -331,10 +360,17 @@ def test_every_request_settles_with_a_documented_outcome(storm):
     assert not errors, errors[:5]
     # the storm did what it is meant to do
     kinds = collections.Counter(k.split(":")[0] for k in led.outcomes.elements())
-    for kind in ("sample", "batched", "interval", "fit", "w2", "dispose", "clear_all"):
+    for kind in ("sample", "batched", "interval", "fit", "w2", "dispose", "clear_all",
+                 "endless"):
         assert kinds[kind] > 0, kind
-    assert sum(t.cancelled() for t in led.tasks) > N_REQUESTS // 50
-    assert sum(v for k, v in led.outcomes.items() if k.endswith("timeout")) > N_REQUESTS // 200
+    # what happens whatever the timing: a request cancelled once submitted ends cancelled,
+    # and an endless fit ends by its timeout (the random cancellations and timeouts catch
+    # what they catch: printed, not asserted)
+    assert len(led.cancelled_in_flight) > N_REQUESTS // 50
+    for t in led.cancelled_in_flight:
+        assert t.cancelled() or led.ended[t].endswith(": ok"), led.ended.get(t)
+    assert sum(t.cancelled() for t in led.cancelled_in_flight) > N_REQUESTS // 100
+    assert led.outcomes["endless: timeout"] == led.endless > 0
     assert led.outcomes["dispose: ok"] == len(DISPOSABLE)
     assert storm.cleared_at is not None
     # disposed posteriors are only met by requests on DISPOSABLE posteriors or on w2
@@ -346,8 +382,7 @@ def test_nothing_is_left_in_flight(storm):
     for w in (storm.w, storm.w2):
         stats = w.stats()
         assert stats["live_jobs"] == 0
-        assert stats["pending_requests"] == 0, [
-            (job_id, rec.job.status) for job_id, rec in list(w._bridge.pending.items())[:5]]
+        assert stats["pending_requests"] == 0, stats
         assert not w.is_running
 
 
@@ -400,9 +435,8 @@ def test_draws_after_the_storm_are_reproducible(storm):
                 position = storm.ledger.reserved.get((i, part), 0)
                 if i in UNTOUCHED:
                     assert position == 0
-                # the C store's cursor (private) says the same as the ledger
-                cursor = storm.w._core.get(proxy.id)["parts"][part]["cursor"]
-                assert cursor == position, (i, part, cursor, position)
+                # the stream is exactly where the ledger says: the next draws are the twin's
+                # after as many positions
                 twin = parts_of(twins[i])[part]
                 if position:
                     gen = twin.sample_batched_sync(position, 1 << 20)
@@ -457,9 +491,8 @@ def test_fit_cleared_as_it_ends_raises_disposed_error():
     async def main():
         task = asyncio.ensure_future(w.run_inference("normal", [1.0, 2.0, 3.0]))
         await asyncio.sleep(0)
-        deadline = time.monotonic() + 5
-        while w.stats()["live_jobs"] and time.monotonic() < deadline:
-            time.sleep(0.001)
+        # the fit ends; blocking this thread, the loop cannot deliver it
+        wait_until(lambda: w.stats()["live_jobs"] == 0, "the fit to end")
         w.clear_all()
         with pytest.raises(bw.DisposedError):
             await task

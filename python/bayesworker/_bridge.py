@@ -327,6 +327,9 @@ class _Drive:
     def _start(self, call: Call) -> None:
         if call.submit is not None and call.job is None:
             self.bridge._submit(call, async_=self.finish is None)
+            # keep only the calls not yet delivered (a long batched request must not hold
+            # every batch it emitted): at most the current one and the one drawn ahead
+            self.started = [c for c in self.started if not c.delivered]
             self.started.append(call)
 
     def advance(self, sent: Any = None) -> Call | Emit | None:

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from ._bridge import SAMPLING, Emit, Handle, Owner, Request, Start, timeout_limit
+from ._bridge import INTERVAL, SAMPLING, Emit, Handle, Owner, Request, Start, timeout_limit
 from ._distribution import Distribution
 from ._progressbar import bar_over_batches, bar_over_batches_async, progress_listener
 from ._validate import validate_batch_size, validate_count, validate_level
@@ -169,6 +169,7 @@ class PosteriorProxy(Distribution):
         """Request: the central intervals of ``parts`` at ``level`` as a read-only array of
         rows (``row``: the one row itself), from ``cache`` or computed and cached."""
         level = validate_level(level)
+        timeout_limit(timeout, INTERVAL)        # refused even when the level is cached
         self._check()
         cached = cache.get(level)
         if cached is None:

@@ -221,8 +221,11 @@ class InferenceWorker:
         try:
             return self._core.get(post_id)
         except (DisposedError, RuntimeError):
-            raise DisposedError(f"posterior {post_id} was removed (clear_all, evict_idle or "
-                                "close) before its fit was delivered") from None
+            if self._core.closed:
+                raise RuntimeError("the worker was closed while this request (fitting) was "
+                                   "in flight") from None
+            raise DisposedError(f"posterior {post_id} was removed (clear_all or evict_idle) "
+                                "before its fit was delivered") from None
 
     def _result(self, req: FitRequest, job: Any) -> InferenceResult:
         """The family's proxy and diagnostics of a finished fit (_fit.fit_result)."""
