@@ -589,8 +589,8 @@ class Bridge:
             ticker = _Ticker(self, call) if call.on_progress is not None else None
             try:
                 await call.fut          # the job's timeout is enforced by the pool
-            except asyncio.CancelledError:
-                self._abandon(call)
+            except (asyncio.CancelledError, RuntimeError):    # RuntimeError: awaited
+                self._abandon(call)                            # from another event loop
                 raise
             finally:
                 if ticker is not None:
