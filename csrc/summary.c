@@ -662,8 +662,9 @@ typedef struct {
 
 /* Given t, log X - m - h = D = d + sd Z with d = sigma c0 expm1(-x) = (s - s0) / 2 and
  * sd = sigma e^(-x/2), and X <= q iff Z <= zeta = uq a - b.  With M_j = E[Z^j 1{Z <= zeta}]
- * (M_0 = Phi, M_1 = -phi, M_j = (j - 1) M_{j-2} - zeta^(j-1) phi, every step adding terms of
- * one sign) and the Taylor series about d, which converge fast as sd is tiny:
+ * (M_0 = Phi, M_1 = -phi, M_j = (j - 1) M_{j-2} - zeta^(j-1) phi: stable, its two terms
+ * share a sign or cancel by at most a factor 2) and the Taylor series about d, which
+ * converge fast as sd is tiny:
  *   E[expm1(D) 1]   = expm1(d) M_0 + e^d sum_{j>=1} sd^j M_j / j!,
  *   E[expm1(D)^2 1] = expm1(d)^2 M_0 + sum_{j>=1} 2 e^d (2^(j-1) e^d - 1) sd^j M_j / j!,
  * both free of the cancellation of the closed forms.  out = those two and P(Z <= zeta),

@@ -18,11 +18,9 @@ Oracles, independent of the C code's method:
 - mpmath at 40 digits (when installed) for the numbers quoted in issue 11.
 """
 
-import ctypes
 import importlib.util
 import math
 import pathlib
-import sys
 from decimal import Decimal, localcontext
 
 import numpy as np
@@ -30,58 +28,22 @@ import pytest
 from scipy import optimize, special
 
 
-def _harness():
-    """tests/c/conftest.py as a module (see tests/c/test_summary.py for why by path)."""
-    path = pathlib.Path(__file__).resolve().with_name("conftest.py")
-    mod = sys.modules.get("conftest")
-    if mod is not None and pathlib.Path(getattr(mod, "__file__", "") or ".").resolve() == path:
-        return mod
-    spec = importlib.util.spec_from_file_location("bw_c_conftest", path)
+def _sibling(name):
+    """tests/c/<name>.py as a module, taken by path (see _harness in test_summary.py)."""
+    path = pathlib.Path(__file__).resolve().with_name(f"{name}.py")
+    spec = importlib.util.spec_from_file_location(f"bw_c_{name}", path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
 
 
-_h = _harness()
-quantity, BETA, NIG_LNMEAN = _h.quantity, _h.BETA, _h.NIG_LNMEAN
+_ts = _sibling("test_summary")          # its ctypes face of the kernels, and the harness's
+Core, quantity, BETA, NIG_LNMEAN = _ts.Core, _ts.quantity, _ts.BETA, _ts.NIG_LNMEAN
 
 ULP1 = 2.0 ** -52
 TRUNC = 0.9999                  # BW_TRUNC_LEVEL
 TIGHT_VAR = 2e-11               # LNM_TIGHT_VAR of csrc/summary.c: below it, the tight frame
 LEVELS = [1e-6, 0.025, 0.5, 0.975, TRUNC]
-
-
-class Core:
-    """ctypes face of the summary kernels."""
-
-    def __init__(self, lib):
-        D, Q = ctypes.c_double, ctypes.POINTER(_h.Quantity)
-        for name in ("bw_mean", "bw_variance"):
-            getattr(lib, name).argtypes = [Q, ctypes.POINTER(D)]
-        for name in ("bw_cdf", "bw_quantile", "bw_interval"):
-            getattr(lib, name).argtypes = [Q, D, ctypes.POINTER(D)]
-        self.lib = lib
-
-    def _ok(self, name, q, *args):
-        out = (ctypes.c_double * 2)()
-        st = getattr(self.lib, name)(ctypes.byref(q), *[ctypes.c_double(a) for a in args], out)
-        assert st == 0, f"{name}{args} returned status {st}"
-        return (out[0], out[1]) if name == "bw_interval" else out[0]
-
-    def mean(self, q):
-        return self._ok("bw_mean", q)
-
-    def var(self, q):
-        return self._ok("bw_variance", q)
-
-    def cdf(self, q, x):
-        return self._ok("bw_cdf", q, x)
-
-    def quantile(self, q, level):
-        return self._ok("bw_quantile", q, level)
-
-    def interval(self, q, level):
-        return self._ok("bw_interval", q, level)
 
 
 @pytest.fixture(scope="module")
@@ -313,7 +275,8 @@ class MpLnm:
             def f(t, k=k):
                 s, g = self._sg(t)
                 sd = mp.sqrt(s / self.k)
-                return g * mp.exp(k * s / 2 + k * k * sd * sd / 2) * mp.ncdf((dq - s / 2) / sd - k * sd)
+                tilt = mp.exp(k * s / 2 + k * k * sd * sd / 2)
+                return g * tilt * mp.ncdf((dq - s / 2) / sd - k * sd)
             out.append(self._integral(f))
         mean = out[1] / out[0]
         return mean * mp.exp(self.m), (out[2] / out[0] - mean ** 2) * mp.exp(2 * self.m)
