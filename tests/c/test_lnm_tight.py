@@ -2,7 +2,7 @@
 
 X = exp(mu + s/2), s ~ InvGamma(alpha, beta), mu | s ~ N(m, s / kappa).  A posterior from
 10^6 .. 10^10 values puts log X within 1e-5 .. 1e-9 of its centre; the loose frame's
-truncated variance then cancelled to noise and every fit failed.  The contract: the truncated
+truncated variance then cancelled to noise and nearly every such fit failed.  The contract: the truncated
 mean and variance, the CDF and every quantile right to 1e-9 relative (quantiles: to 1e-9 of
 the spread of log X, beyond the rounding of x to a double), for n = 10^3 .. 10^10 values and
 log-scale sds 1e-4 .. 5 (smaller n are covered by tests/c/test_summary.py), and the same for
@@ -15,7 +15,8 @@ Oracles, independent of the C code's method:
   truncated moments by numerical integration over the conditional normal (the C code sums
   Taylor series of partial moments);
 - the normal limit: with Var(s) negligible, log X ~ N(m + E[s]/2, E[s]/kappa + Var(s)/4);
-- mpmath at 40 digits (when installed) for the numbers quoted in issue 11.
+- mpmath at 30 digits (when installed) for the numbers quoted in issue 11, and as a check of
+  `Oracle` itself.
 """
 
 import importlib.util
@@ -113,9 +114,9 @@ def legendre(lo, hi, panels):
 class Oracle:
     """NIG_LNMEAN with alpha >= 300 over y = (G - alpha) / sqrt(alpha).
 
-    With e = y / sqrt(alpha): s = s0 / (1 + e), s0 = beta / alpha, and log y's density is
+    With e = y / sqrt(alpha): s = s0 / (1 + e), s0 = beta / alpha, and y's log density is
     alpha log1pmx(e) - log1p(e) - log sqrt(2 pi) - delta(alpha) (Stirling; no cancellation).
-    Given y, log X - m - s0/2 ~ N(s0 e / (2 (1 + e)) * -1, s / kappa).  Work variable:
+    Given y, log X - m - s0/2 ~ N(-s0 e / (2 (1 + e)), s / kappa).  Work variable:
     u = (log x - m - s0/2) / sigma, sigma = sqrt(s0 / kappa).
     """
 
