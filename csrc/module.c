@@ -1784,7 +1784,8 @@ static int point_pdf(const bw_quantity *q, double x, double *out)
         *out = NAN;
         return BW_OK;
     }
-    return bw_closed_pdf(q, x, out);
+    /* closed forms where they exist; the lognormal mean and products by quadrature */
+    return bw_has_closed_pdf(q) ? bw_closed_pdf(q, x, out) : bw_pdf(q, x, out);
 }
 
 /* f of the quantity at every element of x (any shape): a new float64 array of x's shape.
@@ -1796,12 +1797,6 @@ static PyObject *map_quantity(PyObject *m, PyObject *args, point_fn f, const cha
     bw_quantity q;
     if (!PyArg_ParseTuple(args, "OO", &factors, &xobj) || quantity_of(factors, &q) < 0)
         return NULL;
-    if (f == point_pdf && !bw_has_closed_pdf(&q)) {
-        PyErr_SetString(PyExc_NotImplementedError,
-                        "this quantity has no closed-form density (a lognormal mean or a "
-                        "product of two factors)");
-        return NULL;
-    }
     PyArrayObject *x = (PyArrayObject *)PyArray_FROM_OTF(xobj, NPY_DOUBLE, NPY_ARRAY_IN_ARRAY);
     if (!x)
         return NULL;
@@ -1860,7 +1855,8 @@ static PyMethodDef module_methods[] = {
     {"ppf", mod_ppf, METH_VARARGS,
      "ppf(factors, q) -> the q-quantiles (q in [0, 1]) elementwise, an array of q's shape"},
     {"pdf", mod_pdf, METH_VARARGS,
-     "pdf(factors, x) -> the closed-form density elementwise (NotImplementedError without one)"},
+     "pdf(factors, x) -> the density elementwise (closed form, or quadrature for a lognormal "
+     "mean or a product)"},
     {NULL, NULL, 0, NULL},
 };
 

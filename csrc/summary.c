@@ -1385,9 +1385,15 @@ int bw_tails_pdf(const bw_quantity *q, double x, double *lower, double *upper, d
     }
     double u = real ? x : log(x), dens = 0.0;
     if (lnm) {
-        st = lnm_setup(&P.lnm, &q->f[0], 1e-20);
+        /* the tight frame's variable is (log x - m - h) / sigma: its density is sigma
+         * times that of log x */
+        int tight = lnm_is_tight(&q->f[0]);
+        st = lnm_setup(&P.lnm, &q->f[0], 1e-20, tight);
+        double v = tight ? (log_diff(x, P.lnm.m) - P.lnm.h) / P.lnm.sigma : u;
         if (!st)
-            st = both_tails(lnm_tail_fn, &P.lnm, u, lower, upper, &dens);
+            st = both_tails(lnm_tail_fn, &P.lnm, v, lower, upper, &dens);
+        if (tight)
+            dens /= P.lnm.sigma;
     } else {
         st = both_tails(prod_tail, &P, u, lower, upper, &dens);
     }

@@ -121,8 +121,19 @@ def test_lognormal_mean_cdf_by_quadrature(worker):
         x = float(post.ppf(q))
         assert post.cdf(x) == pytest.approx(q, rel=1e-10)
         assert lognormal_mean_cdf(post.parameters, x) == pytest.approx(q, rel=RTOL)
-    with pytest.raises(NotImplementedError, match="not available yet.*lognormal mean"):
-        post.pdf(3.0)
+    # the density by quadrature: d/dx P(m <= x) = E_s[phi(z) / (x sqrt(s / kappa))]
+    pr = post.parameters
+    m, kappa, a, b = pr["mu"], pr["kappa"], pr["alpha"], pr["beta"]
+    ig = stats.invgamma(a, scale=b)
+    for q in (0.05, 0.5, 0.95):
+        x = float(post.ppf(q))
+
+        def f(s, x=x):
+            sd = math.sqrt(s / kappa)
+            return stats.norm.pdf((math.log(x) - m - s / 2) / sd) / (x * sd) * ig.pdf(s)
+        want = integrate.quad(f, ig.ppf(1e-15), ig.ppf(1 - 1e-15), epsabs=0, epsrel=1e-13,
+                              limit=500, points=[ig.median()])[0]
+        assert float(post.pdf(x)) == pytest.approx(want, rel=RTOL)
 
 
 def test_compound_product_cdf_by_quadrature(worker):
@@ -139,8 +150,10 @@ def test_compound_product_cdf_by_quadrature(worker):
             assert post.ppf(want) == pytest.approx(t, rel=1e-10)
     assert_rel(post.frequency.cdf([0.1, 0.2]), fr.cdf([0.1, 0.2]))
     assert_rel(post.severity.pdf([3.0, 6.0]), sv.pdf([3.0, 6.0]))
-    with pytest.raises(NotImplementedError, match="product of two factors"):
-        post.pdf(1.0)
+    for t in post.mean()[0] * np.array([0.7, 1.0, 1.3]):      # density of the product
+        want = integrate.quad(lambda p: fr.pdf(p) * sv.pdf(t / p) / p, 0, 1, epsabs=0,
+                              epsrel=1e-13, limit=500, points=[fr.median()])[0]
+        assert float(post.pdf(t)) == pytest.approx(want, rel=RTOL)
 
 
 def test_mixture_components_and_dirichlet_marginals(worker):

@@ -114,21 +114,12 @@ class Distribution:
 
     def pdf(self, x: Any) -> Any:
         """The posterior density at ``x``, elementwise: closed forms for Beta, Gamma,
-        inverse Gamma and Student t quantities (conversion rates, rates, normal means).
-
-        The density of a lognormal mean (``lognormal`` and the severity of
-        ``compound-beta-lognormal``, a lognormal mixture's components) and of a compound's
-        revenue (a product of two factors) has no closed form and is not available yet:
-        these raise NotImplementedError (a quadrature density is to come).
+        inverse Gamma and Student t quantities (conversion rates, rates, normal means); the
+        density of a lognormal mean and of a compound's revenue (a product of two factors)
+        is not closed form: it is the derivative of the exact cdf, evaluated by the same
+        adaptive Gauss-Kronrod quadrature as the intervals (about 1e-10 relative).
         """
-        rows = self._rows_of("pdf")
-        for factors in rows:
-            if len(factors) != 1 or factors[0][0] == _core.DIST_NIG_LNMEAN:
-                what = "a product of two factors" if len(factors) != 1 else "a lognormal mean"
-                raise NotImplementedError(
-                    f"pdf of {self.model_type} is not available yet: the density of "
-                    f"{what} has no closed form (a quadrature density is still to come)")
-        return self._apply(_core.pdf, rows, _as_float_array(x, "x"))
+        return self._apply(_core.pdf, self._rows_of("pdf"), _as_float_array(x, "x"))
 
     def quantile(self, q: Any) -> np.ndarray:
         """The q-quantile of each quantity: like :meth:`ppf`, shaped like ``mean()`` with a
