@@ -823,6 +823,8 @@ static int dist_cdf(const bw_dist *d, double x, double *out)
     return BW_OK;
 }
 
+static int dist_logquantile(const bw_dist *d, double p, double q, double *out);
+
 /* Quantile with lower-tail probability p and upper-tail probability q = 1 - p. */
 static int dist_quantile(const bw_dist *d, double p, double q, double *out)
 {
@@ -841,12 +843,9 @@ static int dist_quantile(const bw_dist *d, double p, double q, double *out)
         return st;
     }
     case BW_KIND_GAMMA:
-        st = bw_gamma_inc_inv(a, p, q, &lx);
-        *out = exp(lx - log(b));
-        return st;
     case BW_KIND_INVGAMMA:
-        st = bw_gamma_inc_inv(a, q, p, &lx);
-        *out = exp(log(b) - lx);
+        st = dist_logquantile(d, p, q, &lx);
+        *out = exp(lx);
         return st;
     case BW_KIND_NIG_LNMEAN: {
         double lo;
