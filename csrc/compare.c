@@ -32,6 +32,7 @@
 #define MAX_EDGES 141           /* panels of the shared grid: at most 140 */
 #define LIFT_PANELS (NQ - 1)
 #define Z95 1.6448536269514722  /* the 0.95 quantile of N(0, 1) */
+#define PI_ 3.14159265358979323846
 
 static const double q_levels[NQ] = {1e-15, 1e-9, 1e-4, 0.05, 0.5, 0.95, 1.0 - 1e-4,
                                     1.0 - 1e-9, 1.0 - 1e-15};
@@ -45,12 +46,23 @@ typedef struct {
     double mean, inv_mean;      /* E[X] (mean()'s truncation where infinite), E[1/X] */
     double qx[NQ];              /* quantiles at q_levels (NaN where not finite) */
     double *tab;                /* F, S, density in u at the shared grid's nodes */
+    double mass_err;            /* |F(first edge) + int density + S(last edge) - 1| */
     int status;                 /* the first failure of its blocks */
     bw_error err;
 } arm_t;
 
+/* The standard panel [-1, 1]: its Gauss-Kronrod nodes x, their barycentric weights and
+ * the integration matrix W[j][k] = int_{-1}^{x_j} l_k (row GK: int_{-1}^{1} l_k), l_k the
+ * Lagrange basis of the nodes (degree 20). */
+#define GK BW_GK_NODES
+typedef struct {
+    double x[GK], bary[GK];
+    double W[GK + 1][GK];
+} panel_rule;
+
 typedef struct {
     bw_cmp_request req;
+    panel_rule rule;
     bw_job *job;
     int phase;
     int logmode;                /* u = log t (every arm positive), else u = t */
@@ -71,48 +83,56 @@ static int has_kind(const bw_quantity *q, int kind)
 }
 
 /* F, S and the density with respect to log t (positive arms) or t (Student t arms) at
- * t = e^lt; closed forms, or the nested quadrature of bw_tails_pdf. */
+ * t = e^lt; closed forms, or the nested quadrature of bw_tails_pdf.  F = S = NULL: the
+ * density alone (closed forms skip the distribution function). */
 static int arm_eval(const arm_t *a, double t, double lt, double *F, double *S, double *d)
 {
     const bw_dist *f = &a->q.f[0];
-    double pa = f->p[0], pb = f->p[1], lp, lq, lg;
+    double pa = f->p[0], pb = f->p[1], lp, lq, lg, Fv, Sv;
+    int tails = F != NULL;
     switch (a->closed) {
     case BW_KIND_BETA:
         if (lt >= 0.0) {
-            *F = 1.0, *S = 0.0, *d = 0.0;
-            return BW_OK;
+            Fv = 1.0, Sv = 0.0, *d = 0.0;
         } else {
             double y = -expm1(lt), ly = t > 0.5 ? log(y) : log1p(-t);
-            bw_beta_inc_log(pa, pb, t, y, lt, ly, F, S, &lp, &lq);
+            if (tails)
+                bw_beta_inc_log(pa, pb, t, y, lt, ly, &Fv, &Sv, &lp, &lq);
             *d = exp(bw_beta_logkernel(pa, pb, t, y, lt, ly) - ly);
         }
-        return BW_OK;
+        break;
     case BW_KIND_GAMMA:
     case BW_KIND_INVGAMMA:
         lg = a->closed == BW_KIND_GAMMA ? log(pb) + lt : log(pb) - lt;
-        if (a->closed == BW_KIND_GAMMA)
-            bw_gamma_inc(pa, exp(lg), F, S);
-        else
-            bw_gamma_inc(pa, exp(lg), S, F);
+        if (tails && a->closed == BW_KIND_GAMMA)
+            bw_gamma_inc(pa, exp(lg), &Fv, &Sv);
+        else if (tails)
+            bw_gamma_inc(pa, exp(lg), &Sv, &Fv);
         *d = exp(bw_gamma_logkernel(pa, exp(lg), lg));
-        return BW_OK;
+        break;
     case BW_KIND_NIG_MEAN: {
         double df = 2.0 * f->p[2], scale = sqrt(f->p[3] / (f->p[2] * f->p[1]));
         double z = (t - f->p[0]) / scale;
-        bw_t_cdf(df, z, F, S);
+        if (tails)
+            bw_t_cdf(df, z, &Fv, &Sv);
         *d = exp(bw_t_logpdf(df, z)) / scale;
-        return BW_OK;
+        break;
     }
     default: {
         double pdf;
-        int st = bw_tails_pdf(&a->q, t, F, S, &pdf);
+        int st = tails ? bw_tails_pdf(&a->q, t, &Fv, &Sv, &pdf) : bw_pdf(&a->q, t, &pdf);
         *d = a->positive ? pdf * t : pdf;
+        if (tails)
+            *F = Fv, *S = Sv;
         return st;
     }
     }
+    if (tails)
+        *F = Fv, *S = Sv;
+    return BW_OK;
 }
 
-/* F, S and the density with respect to u at u. */
+/* F, S and the density with respect to u at u (F = S = NULL: the density alone). */
 static int arm_point(const arm_t *a, int logmode, double u, double *F, double *S, double *d)
 {
     if (logmode)
@@ -120,7 +140,9 @@ static int arm_point(const arm_t *a, int logmode, double u, double *F, double *S
     if (!a->positive)
         return arm_eval(a, u, NAN, F, S, d);
     if (!(u > 0.0)) {
-        *F = 0.0, *S = 1.0, *d = 0.0;
+        if (F)
+            *F = 0.0, *S = 1.0;
+        *d = 0.0;
         return BW_OK;
     }
     int st = arm_eval(a, u, log(u), F, S, d);
@@ -253,6 +275,153 @@ static int make_edges(const double *x, int n, int logmode, double *edges, int ca
     return e;
 }
 
+/* int_{-1}^{x} T_m(s) ds. */
+static double cheb_integral(int m, double x)
+{
+    if (m == 0)
+        return x + 1.0;
+    if (m == 1)
+        return 0.5 * (x * x - 1.0);
+    double th = acos(fmax(-1.0, fmin(1.0, x))), sg = m % 2 ? 1.0 : -1.0;
+    return 0.5 * (cos((m + 1) * th) - sg) / (m + 1) - 0.5 * (cos((m - 1) * th) - sg) / (m - 1);
+}
+
+static void rule_init(panel_rule *r)
+{
+    static const double unit[2] = {-1.0, 1.0};
+    enum { N = GK - 1 };        /* l_k has degree N: exact from N + 1 Chebyshev points */
+    for (int j = 0; j < GK; j++)
+        r->x[j] = bw_gk_node(unit, j);
+    for (int k = 0; k < GK; k++) {
+        double prod = 1.0, s[N + 1], c[N + 1];
+        for (int j = 0; j < GK; j++)
+            if (j != k)
+                prod *= r->x[k] - r->x[j];
+        r->bary[k] = 1.0 / prod;
+        for (int i = 0; i <= N; i++) {
+            double y = cos(PI_ * i / N), l = r->bary[k];
+            for (int j = 0; j < GK; j++)
+                if (j != k)
+                    l *= y - r->x[j];
+            s[i] = l;
+        }
+        for (int m = 0; m <= N; m++) {
+            double acc = 0.0;
+            for (int i = 0; i <= N; i++)
+                acc += (i == 0 || i == N ? 0.5 : 1.0) * s[i] * cos(PI_ * m * i / N);
+            c[m] = acc * (m == 0 || m == N ? 1.0 : 2.0) / N;
+        }
+        for (int j = 0; j <= GK; j++) {
+            double x = j < GK ? r->x[j] : 1.0, acc = 0.0;
+            for (int m = 0; m <= N; m++)
+                acc += c[m] * cheb_integral(m, x);
+            r->W[j][k] = acc;
+        }
+    }
+}
+
+/* Phase 2 for one arm: the density at every node, then F by integrating it from the first
+ * edge and S from the last (each tail accurate where it is small), anchored at the exact
+ * tails there.  Falls back to the exact F and S at every node where the mass of the
+ * tabulation misses 1 by more than CHEAP_TOL. */
+#define CHEAP_TOL 1e-12
+static int arm_tabulate(const cmp_ctx *C, arm_t *a, double *tab)
+{
+    const panel_rule *r = &C->rule;
+    int P = C->nedges - 1, st = BW_OK;
+    for (int k = 0; k < P * GK && !st; k++)
+        st = arm_point(a, C->logmode, bw_gk_node(C->edges, k), NULL, NULL, &tab[3 * k + 2]);
+    double F0, S0, FP, SP, dd;
+    if (!st)
+        st = arm_point(a, C->logmode, C->edges[0], &F0, &S0, &dd);
+    if (!st)
+        st = arm_point(a, C->logmode, C->edges[P], &FP, &SP, &dd);
+    if (st)
+        return st;
+    double left = F0, right = SP;
+    for (int p = 0; p < P; p++) {
+        double h = 0.5 * (C->edges[p + 1] - C->edges[p]), *row = tab + 3 * (size_t)p * GK;
+        for (int j = 0; j <= GK; j++) {
+            double acc = 0.0;
+            for (int k = 0; k < GK; k++)
+                acc += r->W[j][k] * row[3 * k + 2];
+            if (j < GK)
+                row[3 * j] = left + h * acc;
+            else
+                left += h * acc;
+        }
+    }
+    for (int p = P - 1; p >= 0; p--) {
+        double h = 0.5 * (C->edges[p + 1] - C->edges[p]), *row = tab + 3 * (size_t)p * GK;
+        double tot = 0.0;
+        for (int k = 0; k < GK; k++)
+            tot += r->W[GK][k] * row[3 * k + 2];
+        for (int j = 0; j < GK; j++) {
+            double acc = 0.0;
+            for (int k = 0; k < GK; k++)
+                acc += r->W[j][k] * row[3 * k + 2];
+            row[3 * j + 1] = right + h * (tot - acc);
+        }
+        right += h * tot;
+    }
+    a->mass_err = fabs(left + SP - 1.0);
+    for (int k = 0; k < P * GK; k++) {
+        double *v = tab + 3 * (size_t)k;
+        if (a->mass_err > CHEAP_TOL) {
+            st = arm_point(a, C->logmode, bw_gk_node(C->edges, k), &v[0], &v[1], &v[2]);
+            if (st)
+                return st;
+        } else if (v[0] <= v[1]) {
+            v[0] = fmax(v[0], 0.0), v[1] = 1.0 - v[0];
+        } else {
+            v[1] = fmax(v[1], 0.0), v[0] = 1.0 - v[1];
+        }
+    }
+    if (a->mass_err > CHEAP_TOL)
+        a->mass_err = 0.0;
+    return BW_OK;
+}
+
+/* F, S and the density of arm a at u (the grid's variable), interpolated on the panel of
+ * its table holding u; outside the grid the tails are 0 and 1 (below 1e-15). */
+static void tab_interp(const cmp_ctx *C, const arm_t *a, double u, double *F, double *S,
+                       double *d)
+{
+    int P = C->nedges - 1;
+    *d = 0.0;
+    if (!(u > C->edges[0]) || !(u < C->edges[P])) {
+        int above = u >= C->edges[P];
+        *F = above, *S = !above;
+        return;
+    }
+    int lo = 0, hi = P;
+    while (hi - lo > 1) {
+        int mid = (lo + hi) / 2;
+        if (C->edges[mid] <= u)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    const panel_rule *r = &C->rule;
+    const double *row = a->tab + 3 * (size_t)lo * GK;
+    double c = 0.5 * (C->edges[lo] + C->edges[lo + 1]), h = 0.5 * (C->edges[lo + 1] -
+                                                                     C->edges[lo]);
+    double y = (u - c) / h, num[3] = {0.0, 0.0, 0.0}, den = 0.0;
+    for (int k = 0; k < GK; k++) {
+        if (y == r->x[k]) {
+            *F = row[3 * k], *S = row[3 * k + 1], *d = row[3 * k + 2];
+            return;
+        }
+        double w = r->bary[k] / (y - r->x[k]);
+        den += w;
+        for (int m = 0; m < 3; m++)
+            num[m] += w * row[3 * k + m];
+    }
+    *F = fmin(fmax(num[0] / den, 0.0), 1.0);
+    *S = fmin(fmax(num[1] / den, 0.0), 1.0);
+    *d = fmax(num[2] / den, 0.0);
+}
+
 static size_t grid_nodes(const cmp_ctx *C)
 {
     return (size_t)(C->nedges - 1) * BW_GK_NODES;
@@ -375,28 +544,27 @@ typedef struct {
 static void lift_f(void *vctx, double v, int node, double *out)
 {
     lift_ctx *L = vctx;
-    const arm_t *arm = &L->C->arm[L->i];
-    int logmode = L->relative || L->C->logmode;
-    double F, S, d, dc;
-    int st = BW_OK;
+    const cmp_ctx *C = L->C;
+    const arm_t *arm = &C->arm[L->i];
+    double F, S, d, dc, u;
     if (node >= 0)
         dc = L->dc[node];
     else
-        st = arm_point(&L->C->arm[L->c], logmode, v, &F, &S, &dc);
+        tab_interp(C, &C->arm[L->c], v, &F, &S, &dc);
     out[0] = out[1] = 0.0;
-    if (dc == 0.0 || st) {
-        if (st && !L->status)
-            L->status = st;
+    if (dc == 0.0)
         return;
-    }
+    /* the arm in the grid's variable u; its density in the lift's variable (log r or d) */
+    double t = L->relative ? NAN : L->x + (C->logmode ? exp(v) : v), jac = 1.0;
     if (L->relative)
-        st = arm_point(arm, 1, L->x + v, &F, &S, &d);
+        u = L->x + v;
+    else if (C->logmode && !(t > 0.0))
+        return;
     else
-        st = arm_point(arm, 0, L->x + (logmode ? exp(v) : v), &F, &S, &d);
-    if (st && !L->status)
-        L->status = st;
+        u = C->logmode ? log(t) : t, jac = C->logmode ? 1.0 / t : 1.0;
+    tab_interp(C, arm, u, &F, &S, &d);
     out[0] = dc * (L->upper ? S : F);
-    out[1] = dc * d;
+    out[1] = dc * d * jac;
 }
 
 static int lift_setup(lift_ctx *L, const cmp_ctx *C, int i, int relative)
@@ -406,17 +574,21 @@ static int lift_setup(lift_ctx *L, const cmp_ctx *C, int i, int relative)
     L->i = i;
     L->c = C->req.control;
     L->relative = relative;
-    int logmode = relative || C->logmode;
     const arm_t *ctl = &C->arm[L->c];
-    int ne = make_edges(ctl->qx, NQ, logmode, L->edges, LIFT_PANELS);
+    int ne = make_edges(ctl->qx, NQ, C->logmode, L->edges, LIFT_PANELS);
     L->npanels = ne - 1;
     if (L->npanels < 1)
         return BW_E_NUMERIC;
     double F, S;
     for (int k = 0; k < L->npanels * BW_GK_NODES; k++) {
-        int st = arm_point(ctl, logmode, bw_gk_node(L->edges, k), &F, &S, &L->dc[k]);
-        if (st)
-            return st;
+        double v = bw_gk_node(L->edges, k);
+        if (ctl->closed) {
+            int st = arm_point(ctl, C->logmode, v, NULL, NULL, &L->dc[k]);
+            if (st)
+                return st;
+        } else {
+            tab_interp(C, ctl, v, &F, &S, &L->dc[k]);
+        }
     }
     return BW_OK;
 }
@@ -548,6 +720,7 @@ static int arm_figures(cmp_ctx *C, int i)
     double e1 = 0.0, e2 = 0.0, p1, p2;
     if (R->full) {
         st = grid_integral(C, I_BEST, i, -1, &C->best_raw[i], &C->perr[i]);
+        C->perr[i] += C->arm[i].mass_err;
         if (!st)
             st = grid_integral(C, I_LOSS, i, -1, &o->loss, &e1);
         if (!st && i != c) {
@@ -598,11 +771,7 @@ static int cmp_block(bw_job *job, size_t b)
             a->status = BW_E_NOMEM;
             return 0;
         }
-        for (size_t k = 0; k < n && !a->status; k++) {
-            double *r = tab + 3 * k;
-            a->status = arm_point(a, C->logmode, bw_gk_node(C->edges, (int)k), &r[0], &r[1],
-                                  &r[2]);
-        }
+        a->status = arm_tabulate(C, a, tab);
         a->tab = tab;
         if (a->status)
             bw_fail(&a->err, a->status, "arm %zu: its distribution function could not be "
@@ -647,7 +816,7 @@ static int cmp_finish(bw_job *job)
             return -1;
         }
         C->phase = 2;
-        return C->req.full ? BW_JOB_AGAIN : (C->phase = 3, BW_JOB_AGAIN);
+        return BW_JOB_AGAIN;
     }
     if (C->phase == 2) {
         C->phase = 3;
@@ -694,6 +863,7 @@ bw_job *bw_compare_job(const bw_cmp_request *req)
         return NULL;
     C->req = *req;
     C->phase = 1;
+    rule_init(&C->rule);
     C->res.narms = req->narms;
     for (int i = 0; i < req->narms; i++) {
         C->arm[i].q = req->arm[i];
