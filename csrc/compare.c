@@ -31,6 +31,7 @@
 #define Q95 5
 #define MAX_EDGES 141           /* panels of the shared grid: at most 140 */
 #define LIFT_PANELS (NQ - 1)
+#define LIFT_NODES (LIFT_PANELS * BW_GK_NODES)
 #define Z95 1.6448536269514722  /* the 0.95 quantile of N(0, 1) */
 #define PI_ 3.14159265358979323846
 
@@ -45,6 +46,8 @@ typedef struct {
     double trunc;
     double mean, inv_mean;      /* E[X] (mean()'s truncation where infinite), E[1/X] */
     double log_mean[2];         /* E[log factor] (compare.h) */
+    const struct factor_s *fac; /* a compound arm's factors (its density is theirs
+                                 * convolved), or NULL */
     double qx[NQ];              /* quantiles at q_levels (NaN where not finite) */
     double *tab;                /* F, S, density in u at the shared grid's nodes */
     double mass_err;            /* |F(first edge) + int density + S(last edge) - 1| */
@@ -61,9 +64,22 @@ typedef struct {
     double W[GK + 1][GK];
 } panel_rule;
 
+/* A compound arm's factors as one-factor arms on their own quantile panels (in log); the
+ * frequency's log-density at its panels' nodes, the severity's F, S and log-density. */
+#define SEV_PANELS (LIFT_PANELS << 4)     /* the severity's panels, halved up to 4 times */
+typedef struct factor_s {
+    arm_t f[2];
+    double edges[2][SEV_PANELS + 1];
+    int npanels[2];
+    double gp[LIFT_NODES];
+    double *tab;                /* 3 * SEV_PANELS * GK values (owned) */
+    const panel_rule *rule;
+} factor_t;
+
 typedef struct {
     bw_cmp_request req;
     panel_rule rule;
+    factor_t fac[BW_CMP_MAX_ARMS];
     bw_job *job;
     int phase;
     int logmode;                /* u = log t (every arm positive), else u = t */
@@ -82,6 +98,8 @@ static int has_kind(const bw_quantity *q, int kind)
             return 1;
     return 0;
 }
+
+static int conv_density(const struct factor_s *x, double u, double *d);
 
 /* F, S and the density with respect to log t (positive arms) or t (Student t arms) at
  * t = e^lt; closed forms, or the nested quadrature of bw_tails_pdf.  F = S = NULL: the
@@ -121,6 +139,8 @@ static int arm_eval(const arm_t *a, double t, double lt, double *F, double *S, d
     }
     default: {
         double pdf;
+        if (!tails && a->fac && a->positive)
+            return conv_density(a->fac, lt, d);
         int st = tails ? bw_tails_pdf(&a->q, t, &Fv, &Sv, &pdf) : bw_pdf(&a->q, t, &pdf);
         *d = a->positive ? pdf * t : pdf;
         if (tails)
@@ -236,6 +256,20 @@ static double dist_log_mean(const bw_dist *d)
     }
 }
 
+/* The arm's exact quantiles at q_levels (NaN where not finite; the central ones must be). */
+static int arm_quantiles(arm_t *a)
+{
+    for (int k = 0; k < NQ; k++) {
+        int sk = bw_quantile(&a->q, q_levels[k], &a->qx[k]);
+        if (sk || !isfinite(a->qx[k]) || (a->positive && !(a->qx[k] > 0.0))) {
+            a->qx[k] = NAN;
+            if (k >= Q05 && k <= Q95)
+                return sk ? sk : BW_E_NUMERIC;
+        }
+    }
+    return BW_OK;
+}
+
 /* Phase 1 for one arm. */
 static int arm_prepare(arm_t *a, int index)
 {
@@ -250,14 +284,8 @@ static int arm_prepare(arm_t *a, int index)
     a->heavy = has_kind(q, BW_KIND_NIG_LNMEAN) || isinf(a->mean);
     if (!st && a->heavy)
         st = bw_quantile(q, BW_TRUNC_LEVEL, &a->trunc);
-    for (int k = 0; k < NQ && !st; k++) {
-        int sk = bw_quantile(q, q_levels[k], &a->qx[k]);
-        if (sk || !isfinite(a->qx[k]) || (a->positive && !(a->qx[k] > 0.0))) {
-            a->qx[k] = NAN;
-            if (k >= Q05 && k <= Q95)
-                st = sk ? sk : BW_E_NUMERIC;
-        }
-    }
+    if (!st && (q->nfactors == 1 || !a->positive))
+        st = arm_quantiles(a);
     a->inv_mean = 1.0;
     for (int k = 0; k < q->nfactors && !st && a->positive; k++) {
         double v = NAN;
@@ -361,22 +389,23 @@ static void rule_init(panel_rule *r)
  * tails there.  Falls back to the exact F and S at every node where the mass of the
  * tabulation misses 1 by more than CHEAP_TOL. */
 #define CHEAP_TOL 1e-12
-static int arm_tabulate(const cmp_ctx *C, arm_t *a, double *tab)
+static int arm_tabulate(const panel_rule *r, const double *edges, int P, int logmode,
+                        arm_t *a, double *tab)
 {
-    const panel_rule *r = &C->rule;
-    int P = C->nedges - 1, st = BW_OK;
+    int st = BW_OK;
     for (int k = 0; k < P * GK && !st; k++)
-        st = arm_point(a, C->logmode, bw_gk_node(C->edges, k), NULL, NULL, &tab[3 * k + 2]);
-    double F0, S0, FP, SP, dd;
-    if (!st)
-        st = arm_point(a, C->logmode, C->edges[0], &F0, &S0, &dd);
-    if (!st)
-        st = arm_point(a, C->logmode, C->edges[P], &FP, &SP, &dd);
+        st = arm_point(a, logmode, bw_gk_node(edges, k), NULL, NULL, &tab[3 * k + 2]);
+    /* the tails beyond the edges; a compound's edges lie beyond its 1e-15 quantiles */
+    double F0 = 0.0, S0, FP, SP = 0.0, dd;
+    if (!st && !a->fac)
+        st = arm_point(a, logmode, edges[0], &F0, &S0, &dd);
+    if (!st && !a->fac)
+        st = arm_point(a, logmode, edges[P], &FP, &SP, &dd);
     if (st)
         return st;
     double left = F0, right = SP;
     for (int p = 0; p < P; p++) {
-        double h = 0.5 * (C->edges[p + 1] - C->edges[p]), *row = tab + 3 * (size_t)p * GK;
+        double h = 0.5 * (edges[p + 1] - edges[p]), *row = tab + 3 * (size_t)p * GK;
         for (int j = 0; j <= GK; j++) {
             double acc = 0.0;
             for (int k = 0; k < GK; k++)
@@ -388,7 +417,7 @@ static int arm_tabulate(const cmp_ctx *C, arm_t *a, double *tab)
         }
     }
     for (int p = P - 1; p >= 0; p--) {
-        double h = 0.5 * (C->edges[p + 1] - C->edges[p]), *row = tab + 3 * (size_t)p * GK;
+        double h = 0.5 * (edges[p + 1] - edges[p]), *row = tab + 3 * (size_t)p * GK;
         double tot = 0.0;
         for (int k = 0; k < GK; k++)
             tot += r->W[GK][k] * row[3 * k + 2];
@@ -404,7 +433,7 @@ static int arm_tabulate(const cmp_ctx *C, arm_t *a, double *tab)
     for (int k = 0; k < P * GK; k++) {
         double *v = tab + 3 * (size_t)k;
         if (a->mass_err > CHEAP_TOL) {
-            st = arm_point(a, C->logmode, bw_gk_node(C->edges, k), &v[0], &v[1], &v[2]);
+            st = arm_point(a, logmode, bw_gk_node(edges, k), &v[0], &v[1], &v[2]);
             if (st)
                 return st;
         } else if (v[0] <= v[1]) {
@@ -418,30 +447,27 @@ static int arm_tabulate(const cmp_ctx *C, arm_t *a, double *tab)
     return BW_OK;
 }
 
-/* F, S and the density of arm a at u (the grid's variable), interpolated on the panel of
- * its table holding u; outside the grid the tails are 0 and 1 (below 1e-15). */
-static void tab_interp(const cmp_ctx *C, const arm_t *a, double u, double *F, double *S,
-                       double *d)
+/* F, S and the density at u from a table on panels edges[0 .. P], interpolated on the
+ * panel holding u; outside the panels the tails are 0 and 1 (below 1e-15). */
+static void panel_interp(const panel_rule *r, const double *edges, int P, const double *tab,
+                         double u, double *F, double *S, double *d)
 {
-    int P = C->nedges - 1;
     *d = 0.0;
-    if (!(u > C->edges[0]) || !(u < C->edges[P])) {
-        int above = u >= C->edges[P];
+    if (!(u > edges[0]) || !(u < edges[P])) {
+        int above = u >= edges[P];
         *F = above, *S = !above;
         return;
     }
     int lo = 0, hi = P;
     while (hi - lo > 1) {
         int mid = (lo + hi) / 2;
-        if (C->edges[mid] <= u)
+        if (edges[mid] <= u)
             lo = mid;
         else
             hi = mid;
     }
-    const panel_rule *r = &C->rule;
-    const double *row = a->tab + 3 * (size_t)lo * GK;
-    double c = 0.5 * (C->edges[lo] + C->edges[lo + 1]), h = 0.5 * (C->edges[lo + 1] -
-                                                                     C->edges[lo]);
+    const double *row = tab + 3 * (size_t)lo * GK;
+    double c = 0.5 * (edges[lo] + edges[lo + 1]), h = 0.5 * (edges[lo + 1] - edges[lo]);
     double y = (u - c) / h, num[3] = {0.0, 0.0, 0.0}, den = 0.0;
     for (int k = 0; k < GK; k++) {
         if (y == r->x[k]) {
@@ -458,6 +484,97 @@ static void tab_interp(const cmp_ctx *C, const arm_t *a, double u, double *F, do
     *d = fmax(num[2] / den, 0.0);
 }
 
+/* Arm a at u (the shared grid's variable) from its table. */
+static void tab_interp(const cmp_ctx *C, const arm_t *a, double u, double *F, double *S,
+                       double *d)
+{
+    panel_interp(&C->rule, C->edges, C->nedges - 1, a->tab, u, F, S, d);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Compound arms X = P V: the density of log X is g_P * g_V (convolution) over P's panels,   */
+/* g_P closed, g_V read from the severity's table.                                           */
+/* ---------------------------------------------------------------------------------------- */
+
+typedef struct {
+    const factor_t *x;
+    double u;
+} conv_ctx;
+
+static void conv_f(void *vctx, double w, int node, double *out)
+{
+    const conv_ctx *cx = vctx;
+    const factor_t *x = cx->x;
+    double F, S, dp, dv;
+    if (node >= 0)
+        dp = x->gp[node];
+    else if (arm_point(&x->f[0], 1, w, NULL, NULL, &dp))
+        dp = 0.0;
+    panel_interp(x->rule, x->edges[1], x->npanels[1], x->tab, cx->u - w, &F, &S, &dv);
+    out[0] = dp * dv;
+}
+
+static int conv_density(const factor_t *x, double u, double *d)
+{
+    conv_ctx cx = {x, u};
+    double err;
+    int st = bw_quad_gk(conv_f, &cx, 1, x->edges[0], x->npanels[0], 1e-12, 1e-300, d, &err);
+    if (st && err <= 1e-9 * fabs(*d) + 1e-300)
+        st = BW_OK;
+    return st;
+}
+
+/* Phase 1 for a compound arm: its factors' quantiles and panels, the frequency's density
+ * at their nodes, the severity's table; the arm's panel positions qx are the products of
+ * the factors' quantiles at each level (beyond the arm's own in both tails, so its grid
+ * covers it), the truncation point its exact quantile. */
+static int compound_prepare(cmp_ctx *C, arm_t *a)
+{
+    factor_t *x = &C->fac[a - C->arm];
+    double fq[2][NQ];
+    x->rule = &C->rule;
+    for (int k = 0; k < 2; k++) {
+        arm_t *f = &x->f[k];
+        f->q.nfactors = 1;
+        f->q.f[0] = a->q.f[k];
+        f->positive = 1;
+        f->closed = f->q.f[0].kind != BW_KIND_NIG_LNMEAN ? f->q.f[0].kind : 0;
+        for (int l = 0; l < NQ; l++) {
+            int st = bw_quantile(&f->q, q_levels[l], &fq[k][l]);
+            if (st || !(fq[k][l] > 0.0) || !isfinite(fq[k][l]))
+                return BW_OK;   /* no shortcut: the exact quantiles and tails */
+        }
+        x->npanels[k] = make_edges(fq[k], NQ, 1, x->edges[k], LIFT_PANELS) - 1;
+        if (x->npanels[k] < 1)
+            return BW_OK;
+    }
+    for (int l = 0; l < NQ; l++)
+        a->qx[l] = fq[0][l] * fq[1][l];
+    for (int k = 0; k < x->npanels[0] * GK; k++) {
+        int st = arm_point(&x->f[0], 1, bw_gk_node(x->edges[0], k), NULL, NULL, &x->gp[k]);
+        if (st)
+            return st;
+    }
+    x->tab = malloc(3 * SEV_PANELS * GK * sizeof *x->tab);
+    if (!x->tab)
+        return BW_E_NOMEM;
+    /* the severity's table, its panels halved until its mass is right */
+    double *e = x->edges[1];
+    int st;
+    for (;;) {
+        st = arm_tabulate(&C->rule, e, x->npanels[1], 1, &x->f[1], x->tab);
+        if (st || x->f[1].mass_err <= CHEAP_TOL || 2 * x->npanels[1] > SEV_PANELS)
+            break;
+        for (int p = x->npanels[1]; p > 0; p--) {
+            e[2 * p] = e[p];
+            e[2 * p - 1] = 0.5 * (e[p - 1] + e[p]);
+        }
+        x->npanels[1] *= 2;
+    }
+    a->fac = st || x->f[1].mass_err > CHEAP_TOL ? NULL : x;
+    return st;
+}
+
 static size_t grid_nodes(const cmp_ctx *C)
 {
     return (size_t)(C->nedges - 1) * BW_GK_NODES;
@@ -468,7 +585,11 @@ static int grid_point(const cmp_ctx *C, int a, double u, int node, double *F, do
                       double *d)
 {
     const arm_t *A = &C->arm[a];
-    if (node >= 0 && A->tab) {
+    if (A->tab && (node >= 0 || A->fac)) {
+        if (node < 0) {
+            tab_interp(C, A, u, F, S, d);
+            return BW_OK;
+        }
         const double *r = A->tab + 3 * (size_t)node;
         *F = r[0], *S = r[1], *d = r[2];
         return BW_OK;
@@ -561,8 +682,6 @@ static int grid_integral(const cmp_ctx *C, int what, int i, int j, double *value
 /* ======================================================================================== */
 /* Phase 3: lifts                                                                            */
 /* ======================================================================================== */
-
-#define LIFT_NODES (LIFT_PANELS * BW_GK_NODES)
 
 typedef struct {
     const cmp_ctx *C;
@@ -784,7 +903,7 @@ static void cmp_free(void *p)
 {
     cmp_ctx *C = p;
     for (int i = 0; i < BW_CMP_MAX_ARMS; i++)
-        free(C->arm[i].tab);
+        free(C->arm[i].tab), free(C->fac[i].tab);
     free(C);
 }
 
@@ -797,6 +916,14 @@ static int cmp_block(bw_job *job, size_t b)
     if (C->phase == 1) {
         if (arm_prepare(a, (int)b))
             a->status = a->err.status;
+        else if (a->q.nfactors == 2 && a->positive) {
+            a->status = compound_prepare(C, a);
+            if (!a->status && !a->fac)
+                a->status = arm_quantiles(a);
+            if (a->status)
+                bw_fail(&a->err, a->status, "arm %zu: its factors' quantiles or densities "
+                        "could not be computed to full accuracy", b);
+        }
         return 0;
     }
     if (C->phase == 2) {
@@ -807,7 +934,7 @@ static int cmp_block(bw_job *job, size_t b)
             a->status = BW_E_NOMEM;
             return 0;
         }
-        a->status = arm_tabulate(C, a, tab);
+        a->status = arm_tabulate(&C->rule, C->edges, C->nedges - 1, C->logmode, a, tab);
         a->tab = tab;
         if (a->status)
             bw_fail(&a->err, a->status, "arm %zu: its distribution function could not be "

@@ -252,3 +252,23 @@ def test_decompose_compound_arms(worker):
     beta_cmp = worker.compare_sync({"A": beta_arm(worker, 3, 10), "B": beta_arm(worker, 4, 10)})
     with pytest.raises(bw.ModelError, match="compound arms"):
         beta_cmp.decompose()
+
+
+def test_compound_arms_against_quantile_oracle(worker):
+    """P(B > A) = int phi(z) S_B(Q_A(Phi(z))) dz with the arms' own exact cdf and ppf
+    (Gauss-Legendre in z), and the lift median and interval ends likewise."""
+    a, b = compound_arm(worker, 2000, 0.05, 1), compound_arm(worker, 2000, 0.06, 2)
+    cmp = worker.compare_sync({"A": a, "B": b})
+    z, wz = np.polynomial.legendre.leggauss(160)
+    z, wz = 8.5 * z, 8.5 * wz * stats.norm.pdf(8.5 * z)
+    qa = np.asarray(a.ppf(stats.norm.cdf(z)))
+
+    def expect(values):
+        return float(np.sum(wz * values))
+    assert abs(cmp.prob_beats_control()["B"] - expect(1 - np.asarray(b.cdf(qa)))) < 1e-9
+    assert abs(cmp.prob_best()["B"] - expect(1 - np.asarray(b.cdf(qa)))) < 1e-9
+    lift = cmp.lift()["B"]
+    for q, r in ((0.025, lift["interval"][0]), (0.5, lift["median"]),
+                 (0.975, lift["interval"][1])):
+        assert abs(expect(np.asarray(b.cdf((1 + r) * qa))) - q) < 1e-9
+    assert cmp.error < 1e-9
