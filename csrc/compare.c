@@ -448,14 +448,17 @@ static int arm_tabulate(const panel_rule *r, const double *edges, int P, int log
 }
 
 /* F, S and the density at u from a table on panels edges[0 .. P], interpolated on the
- * panel holding u; outside the panels the tails are 0 and 1 (below 1e-15). */
+ * panel holding u; outside the panels the tails are 0 and 1 (below 1e-15).  F = S = NULL:
+ * the density alone. */
 static void panel_interp(const panel_rule *r, const double *edges, int P, const double *tab,
                          double u, double *F, double *S, double *d)
 {
+    int m0 = F ? 0 : 2;
     *d = 0.0;
     if (!(u > edges[0]) || !(u < edges[P])) {
         int above = u >= edges[P];
-        *F = above, *S = !above;
+        if (F)
+            *F = above, *S = !above;
         return;
     }
     int lo = 0, hi = P;
@@ -471,16 +474,20 @@ static void panel_interp(const panel_rule *r, const double *edges, int P, const 
     double y = (u - c) / h, num[3] = {0.0, 0.0, 0.0}, den = 0.0;
     for (int k = 0; k < GK; k++) {
         if (y == r->x[k]) {
-            *F = row[3 * k], *S = row[3 * k + 1], *d = row[3 * k + 2];
+            if (F)
+                *F = row[3 * k], *S = row[3 * k + 1];
+            *d = row[3 * k + 2];
             return;
         }
         double w = r->bary[k] / (y - r->x[k]);
         den += w;
-        for (int m = 0; m < 3; m++)
+        for (int m = m0; m < 3; m++)
             num[m] += w * row[3 * k + m];
     }
-    *F = fmin(fmax(num[0] / den, 0.0), 1.0);
-    *S = fmin(fmax(num[1] / den, 0.0), 1.0);
+    if (F) {
+        *F = fmin(fmax(num[0] / den, 0.0), 1.0);
+        *S = fmin(fmax(num[1] / den, 0.0), 1.0);
+    }
     *d = fmax(num[2] / den, 0.0);
 }
 
@@ -505,12 +512,12 @@ static void conv_f(void *vctx, double w, int node, double *out)
 {
     const conv_ctx *cx = vctx;
     const factor_t *x = cx->x;
-    double F, S, dp, dv;
+    double dp, dv;
     if (node >= 0)
         dp = x->gp[node];
     else if (arm_point(&x->f[0], 1, w, NULL, NULL, &dp))
         dp = 0.0;
-    panel_interp(x->rule, x->edges[1], x->npanels[1], x->tab, cx->u - w, &F, &S, &dv);
+    panel_interp(x->rule, x->edges[1], x->npanels[1], x->tab, cx->u - w, NULL, NULL, &dv);
     out[0] = dp * dv;
 }
 
