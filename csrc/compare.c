@@ -1,17 +1,21 @@
 /*
  * compare.c -- decisions between arms (compare.h): one job in three phases.
  *
- *   phase 1  one block per arm: its kind, quantiles (the quadrature panels), mean, E[1/X]
- *            and, where the mean is infinite, its truncation point;
- *   phase 2  one block per arm: F, S and the density of the arm at every node of the
- *            initial panels (the union of all arms' quantiles), so that the integrals of
- *            phase 3 read tables instead of special functions;
+ *   phase 1  one block per arm: its kind, quantiles (the quadrature panels), mean, E[1/X],
+ *            E[log] of its factors and, where the mean is infinite, its truncation point;
+ *            compound arms: their factors' panels and the severity's table instead of the
+ *            product's quantiles;
+ *   phase 2  one block per arm: its density at every node of the shared grid (the union of
+ *            all arms' quantiles), F and S by integrating the density's interpolant from
+ *            each end (exact anchors, a mass check, the exact tails as fallback);
  *   phase 3  one block per arm: P(best), the pairwise P(beat control), the expected losses
- *            and the lifts (quantiles by Newton on the tail integrals).
+ *            (adaptive quadrature over the tables) and the lifts (quantiles by Newton on
+ *            tail integrals that interpolate the tables).
  *
  * The integration variable u is log t when every arm is positive, t otherwise.  Closed
- * forms give F, S and the density of beta, gamma, inverse gamma and Student t arms; the
- * lognormal mean and products go through bw_tails_pdf (nested quadrature).
+ * forms give the density of beta, gamma, inverse gamma and Student t arms; a compound's is
+ * the convolution in log of its factors' (the severity tabulated); a lone lognormal mean
+ * goes through bw_pdf / bw_tails_pdf (nested quadrature).
  */
 #include <math.h>
 #include <stdatomic.h>
