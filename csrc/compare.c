@@ -1,17 +1,21 @@
 /*
  * compare.c -- decisions between arms (compare.h): one job in three phases.
  *
- *   phase 1  one block per arm: its kind, quantiles (the quadrature panels), mean, E[1/X]
- *            and, where the mean is infinite, its truncation point;
- *   phase 2  one block per arm: F, S and the density of the arm at every node of the
- *            initial panels (the union of all arms' quantiles), so that the integrals of
- *            phase 3 read tables instead of special functions;
+ *   phase 1  one block per arm: its kind, quantiles (the quadrature panels), mean, E[1/X],
+ *            E[log] of its factors and, where the mean is infinite, its truncation point;
+ *            compound arms: their factors' panels and the severity's table instead of the
+ *            product's quantiles;
+ *   phase 2  one block per arm: its density at every node of the shared grid (the union of
+ *            all arms' quantiles), F and S by integrating the density's interpolant from
+ *            each end (exact anchors, a mass check, the exact tails as fallback);
  *   phase 3  one block per arm: P(best), the pairwise P(beat control), the expected losses
- *            and the lifts (quantiles by Newton on the tail integrals).
+ *            (adaptive quadrature over the tables) and the lifts (quantiles by Newton on
+ *            tail integrals that interpolate the tables).
  *
  * The integration variable u is log t when every arm is positive, t otherwise.  Closed
- * forms give F, S and the density of beta, gamma, inverse gamma and Student t arms; the
- * lognormal mean and products go through bw_tails_pdf (nested quadrature).
+ * forms give the density of beta, gamma, inverse gamma and Student t arms; a compound's is
+ * the convolution in log of its factors' (the severity tabulated); a lone lognormal mean
+ * goes through bw_pdf / bw_tails_pdf (nested quadrature).
  */
 #include <math.h>
 #include <stdatomic.h>
@@ -31,7 +35,9 @@
 #define Q95 5
 #define MAX_EDGES 141           /* panels of the shared grid: at most 140 */
 #define LIFT_PANELS (NQ - 1)
+#define LIFT_NODES (LIFT_PANELS * BW_GK_NODES)
 #define Z95 1.6448536269514722  /* the 0.95 quantile of N(0, 1) */
+#define PI_ 3.14159265358979323846
 
 static const double q_levels[NQ] = {1e-15, 1e-9, 1e-4, 0.05, 0.5, 0.95, 1.0 - 1e-4,
                                     1.0 - 1e-9, 1.0 - 1e-15};
@@ -43,14 +49,41 @@ typedef struct {
     int heavy;                  /* infinite mean: losses use it truncated at `trunc` */
     double trunc;
     double mean, inv_mean;      /* E[X] (mean()'s truncation where infinite), E[1/X] */
+    double log_mean[2];         /* E[log factor] (compare.h) */
+    const struct factor_s *fac; /* a compound arm's factors (its density is theirs
+                                 * convolved), or NULL */
     double qx[NQ];              /* quantiles at q_levels (NaN where not finite) */
     double *tab;                /* F, S, density in u at the shared grid's nodes */
+    double mass_err;            /* |F(first edge) + int density + S(last edge) - 1| */
     int status;                 /* the first failure of its blocks */
     bw_error err;
 } arm_t;
 
+/* The standard panel [-1, 1]: its Gauss-Kronrod nodes x, their barycentric weights and
+ * the integration matrix W[j][k] = int_{-1}^{x_j} l_k (row GK: int_{-1}^{1} l_k), l_k the
+ * Lagrange basis of the nodes (degree 20). */
+#define GK BW_GK_NODES
+typedef struct {
+    double x[GK], bary[GK];
+    double W[GK + 1][GK];
+} panel_rule;
+
+/* A compound arm's factors as one-factor arms on their own quantile panels (in log); the
+ * frequency's log-density at its panels' nodes, the severity's F, S and log-density. */
+#define SEV_PANELS (LIFT_PANELS << 4)     /* the severity's panels, halved up to 4 times */
+typedef struct factor_s {
+    arm_t f[2];
+    double edges[2][SEV_PANELS + 1];
+    int npanels[2];
+    double gp[LIFT_NODES];
+    double *tab;                /* 3 * SEV_PANELS * GK values (owned) */
+    const panel_rule *rule;
+} factor_t;
+
 typedef struct {
     bw_cmp_request req;
+    panel_rule rule;
+    factor_t fac[BW_CMP_MAX_ARMS];
     bw_job *job;
     int phase;
     int logmode;                /* u = log t (every arm positive), else u = t */
@@ -70,49 +103,61 @@ static int has_kind(const bw_quantity *q, int kind)
     return 0;
 }
 
+static int conv_density(const struct factor_s *x, double u, double *d);
+
 /* F, S and the density with respect to log t (positive arms) or t (Student t arms) at
- * t = e^lt; closed forms, or the nested quadrature of bw_tails_pdf. */
+ * t = e^lt; closed forms, or the nested quadrature of bw_tails_pdf.  F = S = NULL: the
+ * density alone (closed forms skip the distribution function). */
 static int arm_eval(const arm_t *a, double t, double lt, double *F, double *S, double *d)
 {
     const bw_dist *f = &a->q.f[0];
-    double pa = f->p[0], pb = f->p[1], lp, lq, lg;
+    double pa = f->p[0], pb = f->p[1], lp, lq, lg, Fv, Sv;
+    int tails = F != NULL;
     switch (a->closed) {
     case BW_KIND_BETA:
         if (lt >= 0.0) {
-            *F = 1.0, *S = 0.0, *d = 0.0;
-            return BW_OK;
+            Fv = 1.0, Sv = 0.0, *d = 0.0;
         } else {
             double y = -expm1(lt), ly = t > 0.5 ? log(y) : log1p(-t);
-            bw_beta_inc_log(pa, pb, t, y, lt, ly, F, S, &lp, &lq);
+            if (tails)
+                bw_beta_inc_log(pa, pb, t, y, lt, ly, &Fv, &Sv, &lp, &lq);
             *d = exp(bw_beta_logkernel(pa, pb, t, y, lt, ly) - ly);
         }
-        return BW_OK;
+        break;
     case BW_KIND_GAMMA:
     case BW_KIND_INVGAMMA:
         lg = a->closed == BW_KIND_GAMMA ? log(pb) + lt : log(pb) - lt;
-        if (a->closed == BW_KIND_GAMMA)
-            bw_gamma_inc(pa, exp(lg), F, S);
-        else
-            bw_gamma_inc(pa, exp(lg), S, F);
+        if (tails && a->closed == BW_KIND_GAMMA)
+            bw_gamma_inc(pa, exp(lg), &Fv, &Sv);
+        else if (tails)
+            bw_gamma_inc(pa, exp(lg), &Sv, &Fv);
         *d = exp(bw_gamma_logkernel(pa, exp(lg), lg));
-        return BW_OK;
+        break;
     case BW_KIND_NIG_MEAN: {
         double df = 2.0 * f->p[2], scale = sqrt(f->p[3] / (f->p[2] * f->p[1]));
         double z = (t - f->p[0]) / scale;
-        bw_t_cdf(df, z, F, S);
+        if (tails)
+            bw_t_cdf(df, z, &Fv, &Sv);
         *d = exp(bw_t_logpdf(df, z)) / scale;
-        return BW_OK;
+        break;
     }
     default: {
         double pdf;
-        int st = bw_tails_pdf(&a->q, t, F, S, &pdf);
+        if (!tails && a->fac && a->positive)
+            return conv_density(a->fac, lt, d);
+        int st = tails ? bw_tails_pdf(&a->q, t, &Fv, &Sv, &pdf) : bw_pdf(&a->q, t, &pdf);
         *d = a->positive ? pdf * t : pdf;
+        if (tails)
+            *F = Fv, *S = Sv;
         return st;
     }
     }
+    if (tails)
+        *F = Fv, *S = Sv;
+    return BW_OK;
 }
 
-/* F, S and the density with respect to u at u. */
+/* F, S and the density with respect to u at u (F = S = NULL: the density alone). */
 static int arm_point(const arm_t *a, int logmode, double u, double *F, double *S, double *d)
 {
     if (logmode)
@@ -120,7 +165,9 @@ static int arm_point(const arm_t *a, int logmode, double u, double *F, double *S
     if (!a->positive)
         return arm_eval(a, u, NAN, F, S, d);
     if (!(u > 0.0)) {
-        *F = 0.0, *S = 1.0, *d = 0.0;
+        if (F)
+            *F = 0.0, *S = 1.0;
+        *d = 0.0;
         return BW_OK;
     }
     int st = arm_eval(a, u, log(u), F, S, d);
@@ -180,6 +227,53 @@ static int dist_inv_mean(const bw_dist *d, double *out)
     return BW_OK;
 }
 
+/* psi(x), x > 0: raised to x >= 8 by psi(x) = psi(x + 1) - 1/x, then the asymptotic
+ * series log x - 1/(2x) - sum_k B_2k / (2k x^2k) (terms to x^-16: below 1e-17 there). */
+static double psi(double x)
+{
+    static const double c[] = {1.0 / 12, -1.0 / 120, 1.0 / 252, -1.0 / 240, 1.0 / 132,
+                               -691.0 / 32760, 1.0 / 12, -3617.0 / 8160};
+    double shift = 0.0, series = 0.0;
+    for (; x < 8.0; x += 1.0)
+        shift += 1.0 / x;
+    double inv2 = 1.0 / (x * x);
+    for (int k = (int)(sizeof c / sizeof c[0]) - 1; k >= 0; k--)
+        series = series * inv2 + c[k];
+    return log(x) - 0.5 / x - series * inv2 - shift;
+}
+
+/* E[log X] of one factor. */
+static double dist_log_mean(const bw_dist *d)
+{
+    double a = d->p[0], b = d->p[1];
+    switch (d->kind) {
+    case BW_KIND_BETA:
+        return psi(a) - psi(a + b);
+    case BW_KIND_GAMMA:
+        return psi(a) - log(b);
+    case BW_KIND_INVGAMMA:
+        return log(b) - psi(a);
+    case BW_KIND_NIG_LNMEAN:    /* log V = mu + sigma^2 / 2, E[sigma^2] = beta / (alpha - 1) */
+        return d->p[2] > 1.0 ? d->p[0] + 0.5 * d->p[3] / (d->p[2] - 1.0) : INFINITY;
+    default:
+        return NAN;
+    }
+}
+
+/* The arm's exact quantiles at q_levels (NaN where not finite; the central ones must be). */
+static int arm_quantiles(arm_t *a)
+{
+    for (int k = 0; k < NQ; k++) {
+        int sk = bw_quantile(&a->q, q_levels[k], &a->qx[k]);
+        if (sk || !isfinite(a->qx[k]) || (a->positive && !(a->qx[k] > 0.0))) {
+            a->qx[k] = NAN;
+            if (k >= Q05 && k <= Q95)
+                return sk ? sk : BW_E_NUMERIC;
+        }
+    }
+    return BW_OK;
+}
+
 /* Phase 1 for one arm. */
 static int arm_prepare(arm_t *a, int index)
 {
@@ -194,20 +288,16 @@ static int arm_prepare(arm_t *a, int index)
     a->heavy = has_kind(q, BW_KIND_NIG_LNMEAN) || isinf(a->mean);
     if (!st && a->heavy)
         st = bw_quantile(q, BW_TRUNC_LEVEL, &a->trunc);
-    for (int k = 0; k < NQ && !st; k++) {
-        int sk = bw_quantile(q, q_levels[k], &a->qx[k]);
-        if (sk || !isfinite(a->qx[k]) || (a->positive && !(a->qx[k] > 0.0))) {
-            a->qx[k] = NAN;
-            if (k >= Q05 && k <= Q95)
-                st = sk ? sk : BW_E_NUMERIC;
-        }
-    }
+    if (!st && (q->nfactors == 1 || !a->positive))
+        st = arm_quantiles(a);
     a->inv_mean = 1.0;
     for (int k = 0; k < q->nfactors && !st && a->positive; k++) {
         double v = NAN;
         st = dist_inv_mean(&q->f[k], &v);
         a->inv_mean *= v;
     }
+    a->log_mean[0] = dist_log_mean(&q->f[0]);
+    a->log_mean[1] = q->nfactors > 1 ? dist_log_mean(&q->f[1]) : NAN;
     if (st)
         return bw_fail(&a->err, st, "arm %d: its quantiles or moments could not be computed "
                        "to full accuracy", index);
@@ -253,6 +343,249 @@ static int make_edges(const double *x, int n, int logmode, double *edges, int ca
     return e;
 }
 
+/* int_{-1}^{x} T_m(s) ds. */
+static double cheb_integral(int m, double x)
+{
+    if (m == 0)
+        return x + 1.0;
+    if (m == 1)
+        return 0.5 * (x * x - 1.0);
+    double th = acos(fmax(-1.0, fmin(1.0, x))), sg = m % 2 ? 1.0 : -1.0;
+    return 0.5 * (cos((m + 1) * th) - sg) / (m + 1) - 0.5 * (cos((m - 1) * th) - sg) / (m - 1);
+}
+
+static void rule_init(panel_rule *r)
+{
+    static const double unit[2] = {-1.0, 1.0};
+    enum { N = GK - 1 };        /* l_k has degree N: exact from N + 1 Chebyshev points */
+    for (int j = 0; j < GK; j++)
+        r->x[j] = bw_gk_node(unit, j);
+    for (int k = 0; k < GK; k++) {
+        double prod = 1.0, s[N + 1], c[N + 1];
+        for (int j = 0; j < GK; j++)
+            if (j != k)
+                prod *= r->x[k] - r->x[j];
+        r->bary[k] = 1.0 / prod;
+        for (int i = 0; i <= N; i++) {
+            double y = cos(PI_ * i / N), l = r->bary[k];
+            for (int j = 0; j < GK; j++)
+                if (j != k)
+                    l *= y - r->x[j];
+            s[i] = l;
+        }
+        for (int m = 0; m <= N; m++) {
+            double acc = 0.0;
+            for (int i = 0; i <= N; i++)
+                acc += (i == 0 || i == N ? 0.5 : 1.0) * s[i] * cos(PI_ * m * i / N);
+            c[m] = acc * (m == 0 || m == N ? 1.0 : 2.0) / N;
+        }
+        for (int j = 0; j <= GK; j++) {
+            double x = j < GK ? r->x[j] : 1.0, acc = 0.0;
+            for (int m = 0; m <= N; m++)
+                acc += c[m] * cheb_integral(m, x);
+            r->W[j][k] = acc;
+        }
+    }
+}
+
+/* Phase 2 for one arm: the density at every node, then F by integrating it from the first
+ * edge and S from the last (each tail accurate where it is small), anchored at the exact
+ * tails there.  Falls back to the exact F and S at every node where the mass of the
+ * tabulation misses 1 by more than CHEAP_TOL. */
+#define CHEAP_TOL 1e-12
+static int arm_tabulate(const panel_rule *r, const double *edges, int P, int logmode,
+                        arm_t *a, double *tab)
+{
+    int st = BW_OK;
+    for (int k = 0; k < P * GK && !st; k++)
+        st = arm_point(a, logmode, bw_gk_node(edges, k), NULL, NULL, &tab[3 * k + 2]);
+    /* the tails beyond the edges; a compound's edges lie beyond its 1e-15 quantiles */
+    double F0 = 0.0, S0, FP, SP = 0.0, dd;
+    if (!st && !a->fac)
+        st = arm_point(a, logmode, edges[0], &F0, &S0, &dd);
+    if (!st && !a->fac)
+        st = arm_point(a, logmode, edges[P], &FP, &SP, &dd);
+    if (st)
+        return st;
+    double left = F0, right = SP;
+    for (int p = 0; p < P; p++) {
+        double h = 0.5 * (edges[p + 1] - edges[p]), *row = tab + 3 * (size_t)p * GK;
+        for (int j = 0; j <= GK; j++) {
+            double acc = 0.0;
+            for (int k = 0; k < GK; k++)
+                acc += r->W[j][k] * row[3 * k + 2];
+            if (j < GK)
+                row[3 * j] = left + h * acc;
+            else
+                left += h * acc;
+        }
+    }
+    for (int p = P - 1; p >= 0; p--) {
+        double h = 0.5 * (edges[p + 1] - edges[p]), *row = tab + 3 * (size_t)p * GK;
+        double tot = 0.0;
+        for (int k = 0; k < GK; k++)
+            tot += r->W[GK][k] * row[3 * k + 2];
+        for (int j = 0; j < GK; j++) {
+            double acc = 0.0;
+            for (int k = 0; k < GK; k++)
+                acc += r->W[j][k] * row[3 * k + 2];
+            row[3 * j + 1] = right + h * (tot - acc);
+        }
+        right += h * tot;
+    }
+    a->mass_err = fabs(left + SP - 1.0);
+    for (int k = 0; k < P * GK; k++) {
+        double *v = tab + 3 * (size_t)k;
+        if (a->mass_err > CHEAP_TOL) {
+            st = arm_point(a, logmode, bw_gk_node(edges, k), &v[0], &v[1], &v[2]);
+            if (st)
+                return st;
+        } else if (v[0] <= v[1]) {
+            v[0] = fmax(v[0], 0.0), v[1] = 1.0 - v[0];
+        } else {
+            v[1] = fmax(v[1], 0.0), v[0] = 1.0 - v[1];
+        }
+    }
+    if (a->mass_err > CHEAP_TOL)
+        a->mass_err = 0.0;
+    return BW_OK;
+}
+
+/* F, S and the density at u from a table on panels edges[0 .. P], interpolated on the
+ * panel holding u; outside the panels the tails are 0 and 1 (below 1e-15).  F = S = NULL:
+ * the density alone. */
+static void panel_interp(const panel_rule *r, const double *edges, int P, const double *tab,
+                         double u, double *F, double *S, double *d)
+{
+    int m0 = F ? 0 : 2;
+    *d = 0.0;
+    if (!(u > edges[0]) || !(u < edges[P])) {
+        int above = u >= edges[P];
+        if (F)
+            *F = above, *S = !above;
+        return;
+    }
+    int lo = 0, hi = P;
+    while (hi - lo > 1) {
+        int mid = (lo + hi) / 2;
+        if (edges[mid] <= u)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    const double *row = tab + 3 * (size_t)lo * GK;
+    double c = 0.5 * (edges[lo] + edges[lo + 1]), h = 0.5 * (edges[lo + 1] - edges[lo]);
+    double y = (u - c) / h, num[3] = {0.0, 0.0, 0.0}, den = 0.0;
+    for (int k = 0; k < GK; k++) {
+        if (y == r->x[k]) {
+            if (F)
+                *F = row[3 * k], *S = row[3 * k + 1];
+            *d = row[3 * k + 2];
+            return;
+        }
+        double w = r->bary[k] / (y - r->x[k]);
+        den += w;
+        for (int m = m0; m < 3; m++)
+            num[m] += w * row[3 * k + m];
+    }
+    if (F) {
+        *F = fmin(fmax(num[0] / den, 0.0), 1.0);
+        *S = fmin(fmax(num[1] / den, 0.0), 1.0);
+    }
+    *d = fmax(num[2] / den, 0.0);
+}
+
+/* Arm a at u (the shared grid's variable) from its table. */
+static void tab_interp(const cmp_ctx *C, const arm_t *a, double u, double *F, double *S,
+                       double *d)
+{
+    panel_interp(&C->rule, C->edges, C->nedges - 1, a->tab, u, F, S, d);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Compound arms X = P V: the density of log X is g_P * g_V (convolution) over P's panels,   */
+/* g_P closed, g_V read from the severity's table.                                           */
+/* ---------------------------------------------------------------------------------------- */
+
+typedef struct {
+    const factor_t *x;
+    double u;
+} conv_ctx;
+
+static void conv_f(void *vctx, double w, int node, double *out)
+{
+    const conv_ctx *cx = vctx;
+    const factor_t *x = cx->x;
+    double dp, dv;
+    if (node >= 0)
+        dp = x->gp[node];
+    else if (arm_point(&x->f[0], 1, w, NULL, NULL, &dp))
+        dp = 0.0;
+    panel_interp(x->rule, x->edges[1], x->npanels[1], x->tab, cx->u - w, NULL, NULL, &dv);
+    out[0] = dp * dv;
+}
+
+static int conv_density(const factor_t *x, double u, double *d)
+{
+    conv_ctx cx = {x, u};
+    double err;
+    int st = bw_quad_gk(conv_f, &cx, 1, x->edges[0], x->npanels[0], 1e-12, 1e-300, d, &err);
+    if (st && err <= 1e-9 * fabs(*d) + 1e-300)
+        st = BW_OK;
+    return st;
+}
+
+/* Phase 1 for a compound arm: its factors' quantiles and panels, the frequency's density
+ * at their nodes, the severity's table; the arm's panel positions qx are the products of
+ * the factors' quantiles at each level (beyond the arm's own in both tails, so its grid
+ * covers it), the truncation point its exact quantile. */
+static int compound_prepare(cmp_ctx *C, arm_t *a)
+{
+    factor_t *x = &C->fac[a - C->arm];
+    double fq[2][NQ];
+    x->rule = &C->rule;
+    for (int k = 0; k < 2; k++) {
+        arm_t *f = &x->f[k];
+        f->q.nfactors = 1;
+        f->q.f[0] = a->q.f[k];
+        f->positive = 1;
+        f->closed = f->q.f[0].kind != BW_KIND_NIG_LNMEAN ? f->q.f[0].kind : 0;
+        for (int l = 0; l < NQ; l++) {
+            int st = bw_quantile(&f->q, q_levels[l], &fq[k][l]);
+            if (st || !(fq[k][l] > 0.0) || !isfinite(fq[k][l]))
+                return BW_OK;   /* no shortcut: the exact quantiles and tails */
+        }
+        x->npanels[k] = make_edges(fq[k], NQ, 1, x->edges[k], LIFT_PANELS) - 1;
+        if (x->npanels[k] < 1)
+            return BW_OK;
+    }
+    for (int l = 0; l < NQ; l++)
+        a->qx[l] = fq[0][l] * fq[1][l];
+    for (int k = 0; k < x->npanels[0] * GK; k++) {
+        int st = arm_point(&x->f[0], 1, bw_gk_node(x->edges[0], k), NULL, NULL, &x->gp[k]);
+        if (st)
+            return st;
+    }
+    x->tab = malloc(3 * SEV_PANELS * GK * sizeof *x->tab);
+    if (!x->tab)
+        return BW_E_NOMEM;
+    /* the severity's table, its panels halved until its mass is right */
+    double *e = x->edges[1];
+    int st;
+    for (;;) {
+        st = arm_tabulate(&C->rule, e, x->npanels[1], 1, &x->f[1], x->tab);
+        if (st || x->f[1].mass_err <= CHEAP_TOL || 2 * x->npanels[1] > SEV_PANELS)
+            break;
+        for (int p = x->npanels[1]; p > 0; p--) {
+            e[2 * p] = e[p];
+            e[2 * p - 1] = 0.5 * (e[p - 1] + e[p]);
+        }
+        x->npanels[1] *= 2;
+    }
+    a->fac = st || x->f[1].mass_err > CHEAP_TOL ? NULL : x;
+    return st;
+}
+
 static size_t grid_nodes(const cmp_ctx *C)
 {
     return (size_t)(C->nedges - 1) * BW_GK_NODES;
@@ -263,7 +596,11 @@ static int grid_point(const cmp_ctx *C, int a, double u, int node, double *F, do
                       double *d)
 {
     const arm_t *A = &C->arm[a];
-    if (node >= 0 && A->tab) {
+    if (A->tab && (node >= 0 || A->fac)) {
+        if (node < 0) {
+            tab_interp(C, A, u, F, S, d);
+            return BW_OK;
+        }
         const double *r = A->tab + 3 * (size_t)node;
         *F = r[0], *S = r[1], *d = r[2];
         return BW_OK;
@@ -357,8 +694,6 @@ static int grid_integral(const cmp_ctx *C, int what, int i, int j, double *value
 /* Phase 3: lifts                                                                            */
 /* ======================================================================================== */
 
-#define LIFT_NODES (LIFT_PANELS * BW_GK_NODES)
-
 typedef struct {
     const cmp_ctx *C;
     int i, c, relative, upper;
@@ -375,28 +710,27 @@ typedef struct {
 static void lift_f(void *vctx, double v, int node, double *out)
 {
     lift_ctx *L = vctx;
-    const arm_t *arm = &L->C->arm[L->i];
-    int logmode = L->relative || L->C->logmode;
-    double F, S, d, dc;
-    int st = BW_OK;
+    const cmp_ctx *C = L->C;
+    const arm_t *arm = &C->arm[L->i];
+    double F, S, d, dc, u;
     if (node >= 0)
         dc = L->dc[node];
     else
-        st = arm_point(&L->C->arm[L->c], logmode, v, &F, &S, &dc);
+        tab_interp(C, &C->arm[L->c], v, &F, &S, &dc);
     out[0] = out[1] = 0.0;
-    if (dc == 0.0 || st) {
-        if (st && !L->status)
-            L->status = st;
+    if (dc == 0.0)
         return;
-    }
+    /* the arm in the grid's variable u; its density in the lift's variable (log r or d) */
+    double t = L->relative ? NAN : L->x + (C->logmode ? exp(v) : v), jac = 1.0;
     if (L->relative)
-        st = arm_point(arm, 1, L->x + v, &F, &S, &d);
+        u = L->x + v;
+    else if (C->logmode && !(t > 0.0))
+        return;
     else
-        st = arm_point(arm, 0, L->x + (logmode ? exp(v) : v), &F, &S, &d);
-    if (st && !L->status)
-        L->status = st;
+        u = C->logmode ? log(t) : t, jac = C->logmode ? 1.0 / t : 1.0;
+    tab_interp(C, arm, u, &F, &S, &d);
     out[0] = dc * (L->upper ? S : F);
-    out[1] = dc * d;
+    out[1] = dc * d * jac;
 }
 
 static int lift_setup(lift_ctx *L, const cmp_ctx *C, int i, int relative)
@@ -406,17 +740,21 @@ static int lift_setup(lift_ctx *L, const cmp_ctx *C, int i, int relative)
     L->i = i;
     L->c = C->req.control;
     L->relative = relative;
-    int logmode = relative || C->logmode;
     const arm_t *ctl = &C->arm[L->c];
-    int ne = make_edges(ctl->qx, NQ, logmode, L->edges, LIFT_PANELS);
+    int ne = make_edges(ctl->qx, NQ, C->logmode, L->edges, LIFT_PANELS);
     L->npanels = ne - 1;
     if (L->npanels < 1)
         return BW_E_NUMERIC;
     double F, S;
     for (int k = 0; k < L->npanels * BW_GK_NODES; k++) {
-        int st = arm_point(ctl, logmode, bw_gk_node(L->edges, k), &F, &S, &L->dc[k]);
-        if (st)
-            return st;
+        double v = bw_gk_node(L->edges, k);
+        if (ctl->closed) {
+            int st = arm_point(ctl, C->logmode, v, NULL, NULL, &L->dc[k]);
+            if (st)
+                return st;
+        } else {
+            tab_interp(C, ctl, v, &F, &S, &L->dc[k]);
+        }
     }
     return BW_OK;
 }
@@ -548,6 +886,7 @@ static int arm_figures(cmp_ctx *C, int i)
     double e1 = 0.0, e2 = 0.0, p1, p2;
     if (R->full) {
         st = grid_integral(C, I_BEST, i, -1, &C->best_raw[i], &C->perr[i]);
+        C->perr[i] += C->arm[i].mass_err;
         if (!st)
             st = grid_integral(C, I_LOSS, i, -1, &o->loss, &e1);
         if (!st && i != c) {
@@ -575,7 +914,7 @@ static void cmp_free(void *p)
 {
     cmp_ctx *C = p;
     for (int i = 0; i < BW_CMP_MAX_ARMS; i++)
-        free(C->arm[i].tab);
+        free(C->arm[i].tab), free(C->fac[i].tab);
     free(C);
 }
 
@@ -588,6 +927,14 @@ static int cmp_block(bw_job *job, size_t b)
     if (C->phase == 1) {
         if (arm_prepare(a, (int)b))
             a->status = a->err.status;
+        else if (a->q.nfactors == 2 && a->positive) {
+            a->status = compound_prepare(C, a);
+            if (!a->status && !a->fac)
+                a->status = arm_quantiles(a);
+            if (a->status)
+                bw_fail(&a->err, a->status, "arm %zu: its factors' quantiles or densities "
+                        "could not be computed to full accuracy", b);
+        }
         return 0;
     }
     if (C->phase == 2) {
@@ -598,11 +945,7 @@ static int cmp_block(bw_job *job, size_t b)
             a->status = BW_E_NOMEM;
             return 0;
         }
-        for (size_t k = 0; k < n && !a->status; k++) {
-            double *r = tab + 3 * k;
-            a->status = arm_point(a, C->logmode, bw_gk_node(C->edges, (int)k), &r[0], &r[1],
-                                  &r[2]);
-        }
+        a->status = arm_tabulate(&C->rule, C->edges, C->nedges - 1, C->logmode, a, tab);
         a->tab = tab;
         if (a->status)
             bw_fail(&a->err, a->status, "arm %zu: its distribution function could not be "
@@ -637,6 +980,8 @@ static int cmp_finish(bw_job *job)
             C->logmode &= a->positive;
             C->res.arm[i].mean = a->mean;
             C->res.arm[i].truncated = a->heavy;
+            C->res.arm[i].log_mean[0] = a->log_mean[0];
+            C->res.arm[i].log_mean[1] = a->log_mean[1];
             for (int k = 0; k < NQ; k++)
                 qs[m++] = a->qx[k];
             qs[m++] = a->heavy ? a->trunc : NAN;
@@ -647,7 +992,7 @@ static int cmp_finish(bw_job *job)
             return -1;
         }
         C->phase = 2;
-        return C->req.full ? BW_JOB_AGAIN : (C->phase = 3, BW_JOB_AGAIN);
+        return BW_JOB_AGAIN;
     }
     if (C->phase == 2) {
         C->phase = 3;
@@ -694,6 +1039,7 @@ bw_job *bw_compare_job(const bw_cmp_request *req)
         return NULL;
     C->req = *req;
     C->phase = 1;
+    rule_init(&C->rule);
     C->res.narms = req->narms;
     for (int i = 0; i < req->narms; i++) {
         C->arm[i].q = req->arm[i];

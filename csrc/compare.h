@@ -46,6 +46,9 @@ typedef struct {
     double prob_best, prob_beats, loss, loss_vs;
     double mean;                /* the arm's mean (truncated where infinite) */
     int truncated;              /* losses and lift means use the truncated distribution */
+    /* E[log factor] of the arm's factors (one factor: [1] is NaN; +inf where infinite, NaN
+     * where a factor can be <= 0): the log-scale decomposition of a compound lift */
+    double log_mean[2];
     /* lift vs control at levels[k]: [k][relative/absolute][mean, median, lo, hi]; NaN for
      * the control and, relative, where an arm can be <= 0 */
     double lift[BW_CMP_MAX_LEVELS][2][4];

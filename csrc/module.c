@@ -457,6 +457,8 @@ static PyObject *compare_dict(const bw_cmp_result *r)
     CMP_COLUMN("loss_vs", r->arm[i].loss_vs);
     CMP_COLUMN("mean", r->arm[i].mean);
     CMP_COLUMN("truncated", (double)r->arm[i].truncated);
+    CMP_COLUMN("log_mean_frequency", r->arm[i].log_mean[0]);
+    CMP_COLUMN("log_mean_severity", r->arm[i].log_mean[1]);
     static const char *const kinds[2] = {"relative", "absolute"};
     for (int k = 0; k < 2; k++) {
         w->open(w, kinds[k], 1);                 /* per level: per figure: per arm */

@@ -216,3 +216,59 @@ def test_bad_inputs(worker):
     m2 = worker.run_inference_sync("dirichlet-multinomial", {"counts": [3, 4, 6]}).posterior
     with pytest.raises(bw.ModelError, match="no exact comparison"):
         worker.compare_sync({"A": m1, "B": m2})
+
+
+def compound_arm(w, users, conv_rate, seed):
+    rng = np.random.default_rng(seed)
+    conv = rng.random(users) < conv_rate
+    value = np.where(conv, rng.lognormal(3, 0.8, users), 0.0)
+    return w.run_inference_sync("compound-beta-lognormal",
+                                {"converted": conv, "value": value}).posterior
+
+
+def elog(factor):
+    """E[log] of a compound's factor from its parameters (an independent oracle)."""
+    if "mu" in factor:
+        return factor["mu"] + 0.5 * factor["beta"] / (factor["alpha"] - 1)
+    return special.digamma(factor["alpha"]) - special.digamma(factor["alpha"]
+                                                              + factor["beta"])
+
+
+def test_decompose_compound_arms(worker):
+    a, b = compound_arm(worker, 2000, 0.05, 1), compound_arm(worker, 2000, 0.06, 2)
+    for higher in (True, False):
+        cmp = worker.compare_sync({"A": a, "B": b}, higher_is_better=higher)
+        d = cmp.decompose()
+        assert list(d) == ["B"]
+        pa, pb = a.parameters, b.parameters
+        sgn = 1 if higher else -1
+        dc = sgn * (elog(pb["frequency"]) - elog(pa["frequency"]))
+        dv = sgn * (elog(pb["severity"]) - elog(pa["severity"]))
+        assert d["B"]["conversion"] == pytest.approx(math.expm1(dc), rel=1e-12, abs=1e-15)
+        assert d["B"]["value"] == pytest.approx(math.expm1(dv), rel=1e-12, abs=1e-15)
+        assert d["B"]["total"] == pytest.approx(math.expm1(dc + dv), rel=1e-12)
+        assert d["B"]["share_conversion"] + d["B"]["share_value"] == pytest.approx(1.0)
+        assert d["B"]["share_conversion"] == pytest.approx(dc / (dc + dv), rel=1e-10)
+    beta_cmp = worker.compare_sync({"A": beta_arm(worker, 3, 10), "B": beta_arm(worker, 4, 10)})
+    with pytest.raises(bw.ModelError, match="compound arms"):
+        beta_cmp.decompose()
+
+
+def test_compound_arms_against_quantile_oracle(worker):
+    """P(B > A) = int phi(z) S_B(Q_A(Phi(z))) dz with the arms' own exact cdf and ppf
+    (Gauss-Legendre in z), and the lift median and interval ends likewise."""
+    a, b = compound_arm(worker, 2000, 0.05, 1), compound_arm(worker, 2000, 0.06, 2)
+    cmp = worker.compare_sync({"A": a, "B": b})
+    z, wz = np.polynomial.legendre.leggauss(160)
+    z, wz = 8.5 * z, 8.5 * wz * stats.norm.pdf(8.5 * z)
+    qa = np.asarray(a.ppf(stats.norm.cdf(z)))
+
+    def expect(values):
+        return float(np.sum(wz * values))
+    assert abs(cmp.prob_beats_control()["B"] - expect(1 - np.asarray(b.cdf(qa)))) < 1e-9
+    assert abs(cmp.prob_best()["B"] - expect(1 - np.asarray(b.cdf(qa)))) < 1e-9
+    lift = cmp.lift()["B"]
+    for q, r in ((0.025, lift["interval"][0]), (0.5, lift["median"]),
+                 (0.975, lift["interval"][1])):
+        assert abs(expect(np.asarray(b.cdf((1 + r) * qa))) - q) < 1e-9
+    assert cmp.error < 1e-9

@@ -263,6 +263,32 @@ class Comparison:
                     n: float(v) for n, v in zip(self.arms, f[name][0]) if n != self.control}
         return self._above[key]
 
+    # -- compound arms ---------------------------------------------------------------------
+    def decompose(self) -> dict[str, dict[str, float]]:
+        """For compound arms (revenue per user = conversion rate x order value): per arm,
+        the log-scale lift over the control split into its two factors,
+        ``{"conversion", "value", "total"}`` (each ``exp(E[log ratio]) - 1``) and
+        ``{"share_conversion", "share_value"}`` (their shares of ``E[log ratio]``, summing
+        to 1; outside [0, 1] when the effects pull in opposite directions). The control is
+        left out; see the README, "Comparing arms"."""
+        conv, value = self._f["log_mean_frequency"], self._f["log_mean_severity"]
+        if any(v != v for v in value):
+            raise ModelError("decompose() needs compound arms (revenue per user = "
+                             "conversion rate x order value)")
+        ci = self.arms.index(self.control)
+        sgn = 1.0 if self.higher_is_better else -1.0
+        out = {}
+        for i, n in enumerate(self.arms):
+            if i == ci:
+                continue
+            dc, dv = sgn * (conv[i] - conv[ci]), sgn * (value[i] - value[ci])
+            total = dc + dv
+            out[n] = {"conversion": math.expm1(dc), "value": math.expm1(dv),
+                      "total": math.expm1(total),
+                      "share_conversion": dc / total if total else float("nan"),
+                      "share_value": dv / total if total else float("nan")}
+        return out
+
     # -- sample-ratio mismatch -----------------------------------------------------------
     def srm(self, expected: Mapping[str, float] | None = None) -> dict[str, Any]:
         """Sample-ratio-mismatch check of the arms' user counts against ``expected``
