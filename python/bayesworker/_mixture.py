@@ -38,7 +38,7 @@ import numpy as np
 from ._bridge import Owner
 from ._validate import validate_level
 from ._distribution import Distribution, level_label
-from ._proxy import PosteriorProxy, _readonly, compound_rows
+from ._proxy import CompoundRevenue, PosteriorProxy, _readonly
 
 
 # Part codes of csrc/store.h.
@@ -226,7 +226,7 @@ class MixturePosteriorProxy(PosteriorProxy):
             self._batches(PART_MIX_PREDICTIVE, n, batch_size, timeout))
 
 
-class CompoundMixturePosteriorProxy(PosteriorProxy):
+class CompoundMixturePosteriorProxy(CompoundRevenue, PosteriorProxy):
     """Revenue per user of ``compound-beta-lognormalmixture``: rate x mixture mean.
 
     ``frequency`` is the conversion rate's proxy, ``severity`` a
@@ -250,15 +250,3 @@ class CompoundMixturePosteriorProxy(PosteriorProxy):
                                               root=self)
         self._parameters = {"frequency": self.frequency._parameters,
                             "severity": self.severity._parameters}
-
-    def expected_value_per_user(self) -> float:
-        """E[conversion rate] x E[mixture mean of the order value] (the mean of revenue)."""
-        self._check()
-        return float(self._mean[0])
-
-    def _labels(self) -> list[str]:
-        return ["revenue"]
-
-    def _summary_rows(self, levels: tuple[float, ...]) -> list[dict[str, Any]]:
-        """Revenue per user (no median: Monte Carlo intervals), then its parts."""
-        return compound_rows(self, levels)

@@ -289,7 +289,27 @@ class PosteriorProxy(Distribution):
         self._handle.dispose()
 
 
-class CompoundPosteriorProxy(PosteriorProxy):
+class CompoundRevenue:
+    """What every compound proxy (revenue per user = conversion rate x order value) adds:
+    the expected value per user and summary rows for itself and its two parts."""
+
+    _mean: np.ndarray
+
+    def expected_value_per_user(self) -> float:
+        """E[conversion rate] x E[value per converter] (a mixture's: its mixture mean): the
+        mean of revenue per user."""
+        self._check()  # type: ignore[attr-defined]
+        return float(self._mean[0])
+
+    def _labels(self) -> list[str]:
+        return ["revenue"]
+
+    def _summary_rows(self, levels: tuple[float, ...]) -> list[dict[str, Any]]:
+        """Revenue per user, then the frequency and severity parts."""
+        return compound_rows(self, levels)
+
+
+class CompoundPosteriorProxy(CompoundRevenue, PosteriorProxy):
     """Revenue per user of a compound model: conversion rate x value per converter.
 
     ``frequency`` and ``severity`` are proxies of the two parts; this proxy's own
@@ -305,17 +325,6 @@ class CompoundPosteriorProxy(PosteriorProxy):
         self.severity = PosteriorProxy(worker, post_id, 2, model_type + ":severity", info,
                                        root=self)
 
-    def expected_value_per_user(self) -> float:
-        """E[conversion rate] x E[value per converter]: the mean of revenue per user."""
-        self._check()
-        return float(self._mean[0])
-
-    def _labels(self) -> list[str]:
-        return ["revenue"]
-
-    def _summary_rows(self, levels: tuple[float, ...]) -> list[dict[str, Any]]:
-        """Revenue per user, then the frequency and severity parts."""
-        return compound_rows(self, levels)
 
 
 def compound_rows(proxy: Any, levels: tuple[float, ...]) -> list[dict[str, Any]]:
