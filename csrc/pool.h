@@ -69,6 +69,7 @@ struct bw_job {
     bw_channel *channel;        /* a counted reference, or NULL */
     bw_job *queue_next;         /* run queue (pool mutex) */
     bw_job *chan_next;          /* channel queue (channel mutex) */
+    size_t pool_slot;           /* its index in the pool's registry of live jobs (pool mutex) */
     pthread_mutex_t mu;         /* guards the wait below */
     pthread_cond_t cv;
     double t_submit, t_start, t_end;   /* monotonic seconds */

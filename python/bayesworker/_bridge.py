@@ -368,7 +368,9 @@ class Bridge:
 
     def __init__(self, core: Any) -> None:
         self.core = core
-        self.pending: dict[int, Call] = {}      # job id -> call awaited on an event loop
+        # event loop -> (job id -> call awaited on it): a drain, an abandon and a submission
+        # touch only their own loop's entry, and a closed loop's calls are found at once
+        self._waiting: dict[asyncio.AbstractEventLoop, dict[int, Call]] = {}
         self.error: BaseException | None = None
         self._lock = threading.Lock()
         self._closed = False
@@ -380,6 +382,12 @@ class Bridge:
         self._last_progress: Progress = IDLE
 
     # -- state ---------------------------------------------------------------------------
+    @property
+    def pending(self) -> dict[int, Call]:
+        """Every call awaited on an event loop, by job id (a new dict)."""
+        return {job_id: call for calls in list(self._waiting.values())
+                for job_id, call in list(calls.items())}
+
     @property
     def is_running(self) -> bool:
         """True while a job of any request is in flight."""
@@ -549,11 +557,15 @@ class Bridge:
             raise self.user_error(call, exc) from None
         if channel is None:
             return
-        call.fut = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        call.fut = loop.create_future()
         with self._lock:
             closed = self._closed
             if not closed:
-                self.pending[call.job.id] = call
+                waiting = self._waiting.get(loop)
+                if waiting is None:
+                    waiting = self._waiting[loop] = {}
+                waiting[call.job.id] = call
             self._submits += 1
             reap = self._submits % _REAP_EVERY == 0
         if closed:              # close() ran meanwhile: the job is over, wake at once
@@ -607,7 +619,8 @@ class Bridge:
         if call.stage == FITTING and looped and not job.done:
             call.orphan = True          # the drain removes the posterior when it arrives
             return
-        self.pending.pop(job.id, None)
+        if fut is not None:
+            self._waiting.get(fut.get_loop(), {}).pop(job.id, None)
         if not looped:                  # a blocking caller, or a loop that is gone
             job.wait(None)              # cancelled: at most a block
         if call.stage == FITTING:
@@ -633,19 +646,24 @@ class Bridge:
         return ch
 
     def _drain(self, channel: Any) -> None:
+        loop = asyncio.get_running_loop()       # a reader runs on its loop's thread
+        waiting = self._waiting.get(loop, {})
         for job_id in channel.drain():
-            call = self.pending.pop(job_id, None)
+            call = waiting.pop(job_id, None)
             if call is None:
                 continue
             if call.orphan:
                 self._drop_orphan(call.job)
             elif not call.fut.done():
                 call.fut.set_result(None)
+        if not waiting:                         # a finished loop is not kept alive
+            self._waiting.pop(loop, None)
 
     def reap_closed_loops(self) -> None:
-        """Requests whose event loop was closed can never be delivered: abandon them."""
-        for call in list(self.pending.values()):
-            if call.fut.get_loop().is_closed():
+        """Requests whose event loop was closed can never be delivered: abandon them.
+        Costs one look per event loop that has requests in flight, not one per request."""
+        for loop in [loop for loop in list(self._waiting) if loop.is_closed()]:
+            for call in list(self._waiting.pop(loop, {}).values()):
                 self._abandon(call)
 
     # -- closing -------------------------------------------------------------------------
@@ -654,13 +672,13 @@ class Bridge:
         raises RuntimeError (the worker was closed); proxies raise DisposedError."""
         if self.core.inherited:
             self.core.close()           # forgets the parent's pool without touching it
-            self.pending = {}
+            self._waiting = {}
             return
         with self._lock:
             if self._closed:
                 return
             self._closed = True
-            pending, self.pending = self.pending, {}
+            pending, self._waiting = self.pending, {}
             channels = list(self._channels.items())
             self._channels.clear()
         ids = [p["id"] for p in self.core.snapshot()]

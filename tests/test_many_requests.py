@@ -1,0 +1,69 @@
+"""Many small requests at once (issue 11): the bookkeeping of thousands of jobs in flight.
+
+The pool keeps every live job in a registry that forgets one in O(1) (its slot moves to the
+job that was last); the bridge keeps the awaited calls per event loop, reaping a loop's calls
+only once that loop is seen closed. These tests check what those structures must keep true:
+every job is forgotten exactly once whatever the order jobs finish in, cancel_all still
+reaches every live job, and a closed loop's calls go while another loop's stay and arrive.
+"""
+
+import asyncio
+import gc
+
+import numpy as np
+
+import bayesworker as bw
+from bayesworker._fit import fit_kwargs
+from bayesworker._request import prepare
+
+
+def test_thousands_of_jobs_finish_in_any_order_and_cancel_all_reaches_the_rest():
+    with bw.InferenceWorker(threads=2, seed=3) as w:
+        core = w._core          # private: to submit C jobs without a loop
+        ch = core.new_channel()
+        quick = fit_kwargs(prepare("beta-binomial", {"successes": 5, "trials": 50}))
+        post = w.run_inference_sync("normal", [1.0, 2.0, 3.0]).posterior
+        jobs = []
+        for i in range(3000):
+            if i % 500 == 0:    # long jobs among the quick ones: they finish last
+                jobs.append(core.sample(post.id, 0, np.empty(10**7), ch, -1, timeout=60.0))
+            else:
+                jobs.append(core.fit(**quick, channel=ch, timeout=30.0))
+        core.cancel_all()
+        for job in jobs:
+            assert job.wait(30.0)
+        assert w.stats()["live_jobs"] == 0
+        statuses = {job.status for job in jobs}
+        assert statuses <= {"ok", "cancelled"}, statuses
+        drained = set()
+        while len(drained) < len(jobs):
+            got = ch.drain()
+            assert got or len(drained) == len(jobs)
+            drained.update(got)
+        assert drained == {job.id for job in jobs}
+        # the pool still takes and finishes work after all that
+        assert w.run_inference_sync("beta-binomial", {"successes": 1, "trials": 2}) \
+            .posterior.mean()[0] == 0.5
+
+
+def test_a_closed_loops_calls_are_reaped_and_another_loops_arrive():
+    with bw.InferenceWorker(threads=2, seed=4) as w:
+        post = w.run_inference_sync("normal", [1.0, 2.0, 3.0]).posterior
+        dead = asyncio.new_event_loop()
+        tasks = [dead.create_task(post.sample(3_000_000)) for _ in range(3)]
+        dead.run_until_complete(asyncio.sleep(0.001))
+        assert len(w._bridge.pending) >= 1      # private: the calls awaited on `dead`
+        dead.close()
+        del tasks, dead
+        gc.collect()
+
+        async def live():
+            fits = await asyncio.gather(*(
+                w.run_inference("beta-binomial", {"successes": i, "trials": 1000})
+                for i in range(200)))
+            return [f.posterior.mean()[0] for f in fits]
+
+        means = asyncio.run(live())
+        assert means == [(1 + i) / 1002 for i in range(200)]
+        w.stats()                               # reaps the closed loop's calls
+        assert w.stats()["pending_requests"] == 0
