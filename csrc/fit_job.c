@@ -250,6 +250,10 @@ static int batch_one(batch_ctx *c, size_t g, bw_error *err)
     bw_record *post = conj_posterior(&s, s.stats ? s.stats : total, err);
     if (!post)
         return -1;
+    if (bw_conj_intervals(post, err) != 0) {    /* a batch's rows carry its intervals */
+        free(post);
+        return -1;
+    }
     post->id = b->ids[g];
     if (b->summaries)
         batch_summaries(b, g, post);

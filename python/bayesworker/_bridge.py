@@ -277,6 +277,13 @@ class Handle:
         return Call(SAMPLING, here=lambda: core.reserve(post_id, part, n), handle=self,
                     label=label)
 
+    def cached_intervals(self, part: int, label: str | None = None) -> Call:
+        """The intervals of ``part`` at the cached levels, computed here: its value is
+        ``((level, lo, hi), ...)`` (a conjugate fit leaves them for their first use)."""
+        core, post_id = self.bridge.core, self.id
+        return Call(INTERVAL, here=lambda: core.cached_intervals(post_id, part), handle=self,
+                    label=label)
+
     def interval(self, part: int, level: float, *, timeout: float | None = None,
                  label: str | None = None) -> Call:
         """The central interval of ``part`` at ``level``: its value is ``(lo, hi)``."""
@@ -515,6 +522,14 @@ class Bridge:
                 value = None if isinstance(step, Start) else self._compute(step)
         except StopIteration as stop:
             return stop.value
+
+    def attempt_here(self, request: Request) -> tuple[Any, Exception | None]:
+        """:meth:`run_here`, its error returned instead of raised: ``(value, None)`` or
+        ``(None, exc)`` (for a repr, which must not raise)."""
+        try:
+            return self.run_here(request), None
+        except Exception as exc:  # noqa: BLE001 - handed back to the caller
+            return None, exc
 
     def run_sync(self, request: Request) -> Any:
         """Drive ``request`` to its value, blocking this thread (the GIL released)."""
