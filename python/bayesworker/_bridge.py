@@ -542,11 +542,15 @@ class Bridge:
                 yield step.value
 
     async def run_async(self, request: Request) -> Any:
-        """Drive ``request`` to its value on the running event loop."""
-        drive = _Drive(self, request, None)
-        async for _ in self._steps_async(drive):
-            raise TypeError("a request that emits values must be iterated")
-        return drive.value
+        """Drive ``request`` to its value on the running event loop (a plain coroutine:
+        no async generator between the caller and the calls)."""
+        with _Drive(self, request, None) as drive:
+            call = drive.advance()
+            while call is not None:
+                if isinstance(call, Emit):
+                    raise TypeError("a request that emits values must be iterated")
+                call = drive.advance(await self._finish_async(call))
+            return drive.value
 
     def iterate_async(self, request: Request) -> AsyncIterator[Any]:
         """Drive ``request`` on the running loop; an async generator of what it emits."""
