@@ -209,6 +209,11 @@ class PosteriorProxy(Distribution):
         fit time. Any other level is computed exactly on this thread (milliseconds at
         most) and cached.
         """
+        if type(level) is float:        # a cached level: no request to drive
+            cached = self._intervals.get(level)
+            if cached is not None:
+                self._check()
+                return cached
         return self._handle.bridge.run_here(
             self._levels(None, self._interval_parts(), level))
 
