@@ -73,16 +73,22 @@ static int part_moments(bw_part *part, const char *name, bw_error *err)
     return 0;
 }
 
+int bw_part_interval_at(const bw_part *part, int i, const char *name, double out[2],
+                        bw_error *err)
+{
+    int rc = bw_interval(&part->q, bw_cached_levels[i], out);
+    if (rc == BW_OK)
+        return 0;
+    char what[64];
+    snprintf(what, sizeof what, "%g%% credible interval", 100 * bw_cached_levels[i]);
+    return summary_failed(err, rc, name, what, &part->q);
+}
+
 int bw_part_intervals(bw_part *part, const char *name, bw_error *err)
 {
-    for (int i = 0; i < BW_NCACHED; i++) {
-        int rc = bw_interval(&part->q, bw_cached_levels[i], part->ci[i]);
-        if (rc != BW_OK) {
-            char what[64];
-            snprintf(what, sizeof what, "%g%% credible interval", 100 * bw_cached_levels[i]);
-            return summary_failed(err, rc, name, what, &part->q);
-        }
-    }
+    for (int i = 0; i < BW_NCACHED; i++)
+        if (bw_part_interval_at(part, i, name, part->ci[i], err) != 0)
+            return -1;
     part->ci_lazy = 0;
     return 0;
 }
@@ -166,12 +172,16 @@ int bw_conj_summarise(bw_record *post, bw_error *err)
     return 0;
 }
 
-int bw_conj_intervals(bw_record *post, bw_error *err)
+int bw_conj_interval95(const bw_record *post, double out[][2], bw_error *err)
 {
-    bw_conj_post *c = bw_conj(post);
-    for (int i = 0; i < c->nparts; i++)
-        if (c->part[i].ci_lazy && bw_part_intervals(&c->part[i], part_name(post, i), err) != 0)
+    const bw_conj_post *c = bw_conj(post);
+    for (int i = 0; i < c->nparts; i++) {
+        const bw_part *p = &c->part[i];
+        if (!p->ci_lazy)
+            out[i][0] = p->ci[0][0], out[i][1] = p->ci[0][1];
+        else if (bw_part_interval_at(p, 0, part_name(post, i), out[i], err) != 0)
             return -1;
+    }
     return 0;
 }
 

@@ -1287,6 +1287,27 @@ static PyObject *Core_remove(CoreObject *self, PyObject *arg)
     return PyBool_FromLong(bw_store_remove(self->store, id));
 }
 
+/* Remove every posterior of a uint64 array of ids (0: none); returns how many were there.
+ * One call for a group fit's many posteriors. */
+static PyObject *Core_remove_many(CoreObject *self, PyObject *arg)
+{
+    PyArrayObject *ids = (PyArrayObject *)PyArray_FROMANY(arg, NPY_UINT64, 1, 1,
+                                                          NPY_ARRAY_CARRAY_RO);
+    if (!ids)
+        return NULL;
+    Py_ssize_t removed = 0;
+    if (self->store && !core_inherited(self)) {
+        const uint64_t *v = (const uint64_t *)PyArray_DATA(ids);
+        npy_intp n = PyArray_DIM(ids, 0);
+        Py_BEGIN_ALLOW_THREADS
+        for (npy_intp i = 0; i < n; i++)
+            removed += v[i] != 0 && bw_store_remove(self->store, v[i]);
+        Py_END_ALLOW_THREADS
+    }
+    Py_DECREF(ids);
+    return PyLong_FromSsize_t(removed);
+}
+
 static PyObject *ids_list(uint64_t *ids, size_t n)
 {
     PyObject *list = PyList_New((Py_ssize_t)n);
@@ -1413,6 +1434,8 @@ static PyMethodDef Core_methods[] = {
     {"touch", (PyCFunction)Core_touch, METH_O,
      "touch(post_id) -> bool: mark the posterior accessed; False if it is gone"},
     {"remove", (PyCFunction)Core_remove, METH_O, "remove(post_id) -> bool"},
+    {"remove_many", (PyCFunction)Core_remove_many, METH_O,
+     "remove_many(ids: uint64 array) -> how many of them were stored"},
     {"clear", (PyCFunction)Core_clear, METH_NOARGS, "clear() -> ids removed"},
     {"evict", (PyCFunction)Core_evict, METH_O,
      "evict(before) -> ids of posteriors last accessed before the wall-clock time"},

@@ -67,3 +67,21 @@ def test_a_closed_loops_calls_are_reaped_and_another_loops_arrive():
         assert means == [(1 + i) / 1002 for i in range(200)]
         w.stats()                               # reaps the closed loop's calls
         assert w.stats()["pending_requests"] == 0
+
+
+def test_group_rows_match_the_lazy_intervals_and_release_frees_all_but_the_held():
+    data = {"g": np.repeat(np.arange(50), 20),
+            "c": (np.arange(1000) * 7919 % 13 < 3)}
+    with bw.InferenceWorker(threads=2, seed=5) as w:
+        fits = w.fit_groups_sync(data, by="g", model="beta-binomial", converted="c")
+        rows = fits.summary()
+        lo = rows["ci95_lo"] if not isinstance(rows, list) else [r["ci95_lo"] for r in rows]
+        held = fits[7]
+        for g in (0, 7, 49):
+            ci = fits[g].credible_interval(0.95)        # computed on first use, in C
+            assert ci[0, 0] == list(lo)[g]              # the batch's 95 % row: same numbers
+        assert w.stats()["posteriors"] == 50
+        del fits, rows, ci
+        gc.collect()
+        assert w.stats()["posteriors"] == 1             # only the held proxy's posterior
+        assert held.credible_interval(0.8).shape == (1, 2)

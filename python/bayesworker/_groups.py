@@ -294,13 +294,11 @@ def _one_by_one(worker: Any, data: Any, group: np.ndarray, names: list[Any], mod
 
 def _release(bridge: Any, ids: np.ndarray) -> None:
     """The group fit is gone: free the posteriors no proxy holds."""
-    handles = bridge._handles
-    for post_id in ids.tolist():
-        if post_id and post_id not in handles:
-            try:
-                bridge.core.remove(post_id)
-            except Exception:  # noqa: BLE001 - a finaliser never raises
-                pass
+    held = np.fromiter(list(bridge._handles.keys()), dtype=np.uint64)
+    try:
+        bridge.core.remove_many(ids[~np.isin(ids, held)] if held.size else ids)
+    except Exception:  # noqa: BLE001 - a finaliser never raises
+        pass
 
 
 class GroupFits:
