@@ -85,3 +85,18 @@ def test_group_rows_match_the_lazy_intervals_and_release_frees_all_but_the_held(
         gc.collect()
         assert w.stats()["posteriors"] == 1             # only the held proxy's posterior
         assert held.credible_interval(0.8).shape == (1, 2)
+
+
+def test_integer_group_codes_by_counting_equal_pandas_factorize():
+    pd = __import__("pytest").importorskip("pandas")
+    from bayesworker._groups import _codes
+    rng = np.random.default_rng(6)
+    columns = [rng.integers(-5, 50, 1000), rng.integers(0, 10**6, 100).astype(np.uint32),
+               np.array([-100, 100, 5, 5], dtype=np.int8), np.array([2**62, 5]),
+               np.array([2**64 - 1, 2**64 - 2], dtype=np.uint64), np.arange(10)]
+    for col in columns:
+        codes, labels = _codes(col)
+        want_codes, want_labels = pd.factorize(col, sort=True, use_na_sentinel=False)
+        assert codes.tolist() == want_codes.tolist(), col.dtype
+        assert labels.tolist() == np.asarray(want_labels).tolist(), col.dtype
+        assert labels.dtype == np.asarray(want_labels).dtype
