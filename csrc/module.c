@@ -555,9 +555,10 @@ static PyType_Spec Job_spec = {
 };
 
 /* Wrap and submit a C job; takes the C job's reference and a new reference to keep.
- * timeout: the seconds of execution time the job may take (< 0: no limit). */
-static PyObject *submit(CoreObject *self, bw_job *cjob, int kind, const bw_family *family,
-                        PyObject *keep, PyObject *channel, double timeout)
+ * timeout: the seconds of execution time the job may take (< 0: no limit).  here: run it
+ * to its end on this thread, the GIL held (a job of a few microseconds). */
+static PyObject *submit_job(CoreObject *self, bw_job *cjob, int kind, const bw_family *family,
+                            PyObject *keep, PyObject *channel, double timeout, int here)
 {
     module_state *st = state_of_type(Py_TYPE(self));
     if (!cjob) {
@@ -587,7 +588,9 @@ static PyObject *submit(CoreObject *self, bw_job *cjob, int kind, const bw_famil
     job->family = family;
     job->pid = self->pid;
     bw_pool *pool = self->pool;
-    if (bw_pool_threads(pool) == 0) {
+    if (here) {
+        bw_pool_submit_here(pool, cjob);
+    } else if (bw_pool_threads(pool) == 0) {
         Py_BEGIN_ALLOW_THREADS
         bw_pool_submit(pool, cjob, ch);
         Py_END_ALLOW_THREADS
@@ -595,6 +598,12 @@ static PyObject *submit(CoreObject *self, bw_job *cjob, int kind, const bw_famil
         bw_pool_submit(pool, cjob, ch);
     }
     return (PyObject *)job;
+}
+
+static PyObject *submit(CoreObject *self, bw_job *cjob, int kind, const bw_family *family,
+                        PyObject *keep, PyObject *channel, double timeout)
+{
+    return submit_job(self, cjob, kind, family, keep, channel, timeout, 0);
 }
 
 /* ======================================================================================== */
@@ -833,15 +842,16 @@ static int fit_spec_start(CoreObject *self, module_state *st, PyObject *model,
 static PyObject *Core_fit(CoreObject *self, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"model", "prior", "successes", "trials", "values", "stats",
-                             "options", "channel", "timeout", NULL};
+                             "options", "channel", "timeout", "here", NULL};
     module_state *st = state_of_type(Py_TYPE(self));
     PyObject *model, *prior_obj, *values = Py_None, *stats_obj = Py_None, *opts = Py_None;
     PyObject *channel = Py_None, *timeout_obj = Py_None;
     long long successes = 0, trials = 0;
     double timeout, *prior = NULL, *stats = NULL;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO|$LLOOOOO", kwlist, &model, &prior_obj,
+    int here = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO|$LLOOOOOp", kwlist, &model, &prior_obj,
                                      &successes, &trials, &values, &stats_obj, &opts, &channel,
-                                     &timeout_obj))
+                                     &timeout_obj, &here))
         return NULL;
     bw_fit_spec spec;
     if (fit_spec_start(self, st, model, timeout_obj, &timeout, &spec) < 0)
@@ -871,8 +881,8 @@ static PyObject *Core_fit(CoreObject *self, PyObject *args, PyObject *kwds)
     uint64_t id = bw_store_next_id(self->store);
     spec.stream_key = bw_stream_key(self->seed, id);
     PyObject *keep = values == Py_None ? NULL : (Py_INCREF(values), values);
-    result = submit(self, spec.family->fit_job(self->store, id, &spec), JOB_FIT, spec.family,
-                    keep, channel, timeout);
+    result = submit_job(self, spec.family->fit_job(self->store, id, &spec), JOB_FIT,
+                        spec.family, keep, here ? Py_None : channel, timeout, here);
 done:
     PyMem_Free(prior);
     PyMem_Free(stats);
@@ -1414,7 +1424,7 @@ static PyMethodDef Core_methods[] = {
     {"new_channel", (PyCFunction)Core_new_channel, METH_NOARGS, "A new completion channel."},
     {"fit", (PyCFunction)(void (*)(void))Core_fit, METH_VARARGS | METH_KEYWORDS,
      "fit(model, prior, *, successes=0, trials=0, values=None, stats=None, options=None, "
-     "channel=None, timeout=None) -> Job"},
+     "channel=None, timeout=None, here=False) -> Job (here: run on this thread now)"},
     {"fit_batch", (PyCFunction)(void (*)(void))Core_fit_batch, METH_VARARGS | METH_KEYWORDS,
      "fit_batch(model, prior, ids, *, counts=None, values=None, offsets=None, stats=None, "
      "summaries=None, channel=None, timeout=None) -> Job: one fit per group (ids filled)"},

@@ -614,7 +614,19 @@ void bw_pool_free(bw_pool *pool)
     free(pool);
 }
 
+static void pool_submit(bw_pool *pool, bw_job *job, bw_channel *channel, int here);
+
 void bw_pool_submit(bw_pool *pool, bw_job *job, bw_channel *channel)
+{
+    pool_submit(pool, job, channel, pool->nthreads == 0);
+}
+
+void bw_pool_submit_here(bw_pool *pool, bw_job *job)
+{
+    pool_submit(pool, job, NULL, 1);
+}
+
+static void pool_submit(bw_pool *pool, bw_job *job, bw_channel *channel, int here)
 {
     if (channel) {
         atomic_fetch_add(&channel->refs, 1);
@@ -637,8 +649,8 @@ void bw_pool_submit(bw_pool *pool, bw_job *job, bw_channel *channel)
         return;
     }
 
-    if (pool->nthreads == 0) {
-        /* Inline fallback: every block of every phase on the calling thread, in order. */
+    if (here) {
+        /* Inline: every block of every phase on the calling thread, in order. */
         int again;
         do {
             again = 0;

@@ -142,7 +142,8 @@ class Call:
     """One piece of work of a request: a C job to submit, or a computation done here.
 
     ``submit(channel, limit)`` submits the job (``channel`` None: a blocking driver waits
-    for it) and returns it; ``result(job)`` is the value a finished job delivers (the job
+    for it) and returns it; an ``instant`` call's job is finished when ``submit`` returns
+    (it ran on the calling thread), so it gets no channel and no future; ``result(job)`` is the value a finished job delivers (the job
     itself by default). ``here()`` computes the value on the calling thread instead: a call
     with no ``submit`` is always computed here; :meth:`Bridge.run_here` computes every call
     here. ``timeout`` is validated at once (``limit``, seconds). ``request`` (a fit's
@@ -151,14 +152,14 @@ class Call:
     """
 
     __slots__ = ("stage", "submit", "here", "result", "limit", "on_progress", "request",
-                 "handle", "label", "job", "fut", "delivered", "orphan")
+                 "handle", "label", "instant", "job", "fut", "delivered", "orphan")
 
     def __init__(self, stage: str, submit: Callable[[Any, float], Any] | None = None, *,
                  here: Callable[[], Any] | None = None,
                  result: Callable[[Any], Any] = _itself, timeout: float | None = None,
                  n: int = 0, on_progress: Callable[[Progress], None] | None = None,
                  request: Any = None, handle: "Handle | None" = None,
-                 label: str | None = None) -> None:
+                 label: str | None = None, instant: bool = False) -> None:
         self.stage = stage
         self.submit = submit
         self.here = here
@@ -168,6 +169,7 @@ class Call:
         self.request = request
         self.handle = handle
         self.label = label
+        self.instant = instant
         self.job: Any = None                        # once submitted
         self.fut: asyncio.Future | None = None      # once submitted on an event loop
         self.delivered = False                      # its value went back to the request
@@ -569,7 +571,7 @@ class Bridge:
     # -- submitting and waiting ----------------------------------------------------------
     def _submit(self, call: Call, async_: bool) -> None:
         """Submit ``call``'s job; on the running loop's channel when ``async_``."""
-        channel = self._channel() if async_ else None
+        channel = self._channel() if async_ and not call.instant else None
         try:
             call.job = call.submit(channel, call.limit)
         except Exception as exc:
@@ -612,6 +614,8 @@ class Bridge:
     async def _finish_async(self, call: Call) -> Any:
         if call.job is None:
             return self._finish_here(call)
+        if call.fut is None:            # an instant job: finished when it was submitted
+            return self._finish_sync(call)
         with _Running(self, call):
             self._report(call, "started")
             ticker = _Ticker(self, call) if call.on_progress is not None else None

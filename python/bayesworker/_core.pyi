@@ -214,7 +214,8 @@ class Core:
             trials: int = 0, values: npt.NDArray[np.float64] | None = None,
             stats: tuple[float, ...] | None = None,
             options: tuple[tuple[int, ...], float, int] | None = None,
-            channel: Channel | None = None, timeout: float | None = None) -> Job:
+            channel: Channel | None = None, timeout: float | None = None,
+            here: bool = False) -> Job:
         """Fit `model` (a MODELS name or code).  prior: the row's prior tuple.  Data as the
         row's "data" says: successes/trials, raw values (a 1-D float64 array, read in place
         and kept alive by the Job), or stats (the row's value_stats) instead of values.

@@ -31,7 +31,7 @@ from ._auto import (AUTO_MIXTURE_MIN_N, AUTO_MIXTURE_NATS, mixture_decide,  # no
 from ._bridge import (DEFAULT_LONG_SAMPLE_TIMEOUT, DEFAULT_TIMEOUT, FITTING,  # noqa: F401
                       LONG_SAMPLE, Bridge, Call, Handle, Request)
 from ._errors import DataError, DisposedError
-from ._fit import fit_result, submit_fit
+from ._fit import fit_result, instant, submit_fit
 from ._groups import GroupFits, GroupPlan
 from ._progress import Progress
 from ._progressbar import get_options, progress_listener
@@ -213,9 +213,10 @@ class InferenceWorker:
             self._error = exc
             raise
 
-    def _submit_fit(self, req: FitRequest, channel: Any, timeout: float) -> Any:
+    def _submit_fit(self, req: FitRequest, channel: Any, timeout: float,
+                    here: bool = False) -> Any:
         """Submit the fit of ``req`` (_fit.submit_fit); returns its job."""
-        return submit_fit(self._core, req, channel, timeout)
+        return submit_fit(self._core, req, channel, timeout, here)
 
     def _mixture_result(self, req: FitRequest, job: Any) -> InferenceResult:
         """The same as :meth:`_result`, which serves every family, mixtures included."""
@@ -237,6 +238,9 @@ class InferenceWorker:
 
     def _fit_call(self, req: FitRequest, timeout: float | None,
                   on_progress: Callable[[Progress], None] | None) -> Call:
+        if instant(req):        # done when submitted: no channel, no future, no thread hop
+            return Call(FITTING, partial(self._submit_fit, req, here=True), timeout=timeout,
+                        on_progress=on_progress, request=req, instant=True)
         return Call(FITTING, partial(self._submit_fit, req), timeout=timeout,
                     on_progress=on_progress, request=req)
 
