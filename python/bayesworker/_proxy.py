@@ -18,7 +18,6 @@ awaitable and run on the worker threads, writing straight into NumPy arrays.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterator
-from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -35,6 +34,25 @@ _MAX_CACHED_LEVELS = 256
 # tens of microseconds, more than drawing them (bench/run.py measures both; the worst
 # quantity, compound revenue, draws 2,048 in well under 100 us, too short to stall a loop).
 INLINE_DRAWS = 2048
+
+
+class _cached_attribute:
+    """A summary computed on its first read, then an ordinary attribute of the instance
+    (functools.cached_property without its lock: a proxy's summaries are made once and
+    are the same whichever thread makes them)."""
+
+    def __init__(self, fn: Callable[[Any], Any]) -> None:
+        self.fn = fn
+        self.name = fn.__name__
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        if obj is None:
+            return self
+        value = obj.__dict__[self.name] = self.fn(obj)
+        return value
 
 
 def _readonly(a: np.ndarray) -> np.ndarray:
@@ -90,15 +108,15 @@ class PosteriorProxy(Distribution):
 
     # The cached summaries, built from the stored description the first time they are read
     # (a fit's result is made without them: many fits are never asked for all of them).
-    @cached_property
+    @_cached_attribute
     def _mean(self) -> np.ndarray:
         return _readonly(np.array([self._entry["mean"]], dtype=np.float64))
 
-    @cached_property
+    @_cached_attribute
     def _variance(self) -> np.ndarray:
         return _readonly(np.array([self._entry["variance"]], dtype=np.float64))
 
-    @cached_property
+    @_cached_attribute
     def _intervals(self) -> dict[float, np.ndarray]:
         rows = self._entry["intervals"]
         if rows is None:        # a one-part fit leaves them for now: one C call, all levels
@@ -107,7 +125,7 @@ class PosteriorProxy(Distribution):
         return {level: _readonly(np.array([[lo, hi]], dtype=np.float64))
                 for level, lo, hi in rows}
 
-    @cached_property
+    @_cached_attribute
     def _parameters(self) -> dict[str, Any]:
         factors = self._factors
         if len(factors) == 1:
