@@ -257,6 +257,7 @@ def _segments(k: int, users: int, seed: int = 11):
     rng = np.random.default_rng(seed)
     seg = np.repeat(np.arange(k), users)
     conv = rng.random(k * users) < rng.uniform(0.02, 0.1, k)[seg]
+    conv[::users] = True        # every segment has a converter (a compound fit needs one)
     rev = np.where(conv, rng.lognormal(3, 0.8, k * users), 0.0)
     return seg, conv, rev
 

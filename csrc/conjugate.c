@@ -61,7 +61,8 @@ static int summary_failed(bw_error *err, int rc, const char *name, const char *w
                    *name ? " " : "", what, dist_text(&q->f[0], d0, sizeof d0), why);
 }
 
-int bw_part_summarise(bw_part *part, const char *name, bw_error *err)
+/* Mean and variance of a part. */
+static int part_moments(bw_part *part, const char *name, bw_error *err)
 {
     int rc = bw_mean(&part->q, &part->mean);
     if (rc != BW_OK)
@@ -69,15 +70,32 @@ int bw_part_summarise(bw_part *part, const char *name, bw_error *err)
     rc = bw_variance(&part->q, &part->variance);
     if (rc != BW_OK)
         return summary_failed(err, rc, name, "variance", &part->q);
-    for (int i = 0; i < BW_NCACHED; i++) {
-        rc = bw_interval(&part->q, bw_cached_levels[i], part->ci[i]);
-        if (rc != BW_OK) {
-            char what[64];
-            snprintf(what, sizeof what, "%g%% credible interval", 100 * bw_cached_levels[i]);
-            return summary_failed(err, rc, name, what, &part->q);
-        }
-    }
     return 0;
+}
+
+int bw_part_interval_at(const bw_part *part, int i, const char *name, double out[2],
+                        bw_error *err)
+{
+    int rc = bw_interval(&part->q, bw_cached_levels[i], out);
+    if (rc == BW_OK)
+        return 0;
+    char what[64];
+    snprintf(what, sizeof what, "%g%% credible interval", 100 * bw_cached_levels[i]);
+    return summary_failed(err, rc, name, what, &part->q);
+}
+
+int bw_part_intervals(bw_part *part, const char *name, bw_error *err)
+{
+    for (int i = 0; i < BW_NCACHED; i++)
+        if (bw_part_interval_at(part, i, name, part->ci[i], err) != 0)
+            return -1;
+    part->ci_lazy = 0;
+    return 0;
+}
+
+int bw_part_summarise(bw_part *part, const char *name, bw_error *err)
+{
+    return part_moments(part, name, err) != 0 ? -1 : bw_part_intervals(part, name, err);
 }
 
 int bw_quantity_interval(const bw_quantity *q, double level, double out[2], bw_error *err)
@@ -133,13 +151,37 @@ int bw_conj_update(const bw_fit_spec *spec, const double *stats, int nstats, bw_
     return bw_conj_single(post, &d, stats, nstats, spec->family->reducer->stat_names, err);
 }
 
+/* The name of part i in messages ("" for a one-part posterior). */
+static const char *part_name(const bw_record *post, int i)
+{
+    return bw_conj(post)->nparts > 1 ? post->family->parts[i] : "";
+}
+
 int bw_conj_summarise(bw_record *post, bw_error *err)
 {
+    /* A one-part posterior's cached intervals (six inverse CDFs, most of a fit's work) wait
+     * for their first use: many small fits never ask for them.  A compound's stay eager. */
     bw_conj_post *c = bw_conj(post);
-    for (int i = 0; i < c->nparts; i++)
-        if (bw_part_summarise(&c->part[i], c->nparts > 1 ? post->family->parts[i] : "",
-                              err) != 0)
+    for (int i = 0; i < c->nparts; i++) {
+        bw_part *p = &c->part[i];
+        if (c->nparts == 1 ? part_moments(p, "", err) != 0
+                           : bw_part_summarise(p, part_name(post, i), err) != 0)
             return -1;
+        p->ci_lazy = c->nparts == 1;
+    }
+    return 0;
+}
+
+int bw_conj_interval95(const bw_record *post, double out[][2], bw_error *err)
+{
+    const bw_conj_post *c = bw_conj(post);
+    for (int i = 0; i < c->nparts; i++) {
+        const bw_part *p = &c->part[i];
+        if (!p->ci_lazy)
+            out[i][0] = p->ci[0][0], out[i][1] = p->ci[0][1];
+        else if (bw_part_interval_at(p, 0, part_name(post, i), out[i], err) != 0)
+            return -1;
+    }
     return 0;
 }
 
@@ -162,12 +204,16 @@ void bw_write_part(bw_writer *w, const char *key, const bw_part *p, uint64_t cur
     w->close(w);
     w->number(w, "mean", p->mean);
     w->number(w, "variance", p->variance);
-    w->open(w, "intervals", 1);
-    for (int i = 0; i < BW_NCACHED; i++) {
-        const double row[3] = {bw_cached_levels[i], p->ci[i][0], p->ci[i][1]};
-        bw_write_numbers(w, NULL, row, 3);
+    if (p->ci_lazy) {
+        w->none(w, "intervals");        /* computed on first use (Core.cached_intervals) */
+    } else {
+        w->open(w, "intervals", 1);
+        for (int i = 0; i < BW_NCACHED; i++) {
+            const double row[3] = {bw_cached_levels[i], p->ci[i][0], p->ci[i][1]};
+            bw_write_numbers(w, NULL, row, 3);
+        }
+        w->close(w);
     }
-    w->close(w);
     w->count(w, "cursor", cursor);
     w->close(w);
 }

@@ -20,6 +20,7 @@ extern const double bw_cached_levels[BW_NCACHED];
 typedef struct {
     bw_quantity q;              /* nfactors 0: the part is a constant (no summaries to draw) */
     double mean, variance;
+    int ci_lazy;                /* 1: ci not computed yet (bw_part_intervals on first use) */
     double ci[BW_NCACHED][2];   /* at bw_cached_levels */
 } bw_part;
 
@@ -37,6 +38,11 @@ size_t bw_conj_size(int nparts);
 /* A part's exact cached summaries (mean, variance, the cached intervals); 0, or -1 with
  * err naming the summary, the part (`name`, may be "") and the posterior. */
 int bw_part_summarise(bw_part *part, const char *name, bw_error *err);
+/* Its cached intervals alone (the same code as bw_part_summarise; clears ci_lazy). */
+int bw_part_intervals(bw_part *part, const char *name, bw_error *err);
+/* The one at bw_cached_levels[i] into out (the same code and message). */
+int bw_part_interval_at(const bw_part *part, int i, const char *name, double out[2],
+                        bw_error *err);
 /* The central interval at level of q, its failure explained in err; 0 or -1. */
 int bw_quantity_interval(const bw_quantity *q, double level, double out[2], bw_error *err);
 /* A part as a dict {factors, mean, variance, intervals, cursor} under key. */
@@ -60,6 +66,10 @@ int bw_conj_update(const bw_fit_spec *spec, const double *stats, int nstats, bw_
 
 /* The operations every conjugate row shares. */
 int bw_conj_summarise(bw_record *post, bw_error *err);
+/* A one-part posterior is summarised without its cached intervals (ci_lazy), which are
+ * computed on first use.  Every part's interval at bw_cached_levels[0] (0.95): the cached
+ * one, or computed now (a batch fit's summary rows); out has a row per part. */
+int bw_conj_interval95(const bw_record *post, double out[][2], bw_error *err);
 void bw_conj_describe(const bw_record *post, bw_writer *w);
 size_t bw_conj_draw_width(const bw_record *post, int part);
 int bw_conj_stream_of(const bw_record *post, int part);

@@ -212,8 +212,11 @@ static int reduce_values(const bw_reducer *red, const double *x, size_t n, doubl
 }
 
 /* Group g's summaries into its row of b->summaries: per part mean, variance, then the
- * cached intervals (lo, hi) in bw_cached_levels order. */
-static void batch_summaries(const bw_batch_spec *b, size_t g, const bw_record *post)
+ * cached intervals (lo, hi) in bw_cached_levels order; a one-part posterior's are left
+ * for their first use (conjugate.c), so its row has the 95 % one only (ci95, the same
+ * numbers) and NaN for the others. */
+static void batch_summaries(const bw_batch_spec *b, size_t g, const bw_record *post,
+                            const double ci95[][2])
 {
     const bw_conj_post *cp = bw_conj(post);
     double *row = b->summaries + g * b->summary_width;
@@ -223,8 +226,8 @@ static void batch_summaries(const bw_batch_spec *b, size_t g, const bw_record *p
         row[0] = p->mean;
         row[1] = p->variance;
         for (int k = 0; k < BW_NCACHED; k++) {
-            row[2 + 2 * k] = p->ci[k][0];
-            row[3 + 2 * k] = p->ci[k][1];
+            row[2 + 2 * k] = k == 0 ? ci95[i][0] : p->ci_lazy ? NAN : p->ci[k][0];
+            row[3 + 2 * k] = k == 0 ? ci95[i][1] : p->ci_lazy ? NAN : p->ci[k][1];
         }
     }
 }
@@ -250,9 +253,14 @@ static int batch_one(batch_ctx *c, size_t g, bw_error *err)
     bw_record *post = conj_posterior(&s, s.stats ? s.stats : total, err);
     if (!post)
         return -1;
+    double ci95[BW_MAX_PARTS][2];
+    if (bw_conj_interval95(post, ci95, err) != 0) {    /* a summary row's 95 % interval */
+        free(post);
+        return -1;
+    }
     post->id = b->ids[g];
     if (b->summaries)
-        batch_summaries(b, g, post);
+        batch_summaries(b, g, post, (const double (*)[2])ci95);
     c->posts[g] = post;
     return 0;
 }

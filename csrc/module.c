@@ -615,9 +615,10 @@ static PyType_Spec Job_spec = {
 };
 
 /* Wrap and submit a C job; takes the C job's reference and a new reference to keep.
- * timeout: the seconds of execution time the job may take (< 0: no limit). */
-static PyObject *submit(CoreObject *self, bw_job *cjob, int kind, const bw_family *family,
-                        PyObject *keep, PyObject *channel, double timeout)
+ * timeout: the seconds of execution time the job may take (< 0: no limit).  here: run it
+ * to its end on this thread, the GIL held (a job of a few microseconds). */
+static PyObject *submit_job(CoreObject *self, bw_job *cjob, int kind, const bw_family *family,
+                            PyObject *keep, PyObject *channel, double timeout, int here)
 {
     module_state *st = state_of_type(Py_TYPE(self));
     if (!cjob) {
@@ -647,7 +648,9 @@ static PyObject *submit(CoreObject *self, bw_job *cjob, int kind, const bw_famil
     job->family = family;
     job->pid = self->pid;
     bw_pool *pool = self->pool;
-    if (bw_pool_threads(pool) == 0) {
+    if (here) {
+        bw_pool_submit_here(pool, cjob);
+    } else if (bw_pool_threads(pool) == 0) {
         Py_BEGIN_ALLOW_THREADS
         bw_pool_submit(pool, cjob, ch);
         Py_END_ALLOW_THREADS
@@ -655,6 +658,12 @@ static PyObject *submit(CoreObject *self, bw_job *cjob, int kind, const bw_famil
         bw_pool_submit(pool, cjob, ch);
     }
     return (PyObject *)job;
+}
+
+static PyObject *submit(CoreObject *self, bw_job *cjob, int kind, const bw_family *family,
+                        PyObject *keep, PyObject *channel, double timeout)
+{
+    return submit_job(self, cjob, kind, family, keep, channel, timeout, 0);
 }
 
 /* ======================================================================================== */
@@ -893,15 +902,16 @@ static int fit_spec_start(CoreObject *self, module_state *st, PyObject *model,
 static PyObject *Core_fit(CoreObject *self, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"model", "prior", "successes", "trials", "values", "stats",
-                             "options", "channel", "timeout", NULL};
+                             "options", "channel", "timeout", "here", NULL};
     module_state *st = state_of_type(Py_TYPE(self));
     PyObject *model, *prior_obj, *values = Py_None, *stats_obj = Py_None, *opts = Py_None;
     PyObject *channel = Py_None, *timeout_obj = Py_None;
     long long successes = 0, trials = 0;
     double timeout, *prior = NULL, *stats = NULL;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO|$LLOOOOO", kwlist, &model, &prior_obj,
+    int here = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO|$LLOOOOOp", kwlist, &model, &prior_obj,
                                      &successes, &trials, &values, &stats_obj, &opts, &channel,
-                                     &timeout_obj))
+                                     &timeout_obj, &here))
         return NULL;
     bw_fit_spec spec;
     if (fit_spec_start(self, st, model, timeout_obj, &timeout, &spec) < 0)
@@ -931,8 +941,8 @@ static PyObject *Core_fit(CoreObject *self, PyObject *args, PyObject *kwds)
     uint64_t id = bw_store_next_id(self->store);
     spec.stream_key = bw_stream_key(self->seed, id);
     PyObject *keep = values == Py_None ? NULL : (Py_INCREF(values), values);
-    result = submit(self, spec.family->fit_job(self->store, id, &spec), JOB_FIT, spec.family,
-                    keep, channel, timeout);
+    result = submit_job(self, spec.family->fit_job(self->store, id, &spec), JOB_FIT,
+                        spec.family, keep, here ? Py_None : channel, timeout, here);
 done:
     PyMem_Free(prior);
     PyMem_Free(stats);
@@ -1252,6 +1262,46 @@ static PyObject *Core_interval_now(CoreObject *self, PyObject *args)
     return Py_BuildValue("(dd)", out[0], out[1]);
 }
 
+/* The cached intervals of a conjugate posterior's part, computed now if its fit left them
+ * for their first use (bw_conj_summarise): ((level, lo, hi), ...) at bw_cached_levels. */
+static PyObject *Core_cached_intervals(CoreObject *self, PyObject *args)
+{
+    unsigned long long id;
+    int part;
+    if (!PyArg_ParseTuple(args, "Ki", &id, &part) || core_check_open(self) < 0)
+        return NULL;
+    bw_record *post = posterior_copy(self, id);
+    if (!post)
+        return NULL;
+    if (post->family->summarise != bw_conj_summarise || part < 0 ||
+        part >= bw_conj(post)->nparts) {
+        PyErr_Format(PyExc_ValueError, "posterior %llu (%s) has no cached intervals of part %d",
+                     id, post->family->name, part);
+        free(post);
+        return NULL;
+    }
+    bw_part *p = &bw_conj(post)->part[part];
+    bw_error err;
+    int rc = 0;
+    if (p->ci_lazy) {
+        Py_BEGIN_ALLOW_THREADS
+        rc = bw_part_intervals(p, "", &err);
+        Py_END_ALLOW_THREADS
+    }
+    PyObject *rows = rc == 0 ? PyTuple_New(BW_NCACHED) : NULL;
+    for (int i = 0; rows && i < BW_NCACHED; i++) {
+        PyObject *row = Py_BuildValue("(ddd)", bw_cached_levels[i], p->ci[i][0], p->ci[i][1]);
+        if (!row)
+            Py_CLEAR(rows);
+        else
+            PyTuple_SET_ITEM(rows, i, row);
+    }
+    free(post);
+    if (rc != 0)
+        return raise_error(state_of_type(Py_TYPE(self)), &err);
+    return rows;
+}
+
 /* ======================================================================================== */
 /* Comparisons of arms                                                                      */
 /* ======================================================================================== */
@@ -1402,6 +1452,27 @@ static PyObject *Core_remove(CoreObject *self, PyObject *arg)
     return PyBool_FromLong(bw_store_remove(self->store, id));
 }
 
+/* Remove every posterior of a uint64 array of ids (0: none); returns how many were there.
+ * One call for a group fit's many posteriors. */
+static PyObject *Core_remove_many(CoreObject *self, PyObject *arg)
+{
+    PyArrayObject *ids = (PyArrayObject *)PyArray_FROMANY(arg, NPY_UINT64, 1, 1,
+                                                          NPY_ARRAY_CARRAY_RO);
+    if (!ids)
+        return NULL;
+    Py_ssize_t removed = 0;
+    if (self->store && !core_inherited(self)) {
+        const uint64_t *v = (const uint64_t *)PyArray_DATA(ids);
+        npy_intp n = PyArray_DIM(ids, 0);
+        Py_BEGIN_ALLOW_THREADS
+        for (npy_intp i = 0; i < n; i++)
+            removed += v[i] != 0 && bw_store_remove(self->store, v[i]);
+        Py_END_ALLOW_THREADS
+    }
+    Py_DECREF(ids);
+    return PyLong_FromSsize_t(removed);
+}
+
 static PyObject *ids_list(uint64_t *ids, size_t n)
 {
     PyObject *list = PyList_New((Py_ssize_t)n);
@@ -1508,7 +1579,7 @@ static PyMethodDef Core_methods[] = {
     {"new_channel", (PyCFunction)Core_new_channel, METH_NOARGS, "A new completion channel."},
     {"fit", (PyCFunction)(void (*)(void))Core_fit, METH_VARARGS | METH_KEYWORDS,
      "fit(model, prior, *, successes=0, trials=0, values=None, stats=None, options=None, "
-     "channel=None, timeout=None) -> Job"},
+     "channel=None, timeout=None, here=False) -> Job (here: run on this thread now)"},
     {"fit_batch", (PyCFunction)(void (*)(void))Core_fit_batch, METH_VARARGS | METH_KEYWORDS,
      "fit_batch(model, prior, ids, *, counts=None, values=None, offsets=None, stats=None, "
      "summaries=None, channel=None, timeout=None) -> Job: one fit per group (ids filled)"},
@@ -1525,10 +1596,14 @@ static PyMethodDef Core_methods[] = {
     {"compare", (PyCFunction)(void (*)(void))Core_compare, METH_VARARGS | METH_KEYWORDS,
      "compare(arms, control, higher, levels, thresholds, full, channel, *, timeout=None) "
      "-> Job whose result is a dict of the comparison's figures"},
+    {"cached_intervals", (PyCFunction)Core_cached_intervals, METH_VARARGS,
+     "cached_intervals(post_id, part) -> ((level, lo, hi), ...) at the cached levels"},
     {"get", (PyCFunction)Core_get, METH_O, "get(post_id) -> dict of the stored posterior"},
     {"touch", (PyCFunction)Core_touch, METH_O,
      "touch(post_id) -> bool: mark the posterior accessed; False if it is gone"},
     {"remove", (PyCFunction)Core_remove, METH_O, "remove(post_id) -> bool"},
+    {"remove_many", (PyCFunction)Core_remove_many, METH_O,
+     "remove_many(ids: uint64 array) -> how many of them were stored"},
     {"clear", (PyCFunction)Core_clear, METH_NOARGS, "clear() -> ids removed"},
     {"evict", (PyCFunction)Core_evict, METH_O,
      "evict(before) -> ids of posteriors last accessed before the wall-clock time"},

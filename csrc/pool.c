@@ -398,21 +398,19 @@ struct bw_pool {
     int shutdown;
     bw_clock_fn clock;           /* of execution times */
     void *clock_ctx;
-    /* Every live job, for cancel_all: a small intrusive registry would need another link;
-     * a growable array of references is simpler and is only touched under mu. */
+    /* Every live job, for cancel_all: a growable array touched only under mu; each job
+     * knows its slot (job->pool_slot), so forgetting one is O(1) whatever the count. */
     bw_job **all;
     size_t nall, capall;
 };
 
 static void pool_forget(bw_pool *pool, bw_job *job)
 {
-    /* called with pool->mu held */
-    for (size_t i = 0; i < pool->nall; i++) {
-        if (pool->all[i] == job) {
-            pool->all[i] = pool->all[--pool->nall];
-            break;
-        }
-    }
+    /* called with pool->mu held: the last job moves into the forgotten one's slot */
+    size_t slot = job->pool_slot;
+    bw_job *last = pool->all[--pool->nall];
+    pool->all[slot] = last;
+    last->pool_slot = slot;
     pool->live--;
     if (pool->live == 0)
         pthread_cond_broadcast(&pool->idle);
@@ -616,7 +614,19 @@ void bw_pool_free(bw_pool *pool)
     free(pool);
 }
 
+static void pool_submit(bw_pool *pool, bw_job *job, bw_channel *channel, int here);
+
 void bw_pool_submit(bw_pool *pool, bw_job *job, bw_channel *channel)
+{
+    pool_submit(pool, job, channel, pool->nthreads == 0);
+}
+
+void bw_pool_submit_here(bw_pool *pool, bw_job *job)
+{
+    pool_submit(pool, job, NULL, 1);
+}
+
+static void pool_submit(bw_pool *pool, bw_job *job, bw_channel *channel, int here)
 {
     if (channel) {
         atomic_fetch_add(&channel->refs, 1);
@@ -639,8 +649,8 @@ void bw_pool_submit(bw_pool *pool, bw_job *job, bw_channel *channel)
         return;
     }
 
-    if (pool->nthreads == 0) {
-        /* Inline fallback: every block of every phase on the calling thread, in order. */
+    if (here) {
+        /* Inline: every block of every phase on the calling thread, in order. */
         int again;
         do {
             again = 0;
@@ -666,6 +676,7 @@ void bw_pool_submit(bw_pool *pool, bw_job *job, bw_channel *channel)
         pool->all = grown;
         pool->capall = cap;
     }
+    job->pool_slot = pool->nall;
     pool->all[pool->nall++] = job;
     pool->live++;
     job->next_block = 0;

@@ -69,6 +69,7 @@ struct bw_job {
     bw_channel *channel;        /* a counted reference, or NULL */
     bw_job *queue_next;         /* run queue (pool mutex) */
     bw_job *chan_next;          /* channel queue (channel mutex) */
+    size_t pool_slot;           /* its index in the pool's registry of live jobs (pool mutex) */
     pthread_mutex_t mu;         /* guards the wait below */
     pthread_cond_t cv;
     double t_submit, t_start, t_end;   /* monotonic seconds */
@@ -121,6 +122,9 @@ void bw_job_decref(bw_job *job);
 /* Hand the job to the pool (the pool takes its own reference).  With a channel, the job is
  * put on it when it finishes.  Inline pools run it to the end here. */
 void bw_pool_submit(bw_pool *pool, bw_job *job, bw_channel *channel);
+/* Run the job to its end on the calling thread now, whatever the pool's threads (a job
+ * shorter than a thread hop); it counts as a job of the pool (ids, clock, timeout). */
+void bw_pool_submit_here(bw_pool *pool, bw_job *job);
 void bw_job_cancel(bw_job *job);
 /* Wait until the job finished or timeout seconds passed (timeout < 0: forever).
  * Returns 1 if finished. */

@@ -142,7 +142,8 @@ class Call:
     """One piece of work of a request: a C job to submit, or a computation done here.
 
     ``submit(channel, limit)`` submits the job (``channel`` None: a blocking driver waits
-    for it) and returns it; ``result(job)`` is the value a finished job delivers (the job
+    for it) and returns it; an ``instant`` call's job is finished when ``submit`` returns
+    (it ran on the calling thread), so it gets no channel and no future; ``result(job)`` is the value a finished job delivers (the job
     itself by default). ``here()`` computes the value on the calling thread instead: a call
     with no ``submit`` is always computed here; :meth:`Bridge.run_here` computes every call
     here. ``timeout`` is validated at once (``limit``, seconds). ``request`` (a fit's
@@ -151,14 +152,14 @@ class Call:
     """
 
     __slots__ = ("stage", "submit", "here", "result", "limit", "on_progress", "request",
-                 "handle", "label", "job", "fut", "delivered", "orphan")
+                 "handle", "label", "instant", "job", "fut", "delivered", "orphan")
 
     def __init__(self, stage: str, submit: Callable[[Any, float], Any] | None = None, *,
                  here: Callable[[], Any] | None = None,
                  result: Callable[[Any], Any] = _itself, timeout: float | None = None,
                  n: int = 0, on_progress: Callable[[Progress], None] | None = None,
                  request: Any = None, handle: "Handle | None" = None,
-                 label: str | None = None) -> None:
+                 label: str | None = None, instant: bool = False) -> None:
         self.stage = stage
         self.submit = submit
         self.here = here
@@ -168,6 +169,7 @@ class Call:
         self.request = request
         self.handle = handle
         self.label = label
+        self.instant = instant
         self.job: Any = None                        # once submitted
         self.fut: asyncio.Future | None = None      # once submitted on an event loop
         self.delivered = False                      # its value went back to the request
@@ -277,6 +279,13 @@ class Handle:
         return Call(SAMPLING, here=lambda: core.reserve(post_id, part, n), handle=self,
                     label=label)
 
+    def cached_intervals(self, part: int, label: str | None = None) -> Call:
+        """The intervals of ``part`` at the cached levels, computed here: its value is
+        ``((level, lo, hi), ...)`` (a conjugate fit leaves them for their first use)."""
+        core, post_id = self.bridge.core, self.id
+        return Call(INTERVAL, here=lambda: core.cached_intervals(post_id, part), handle=self,
+                    label=label)
+
     def interval(self, part: int, level: float, *, timeout: float | None = None,
                  label: str | None = None) -> Call:
         """The central interval of ``part`` at ``level``: its value is ``(lo, hi)``."""
@@ -371,7 +380,9 @@ class Bridge:
 
     def __init__(self, core: Any) -> None:
         self.core = core
-        self.pending: dict[int, Call] = {}      # job id -> call awaited on an event loop
+        # event loop -> (job id -> call awaited on it): a drain, an abandon and a submission
+        # touch only their own loop's entry, and a closed loop's calls are found at once
+        self._waiting: dict[asyncio.AbstractEventLoop, dict[int, Call]] = {}
         self.error: BaseException | None = None
         self._lock = threading.Lock()
         self._closed = False
@@ -383,6 +394,12 @@ class Bridge:
         self._last_progress: Progress = IDLE
 
     # -- state ---------------------------------------------------------------------------
+    @property
+    def pending(self) -> dict[int, Call]:
+        """Every call awaited on an event loop, by job id (a new dict)."""
+        return {job_id: call for calls in list(self._waiting.values())
+                for job_id, call in list(calls.items())}
+
     @property
     def is_running(self) -> bool:
         """True while a job of any request is in flight."""
@@ -511,6 +528,14 @@ class Bridge:
         except StopIteration as stop:
             return stop.value
 
+    def attempt_here(self, request: Request) -> tuple[Any, Exception | None]:
+        """:meth:`run_here`, its error returned instead of raised: ``(value, None)`` or
+        ``(None, exc)`` (for a repr, which must not raise)."""
+        try:
+            return self.run_here(request), None
+        except Exception as exc:  # noqa: BLE001 - handed back to the caller
+            return None, exc
+
     def run_sync(self, request: Request) -> Any:
         """Drive ``request`` to its value, blocking this thread (the GIL released)."""
         return _Drive(self, request, self._finish_sync).result()
@@ -522,11 +547,15 @@ class Bridge:
                 yield step.value
 
     async def run_async(self, request: Request) -> Any:
-        """Drive ``request`` to its value on the running event loop."""
-        drive = _Drive(self, request, None)
-        async for _ in self._steps_async(drive):
-            raise TypeError("a request that emits values must be iterated")
-        return drive.value
+        """Drive ``request`` to its value on the running event loop (a plain coroutine:
+        no async generator between the caller and the calls)."""
+        with _Drive(self, request, None) as drive:
+            call = drive.advance()
+            while call is not None:
+                if isinstance(call, Emit):
+                    raise TypeError("a request that emits values must be iterated")
+                call = drive.advance(await self._finish_async(call))
+            return drive.value
 
     def iterate_async(self, request: Request) -> AsyncIterator[Any]:
         """Drive ``request`` on the running loop; an async generator of what it emits."""
@@ -545,18 +574,22 @@ class Bridge:
     # -- submitting and waiting ----------------------------------------------------------
     def _submit(self, call: Call, async_: bool) -> None:
         """Submit ``call``'s job; on the running loop's channel when ``async_``."""
-        channel = self._channel() if async_ else None
+        channel = self._channel() if async_ and not call.instant else None
         try:
             call.job = call.submit(channel, call.limit)
         except Exception as exc:
             raise self.user_error(call, exc) from None
         if channel is None:
             return
-        call.fut = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        call.fut = loop.create_future()
         with self._lock:
             closed = self._closed
             if not closed:
-                self.pending[call.job.id] = call
+                waiting = self._waiting.get(loop)
+                if waiting is None:
+                    waiting = self._waiting[loop] = {}
+                waiting[call.job.id] = call
             self._submits += 1
             reap = self._submits % _REAP_EVERY == 0
         if closed:              # close() ran meanwhile: the job is over, wake at once
@@ -584,6 +617,8 @@ class Bridge:
     async def _finish_async(self, call: Call) -> Any:
         if call.job is None:
             return self._finish_here(call)
+        if call.fut is None:            # an instant job: finished when it was submitted
+            return self._finish_sync(call)
         with _Running(self, call):
             self._report(call, "started")
             ticker = _Ticker(self, call) if call.on_progress is not None else None
@@ -610,7 +645,8 @@ class Bridge:
         if call.stage == FITTING and looped and not job.done:
             call.orphan = True          # the drain removes the posterior when it arrives
             return
-        self.pending.pop(job.id, None)
+        if fut is not None:
+            self._waiting.get(fut.get_loop(), {}).pop(job.id, None)
         if not looped:                  # a blocking caller, or a loop that is gone
             job.wait(None)              # cancelled: at most a block
         if call.stage == FITTING:
@@ -636,19 +672,24 @@ class Bridge:
         return ch
 
     def _drain(self, channel: Any) -> None:
+        loop = asyncio.get_running_loop()       # a reader runs on its loop's thread
+        waiting = self._waiting.get(loop, {})
         for job_id in channel.drain():
-            call = self.pending.pop(job_id, None)
+            call = waiting.pop(job_id, None)
             if call is None:
                 continue
             if call.orphan:
                 self._drop_orphan(call.job)
             elif not call.fut.done():
                 call.fut.set_result(None)
+        if not waiting:                         # a finished loop is not kept alive
+            self._waiting.pop(loop, None)
 
     def reap_closed_loops(self) -> None:
-        """Requests whose event loop was closed can never be delivered: abandon them."""
-        for call in list(self.pending.values()):
-            if call.fut.get_loop().is_closed():
+        """Requests whose event loop was closed can never be delivered: abandon them.
+        Costs one look per event loop that has requests in flight, not one per request."""
+        for loop in [loop for loop in list(self._waiting) if loop.is_closed()]:
+            for call in list(self._waiting.pop(loop, {}).values()):
                 self._abandon(call)
 
     # -- closing -------------------------------------------------------------------------
@@ -657,13 +698,13 @@ class Bridge:
         raises RuntimeError (the worker was closed); proxies raise DisposedError."""
         if self.core.inherited:
             self.core.close()           # forgets the parent's pool without touching it
-            self.pending = {}
+            self._waiting = {}
             return
         with self._lock:
             if self._closed:
                 return
             self._closed = True
-            pending, self.pending = self.pending, {}
+            pending, self._waiting = self.pending, {}
             channels = list(self._channels.items())
             self._channels.clear()
         ids = [p["id"] for p in self.core.snapshot()]

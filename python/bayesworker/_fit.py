@@ -22,7 +22,7 @@ from ._results import Diagnostics, InferenceResult
 from ._table import core_row, prior_tuple
 from .models import family
 
-__all__ = ["fit_kwargs", "submit_fit", "fit_result"]
+__all__ = ["fit_kwargs", "submit_fit", "instant", "fit_result"]
 
 
 def fit_kwargs(req: FitRequest) -> dict[str, Any]:
@@ -43,9 +43,17 @@ def fit_kwargs(req: FitRequest) -> dict[str, Any]:
     return kw
 
 
-def submit_fit(core: Any, req: FitRequest, channel: Any, timeout: float | None) -> Any:
-    """Submit the fit of ``req`` to the C core (its one generic ``fit``); returns its job."""
-    return core.fit(**fit_kwargs(req), channel=channel, timeout=timeout)
+def submit_fit(core: Any, req: FitRequest, channel: Any, timeout: float | None,
+               here: bool = False) -> Any:
+    """Submit the fit of ``req`` to the C core (its one generic ``fit``); returns its job
+    (``here``: run to its end on this thread before this returns)."""
+    return core.fit(**fit_kwargs(req), channel=channel, timeout=timeout, here=here)
+
+
+def instant(req: FitRequest) -> bool:
+    """Whether the fit of ``req`` is shorter than a thread hop (``Family.instant``, from
+    counts or aggregated statistics): it is computed on the calling thread."""
+    return req.values is None and family(req.model).instant
 
 
 def fit_result(worker: Any, req: FitRequest, job: Any, info: dict[str, Any],

@@ -57,9 +57,33 @@ def _column(data: Any, name: str, what: str) -> Any:
                         f"{', '.join(map(repr, cols))})") from None
 
 
+def _small_int_codes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """:func:`_codes` of integers spanning a range no wider than a few times their count,
+    by counting instead of hashing or sorting (a country or variant code); else None."""
+    if values.dtype.kind not in "iu" or values.ndim != 1 or values.shape[0] == 0:
+        return None
+    lo, hi = int(values.min()), int(values.max())
+    if hi - lo > 4 * values.shape[0] + 1024 or hi > np.iinfo(np.int64).max:
+        return None
+    offset = values.astype(np.int64, copy=False)
+    if lo:
+        offset = offset - np.int64(lo)
+    present = np.bincount(offset, minlength=hi - lo + 1)
+    seen = np.flatnonzero(present)
+    labels = (seen + lo).astype(values.dtype)
+    if seen.shape[0] == present.shape[0]:               # every value in the range occurs
+        return offset, labels
+    remap = np.zeros(present.shape[0], dtype=np.int64)
+    remap[seen] = np.arange(seen.shape[0])
+    return remap[offset], labels
+
+
 def _codes(col: Any) -> tuple[np.ndarray, np.ndarray]:
     """(codes, sorted distinct labels) of one column."""
     values = col.to_numpy() if hasattr(col, "to_numpy") else np.asarray(col)
+    small = _small_int_codes(values)
+    if small is not None:
+        return small
     try:
         import pandas as pd
     except ImportError:
@@ -294,13 +318,11 @@ def _one_by_one(worker: Any, data: Any, group: np.ndarray, names: list[Any], mod
 
 def _release(bridge: Any, ids: np.ndarray) -> None:
     """The group fit is gone: free the posteriors no proxy holds."""
-    handles = bridge._handles
-    for post_id in ids.tolist():
-        if post_id and post_id not in handles:
-            try:
-                bridge.core.remove(post_id)
-            except Exception:  # noqa: BLE001 - a finaliser never raises
-                pass
+    held = np.fromiter(list(bridge._handles.keys()), dtype=np.uint64)
+    try:
+        bridge.core.remove_many(ids[~np.isin(ids, held)] if held.size else ids)
+    except Exception:  # noqa: BLE001 - a finaliser never raises
+        pass
 
 
 class GroupFits:

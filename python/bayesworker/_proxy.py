@@ -22,7 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from ._bridge import INTERVAL, SAMPLING, Emit, Handle, Owner, Request, Start, timeout_limit
+from ._bridge import (INTERVAL, SAMPLING, Emit, Handle, Owner, Request, Start, one,
+                      timeout_limit)
 from ._distribution import Distribution
 from ._progressbar import bar_over_batches, bar_over_batches_async, progress_listener
 from ._validate import validate_batch_size, validate_count, validate_level
@@ -34,6 +35,25 @@ _MAX_CACHED_LEVELS = 256
 # tens of microseconds, more than drawing them (bench/run.py measures both; the worst
 # quantity, compound revenue, draws 2,048 in well under 100 us, too short to stall a loop).
 INLINE_DRAWS = 2048
+
+
+class _cached_attribute:
+    """A summary computed on its first read, then an ordinary attribute of the instance
+    (functools.cached_property without its lock: a proxy's summaries are made once and
+    are the same whichever thread makes them)."""
+
+    def __init__(self, fn: Callable[[Any], Any]) -> None:
+        self.fn = fn
+        self.name = fn.__name__
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        if obj is None:
+            return self
+        value = obj.__dict__[self.name] = self.fn(obj)
+        return value
 
 
 def _readonly(a: np.ndarray) -> np.ndarray:
@@ -83,20 +103,35 @@ class PosteriorProxy(Distribution):
     def __init__(self, worker: Owner, post_id: int, part: int, model_type: str,
                  info: dict[str, Any], root: "PosteriorProxy | None" = None) -> None:
         self._bind(worker, post_id, part, model_type, root)
-        entry = info["parts"][part]
-        self._mean = _readonly(np.array([entry["mean"]], dtype=np.float64))
-        self._variance = _readonly(np.array([entry["variance"]], dtype=np.float64))
-        self._intervals: dict[float, np.ndarray] = {
-            level: _readonly(np.array([[lo, hi]], dtype=np.float64))
-            for level, lo, hi in entry["intervals"]
-        }
-        factors = entry["factors"]
-        self._factors = factors
+        # the stored part's description; its arrays and dicts are made on first use (below)
+        self._entry = info["parts"][part]
+        self._factors = self._entry["factors"]
+
+    # The cached summaries, built from the stored description the first time they are read
+    # (a fit's result is made without them: many fits are never asked for all of them).
+    @_cached_attribute
+    def _mean(self) -> np.ndarray:
+        return _readonly(np.array([self._entry["mean"]], dtype=np.float64))
+
+    @_cached_attribute
+    def _variance(self) -> np.ndarray:
+        return _readonly(np.array([self._entry["variance"]], dtype=np.float64))
+
+    @_cached_attribute
+    def _intervals(self) -> dict[float, np.ndarray]:
+        rows = self._entry["intervals"]
+        if rows is None:        # a one-part fit leaves them for now: one C call, all levels
+            rows = self._handle.bridge.run_here(one(
+                self._handle.cached_intervals(self._part, self.model_type)))
+        return {level: _readonly(np.array([[lo, hi]], dtype=np.float64))
+                for level, lo, hi in rows}
+
+    @_cached_attribute
+    def _parameters(self) -> dict[str, Any]:
+        factors = self._factors
         if len(factors) == 1:
-            self._parameters = _parameters(factors[0])
-        else:
-            self._parameters = {"frequency": _parameters(factors[0]),
-                                "severity": _parameters(factors[1])}
+            return _parameters(factors[0])
+        return {"frequency": _parameters(factors[0]), "severity": _parameters(factors[1])}
 
     def _bind(self, worker: Owner, post_id: int, part: int, model_type: str,
               root: "PosteriorProxy | None") -> None:
@@ -132,8 +167,12 @@ class PosteriorProxy(Distribution):
         self._handle.check(self.model_type)
 
     def _describe(self) -> str:
-        lo, hi = self._intervals[0.95][0]
         mean = f"mean={self._mean[0]:.6g}"
+        ci, exc = self._handle.bridge.attempt_here(         # a repr never raises
+            self._levels(None, self._interval_parts(), 0.95))
+        if exc is not None:
+            return f"{mean}, 95% CI unavailable ({exc})"
+        lo, hi = ci[0]
         if not lo <= self._mean[0] <= hi and self._quantities() is not None:   # heavy tail
             mean = f"median={self.median()[0]:.6g}, {mean} (outside its 95% CI)"
         return f"{mean}, 95% CI=[{lo:.6g}, {hi:.6g}]"
@@ -164,13 +203,15 @@ class PosteriorProxy(Distribution):
         """The parts whose intervals are the rows of :meth:`credible_interval`."""
         return range(self._part, self._part + 1)
 
-    def _levels(self, cache: dict[float, np.ndarray], parts: range, level: float,
+    def _levels(self, cache: dict[float, np.ndarray] | None, parts: range, level: float,
                 timeout: float | None = None, *, row: bool = False) -> Request:
         """Request: the central intervals of ``parts`` at ``level`` as a read-only array of
         rows (``row``: the one row itself), from ``cache`` or computed and cached."""
         level = validate_level(level)
         timeout_limit(timeout, INTERVAL)        # refused even when the level is cached
         self._check()
+        if cache is None:
+            cache = self._intervals
         cached = cache.get(level)
         if cached is None:
             rows = []
@@ -183,17 +224,24 @@ class PosteriorProxy(Distribution):
     def credible_interval(self, level: float = 0.95) -> np.ndarray:
         """Central credible interval at ``level`` in (0, 1), shape (k, 2).
 
-        0.95, 0.90 and 0.80 are precomputed; any other level is computed exactly on
-        this thread (milliseconds at most) and cached.
+        0.95, 0.90 and 0.80 are cached: a one-part conjugate fit computes the three on
+        the first use of any interval (one C call, tens of microseconds), other models at
+        fit time. Any other level is computed exactly on this thread (milliseconds at
+        most) and cached.
         """
+        if type(level) is float:        # a cached level: no request to drive
+            cached = self._intervals.get(level)
+            if cached is not None:
+                self._check()
+                return cached
         return self._handle.bridge.run_here(
-            self._levels(self._intervals, self._interval_parts(), level))
+            self._levels(None, self._interval_parts(), level))
 
     async def credible_interval_async(self, level: float = 0.95, *,
                                       timeout: float | None = None) -> np.ndarray:
         """:meth:`credible_interval` computed on the worker threads."""
         return await self._handle.bridge.run_async(
-            self._levels(self._intervals, self._interval_parts(), level, timeout))
+            self._levels(None, self._interval_parts(), level, timeout))
 
     # -- draws: one request each, driven async or blocking -----------------------------
     #: Numbers per draw: 1 for a scalar quantity (draws of shape (n,)); a vector quantity's

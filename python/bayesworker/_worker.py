@@ -20,6 +20,7 @@ import secrets
 import time
 import weakref
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -31,16 +32,22 @@ from ._compare import Comparison, compare_request
 from ._bridge import (DEFAULT_LONG_SAMPLE_TIMEOUT, DEFAULT_TIMEOUT, FITTING,  # noqa: F401
                       LONG_SAMPLE, Bridge, Call, Handle, Request)
 from ._errors import DataError, DisposedError
-from ._fit import fit_result, submit_fit
+from ._fit import fit_result, instant, submit_fit
 from ._groups import GroupFits, GroupPlan
 from ._progress import Progress
-from ._progressbar import progress_listener
+from ._progressbar import get_options, progress_listener
 from ._request import FitRequest, prepare_fit
 from ._results import InferenceResult
 from .models import model_codes
 
 MODEL_CODES = model_codes()
 
+
+
+def _no_bar(progress: bool | str | None) -> bool:
+    """True when a request shows no progress bar (``progress`` False, or None while
+    ``bw.set_options(progress=)`` is off)."""
+    return progress is False or (progress is None and get_options()["progress"] is False)
 
 
 def default_threads() -> int:
@@ -207,9 +214,10 @@ class InferenceWorker:
             self._error = exc
             raise
 
-    def _submit_fit(self, req: FitRequest, channel: Any, timeout: float) -> Any:
+    def _submit_fit(self, req: FitRequest, channel: Any, timeout: float,
+                    here: bool = False) -> Any:
         """Submit the fit of ``req`` (_fit.submit_fit); returns its job."""
-        return submit_fit(self._core, req, channel, timeout)
+        return submit_fit(self._core, req, channel, timeout, here)
 
     def _mixture_result(self, req: FitRequest, job: Any) -> InferenceResult:
         """The same as :meth:`_result`, which serves every family, mixtures included."""
@@ -234,8 +242,11 @@ class InferenceWorker:
 
     def _fit_call(self, req: FitRequest, timeout: float | None,
                   on_progress: Callable[[Progress], None] | None) -> Call:
-        return Call(FITTING, lambda channel, limit: self._submit_fit(req, channel, limit),
-                    timeout=timeout, on_progress=on_progress, request=req)
+        if instant(req):        # done when submitted: no channel, no future, no thread hop
+            return Call(FITTING, partial(self._submit_fit, req, here=True), timeout=timeout,
+                        on_progress=on_progress, request=req, instant=True)
+        return Call(FITTING, partial(self._submit_fit, req), timeout=timeout,
+                    on_progress=on_progress, request=req)
 
     def _fit(self, model_type: str, data: Any, prior: Any, timeout: float | None,
              on_progress: Callable[[Progress], None] | None, options: dict) -> Request:
@@ -261,6 +272,9 @@ class InferenceWorker:
         Data are validated first (``DataError``, ``ModelError``), before any work starts.
         ``progress``: True shows a tqdm bar, None follows ``bw.set_options(progress=)``.
         """
+        if _no_bar(progress):       # the common case, without a listener to set up
+            return await self._bridge.run_async(
+                self._fit(model_type, data, prior, timeout, on_progress, options))
         with progress_listener(progress, on_progress, f"fit {model_type}") as listen:
             return await self._bridge.run_async(
                 self._fit(model_type, data, prior, timeout, listen, options))
@@ -271,6 +285,9 @@ class InferenceWorker:
                            progress: bool | str | None = None,
                            **options: Any) -> InferenceResult:
         """Blocking twin of :meth:`run_inference`."""
+        if _no_bar(progress):
+            return self._bridge.run_sync(
+                self._fit(model_type, data, prior, timeout, on_progress, options))
         with progress_listener(progress, on_progress, f"fit {model_type}") as listen:
             return self._bridge.run_sync(
                 self._fit(model_type, data, prior, timeout, listen, options))

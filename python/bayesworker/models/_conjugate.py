@@ -46,7 +46,9 @@ def conjugate_report(req: Any, info: dict, job: Any, proxy: Any) -> tuple[bool, 
 
 def conjugate_family(name: str, parse: Callable[[Any, bool], Parsed], *,
                      signed_prior: frozenset[str] = frozenset(), **fields: Any) -> Family:
-    """A one-part conjugate family: ``name``, its parser and its other :class:`Family` fields."""
+    """A one-part conjugate family: ``name``, its parser and its other :class:`Family` fields
+    (``instant`` by default: a closed-form update and moments; bench/run.py measures it)."""
+    fields.setdefault("instant", True)
     return Family(name=name, parse=parse, check_prior=flat_prior_of(name, signed_prior),
                   proxy=conjugate_proxy, report=conjugate_report, signed_prior=signed_prior,
                   **fields)

@@ -100,6 +100,9 @@ class Family:
         auto: how ``auto`` may choose it (``None``: never).
         auto_mixture_of: mixture families: the family that ``auto`` compares this
             mixture with when that family wins on raw values.
+        instant: its fit from counts or aggregated statistics (no raw values) is a few
+            microseconds of C, less than a hop to a worker thread and back: the worker
+            computes it on the calling thread (as it draws short samples there).
     """
 
     name: str
@@ -121,6 +124,7 @@ class Family:
     severity: "Family | None" = None
     auto: Auto | None = None
     auto_mixture_of: str | None = None
+    instant: bool = False
 
     def check_options(self, options: Any) -> dict[str, Any]:
         """The validated options (each through its validator, then ``options_rule``)."""

@@ -36,4 +36,5 @@ FAMILY = conjugate_family(
     NAME, values_parser(NAME, FORMS, AGGREGATE), forms=FORMS, aggregate=AGGREGATE,
     empty_stats={"n": 0.0, "mean": 0.0, "m2": 0.0}, signed_prior=frozenset({"mu"}),
     auto=Auto(rank=3, loglik=_loglik, params=2, admits=lambda lo: lo > 0, fallback=True),
+    instant=False,      # its truncated mean is a quadrature, not a closed form
 )
