@@ -123,7 +123,7 @@ def on_loop(loop: asyncio.AbstractEventLoop, fn: Callable[..., Any], *args: Any)
         pass
 
 
-def _rule_code(job: Any, exc: DataError) -> int | None:
+def _rule_code(exc: DataError) -> int | None:
     """The code of the value rule a refused value broke (``_data.value_error``'s key), from
     the core's DataError (its ``rule`` name), or None if it names none."""
     rules = _core.VALUE_RULES
@@ -469,15 +469,13 @@ class Bridge:
         job over its timeout a TimeoutError, and every message says which stage failed.
         """
         if exc is not None:
-            if isinstance(exc, (KeyError, DisposedError)) and call.handle is not None:
+            if isinstance(exc, DisposedError) and call.handle is not None:
                 return call.handle.gone_error(call.label)
-            if isinstance(exc, ArithmeticError):    # a core before its one error path
-                return ModelError(str(exc))
             return exc
         job, stage = call.job, call.stage
         exc = job.exception
         if isinstance(exc, DataError) and call.request is not None:
-            code = _rule_code(job, exc)
+            code = _rule_code(exc)
             if code is not None:
                 return value_error(call.request.model, call.request.values_name, code,
                                    exc.index, exc.value)

@@ -14,7 +14,6 @@ in its family's proxy and diagnostics.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from ._request import FitRequest
@@ -56,14 +55,12 @@ def instant(req: FitRequest) -> bool:
     return req.values is None and family(req.model).instant
 
 
-def fit_result(worker: Any, req: FitRequest, job: Any, info: dict[str, Any],
-               keep: Callable[[int, Any], None]) -> InferenceResult:
+def fit_result(worker: Any, req: FitRequest, job: Any, info: dict[str, Any]) -> InferenceResult:
     """The result of the finished fit ``job`` of ``req``: its family's proxy of the stored
-    posterior ``info`` (handed to ``keep(post_id, proxy)``) and its diagnostics."""
+    posterior ``info`` and its diagnostics."""
     fam = family(req.model)
     post_id = job.result
     proxy = fam.proxy(worker, post_id, req.model, info)
-    keep(post_id, proxy)
     converged, iterations, own = fam.report(req, info, job, proxy)
     details: dict[str, Any] = {"model": req.model, "prior": req.prior, **own}
     if req.reason is not None:

@@ -399,7 +399,6 @@ class GroupFits:
             post_id = int(self._ids[g])
             proxy = family(self.model_type).proxy(worker, post_id, self.model_type,
                                                   worker._stored(post_id))
-            worker._proxies[post_id] = proxy
             self._proxies[g] = proxy
         return proxy
 

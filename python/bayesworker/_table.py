@@ -50,16 +50,12 @@ def core_table() -> Mapping[str, Any]:
         "models": tuple(_core.MODELS),
         "value_rules": {name: code for code, name in enumerate(_core.VALUE_RULES) if name},
         "max_components": _core.MAX_COMPONENTS,
-        "mixture_prior": tuple(_pairs(_core.MIXTURE_PRIOR)),
+        "mixture_prior": tuple(_core.MIXTURE_PRIOR),
         "mixture_tolerance": _core.MIXTURE_TOLERANCE,
         "mixture_max_iterations": _core.MIXTURE_MAX_ITERATIONS,
         "max_iterations": _core.MAX_ITERATIONS,
         "mixture_max_abs": _core.MIXTURE_MAX_ABS,
     }
-
-
-def _pairs(obj: Mapping[str, float] | Sequence[tuple[str, float]]) -> Sequence[tuple[str, float]]:
-    return tuple(obj.items()) if isinstance(obj, Mapping) else tuple(obj)
 
 
 def core_row(name: str) -> Mapping[str, Any]:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import os
 import secrets
 import time
-import weakref
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -94,9 +93,6 @@ class InferenceWorker:
             raise ValueError(f"seed = {seed} must be in [0, 2**64)")
         self._core = _core.Core(threads, seed)
         self._bridge = Bridge(self._core)
-        # root proxies by posterior id, registered by the fits (_result); weak: a proxy
-        # nobody holds goes, and its posterior with it
-        self._proxies: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
 
     # -- properties of the hook ----------------------------------------------------------
     @property
@@ -219,10 +215,6 @@ class InferenceWorker:
         """Submit the fit of ``req`` (_fit.submit_fit); returns its job."""
         return submit_fit(self._core, req, channel, timeout, here)
 
-    def _mixture_result(self, req: FitRequest, job: Any) -> InferenceResult:
-        """The same as :meth:`_result`, which serves every family, mixtures included."""
-        return self._result(req, job)
-
     def _stored(self, post_id: int) -> dict[str, Any]:
         """The stored posterior of a fit that just ended, or DisposedError if clear_all,
         evict_idle or close removed it before its result was delivered."""
@@ -237,7 +229,7 @@ class InferenceWorker:
 
     def _result(self, req: FitRequest, job: Any) -> InferenceResult:
         """The family's proxy and diagnostics of a finished fit (_fit.fit_result)."""
-        return fit_result(self, req, job, self._stored(job.result), self._proxies.__setitem__)
+        return fit_result(self, req, job, self._stored(job.result))
 
 
     def _fit_call(self, req: FitRequest, timeout: float | None,
