@@ -168,6 +168,8 @@ def test_evict_idle_frees_exactly_what_was_not_accessed_since_the_cutoff(worker,
                "the clock to pass the fits")
     ACCESSES[access](used)
     times = {p.id: last_access(worker, p) for p in (old1, old2, used)}
+    # an order, not a duration: the wait above put the clock past the fits' accesses + 2 gap,
+    # so only an access that stamped `used` (the behaviour tested) moves it past them
     assert times[used.id] > max(times[old1.id], times[old2.id]) + 2 * gap
     mid = times[used.id] - gap
     t0 = time.time()
