@@ -134,8 +134,9 @@ def ppf(factors: Factors, q: npt.ArrayLike) -> np.ndarray:
     """The q-quantiles elementwise, q in [0, 1] (0 and 1: the support's ends; NaN -> NaN;
     others raise ModelError naming the element); exact (bw_quantile)."""
 def pdf(factors: Factors, x: npt.ArrayLike) -> np.ndarray:
-    """The closed-form density elementwise (Beta, Gamma, inverse Gamma, NIG mean);
-    NotImplementedError for a lognormal mean or a product (csrc/density.c)."""
+    """The density elementwise: closed form for Beta, Gamma, inverse Gamma and the NIG mean
+    (csrc/density.c); by the cdf's own quadrature for a lognormal mean or a product
+    (bw_pdf in csrc/summary.c)."""
 
 class Channel:
     def fileno(self) -> int: ...
