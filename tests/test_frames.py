@@ -347,7 +347,7 @@ def test_an_unknown_keyword_lists_the_fields_of_the_model(w):
     for name in _frames.fields("lognormal").names:
         assert f"{name}=" in text
     with pytest.raises(bw.ModelError, match=r"its data fields are converted=, value=; its "
-                                            r"options components=, max_components="):
+                                            r"options are components=, max_components="):
         w.run_inference_sync("compound-beta-lognormalmixture", df, severity="revenue")
     assert _frames.fields("beta-binomial").names == ("converted", "values", "successes",
                                                      "trials")

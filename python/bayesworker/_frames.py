@@ -18,17 +18,16 @@ into one naming the column and the row label (``column 'revenue', row 334: value
 Polars and dicts). ``fit_groups`` reads its columns with the same :func:`column`.
 
 >>> import pandas as pd
+>>> import bayesworker as bw
 >>> df = pd.DataFrame({"revenue": [3.0, -5.0]}, index=[12, 334])
->>> got = frame_input("lognormal", df, None, {"value": "revenue"})
->>> got.data is df["revenue"] or got.data.equals(df["revenue"])
-True
->>> from bayesworker._rules import check_values
->>> try:
-...     check_values("lognormal", got.data.to_numpy(), got.data.to_numpy(), "values",
-...                  ("positive",))
-... except ValueError as exc:
-...     print(got.reword(exc))
-column 'revenue', row 334: value -5.0 must be positive for model 'lognormal'
+>>> with bw.InferenceWorker(threads=0, seed=1) as w:
+...     try:
+...         w.run_inference_sync("lognormal", df, value="revenue")
+...     except bw.DataError as exc:
+...         print(exc, (exc.column, exc.label, exc.index))
+column 'revenue', row 334: value -5.0 must be positive for model 'lognormal' ('revenue', 334, 1)
+>>> fields("beta-binomial").names
+('converted', 'values', 'successes', 'trials')
 """
 
 from __future__ import annotations
@@ -90,7 +89,7 @@ class Fields:
         """The fields and options as messages list them."""
         text = f"its data fields are {', '.join(f'{k}=' for k in self.names)}"
         opts = ", ".join(f"{k}=" for k in self.options)
-        return f"{text}; its options {opts}" if opts else f"{text}; it takes no options"
+        return f"{text}; its options are {opts}" if opts else f"{text}; it takes no options"
 
     def form(self, keys: set[str]) -> tuple[bool, Form]:
         """``(is aggregate, form)`` of the fields ``keys``; DataError if they are none."""
@@ -122,11 +121,7 @@ def _family_forms(fam: Family) -> tuple[tuple[Form, ...], tuple[Form, ...]]:
 
 
 def fields(model_type: Any) -> Fields:
-    """The data fields of a model type (``"auto"``: those of every family it may choose).
-
-    >>> fields("beta-binomial").names
-    ('converted', 'values', 'successes', 'trials')
-    """
+    """The data fields of a model type (``"auto"``: those of every family it may choose)."""
     name = resolve_model_type(model_type)
     fams = [f for f in families() if f.auto is not None] if name == AUTO else [family(name)]
     raw: dict[Form, None] = {}
