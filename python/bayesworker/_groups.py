@@ -35,7 +35,8 @@ import numpy as np
 
 from ._bridge import DEFAULT_TIMEOUT, FITTING, Call, Request, Start
 from ._errors import DataError, ModelError
-from ._inputs import as_1d, float64, is_frame
+from ._frames import column as _column, row_label as _row_label
+from ._inputs import as_1d, float64
 from ._table import core_row, prior_tuple
 from .models import AUTO, family, resolve_model_type
 
@@ -47,15 +48,6 @@ _PART = 2 + 2 * 3        # doubles per part in a summary row: mean, variance, 3 
 # ---------------------------------------------------------------------------------------- #
 # Grouping                                                                                 #
 # ---------------------------------------------------------------------------------------- #
-
-def _column(data: Any, name: str, what: str) -> Any:
-    try:
-        return data[name]
-    except (KeyError, IndexError, TypeError):
-        cols = list(data.columns) if is_frame(data) else list(data)
-        raise DataError(f"{what} column {name!r} is not in the data (its columns: "
-                        f"{', '.join(map(repr, cols))})") from None
-
 
 def _small_int_codes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     """:func:`_codes` of integers spanning a range no wider than a few times their count,
@@ -126,18 +118,9 @@ def group_rows(data: Any, by: Sequence[str]) -> tuple[np.ndarray, list[Any], int
     return group, names, n
 
 
-def _plain(v: Any) -> Any:
-    return v.item() if isinstance(v, np.generic) else v
-
-
 # ---------------------------------------------------------------------------------------- #
 # The request                                                                              #
 # ---------------------------------------------------------------------------------------- #
-
-def _row_label(data: Any, pos: int) -> Any:
-    index = getattr(data, "index", None)
-    return _plain(index[pos]) if index is not None and is_frame(data) else pos
-
 
 def _flags(data: Any, name: str) -> np.ndarray:
     x = as_1d(_column(data, name, "converted"), name, allow_bool=True)

@@ -1,9 +1,12 @@
 """Input adapters: how user data become NumPy arrays, whatever shape they came in.
 
 1-D arrays of numbers (lists, tuples, ndarrays of any integer or float dtype, masked
-arrays, pandas Series, object arrays of Python numbers), named columns of a dict, a list
-of records or a DataFrame-like object, and the text that names a data form in messages.
-What the values must satisfy is :mod:`bayesworker._rules`; nothing here knows a model.
+arrays, object arrays of Python numbers or ``decimal.Decimal``), pandas and Polars Series
+(NumPy, nullable and pyarrow-backed dtypes: a missing value becomes NaN, which the value
+rules then refuse wherever they refuse NaN), named columns of a dict, a list of records or
+a DataFrame-like object, and the text that names a data form in messages. An element that
+is refused is reported by :func:`refused`, whose ``DataError`` carries where it is. What
+the values must satisfy is :mod:`bayesworker._rules`; nothing here knows a model.
 
 >>> import numpy as np
 >>> from bayesworker._inputs import as_1d, float64, read_columns
@@ -17,7 +20,9 @@ True
 
 from __future__ import annotations
 
+import math
 import numbers
+from decimal import Decimal
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -29,6 +34,9 @@ from ._validate import show
 __all__ = [
     "Namer",
     "MAX_ELEMENTS",
+    "refused",
+    "library",
+    "series_values",
     "as_1d",
     "from_objects",
     "float64",
@@ -48,6 +56,87 @@ MAX_ELEMENTS = 2**40
 
 
 # ---------------------------------------------------------------------------------------- #
+# A refused element                                                                        #
+# ---------------------------------------------------------------------------------------- #
+
+
+def refused(where: str, index: int, value: Any, reason: str, *, rule: str | None = None,
+            text: str | None = None) -> DataError:
+    """The ``DataError`` for element ``index`` (``where``, e.g. ``values[7]``) whose
+    ``value`` breaks a rule, worded "<where> = <value> <reason>" unless ``text`` is given.
+
+    Its attributes say where it is: ``rule`` (the C rule's name, or None), ``index`` (the
+    position), ``value``, ``reason``, ``field`` (``where`` without its ``[index]``: the
+    name of the array, ``"values"`` or ``"data['value']"``; None for a record) and
+    ``label`` and ``column`` (None here: :mod:`bayesworker._frames` sets them when it names
+    a row of a column).
+
+    >>> exc = refused("values[7]", 7, -5.0, "must be positive")
+    >>> str(exc), exc.field, exc.index
+    ('values[7] = -5.0 must be positive', 'values', 7)
+    """
+    exc = DataError(text if text is not None else f"{where} = {show(value)} {reason}")
+    if isinstance(value, np.generic):
+        value = value.item()
+    suffix = f"[{index}]"
+    exc.rule, exc.index, exc.value, exc.reason = rule, index, value, reason
+    exc.field = where[: -len(suffix)] if where.endswith(suffix) else None
+    exc.label = exc.column = None
+    return exc
+
+
+# ---------------------------------------------------------------------------------------- #
+# pandas and Polars columns                                                                #
+# ---------------------------------------------------------------------------------------- #
+
+
+def library(obj: Any) -> str:
+    """``"pandas"`` or ``"polars"`` for an object of that library (by its type's module,
+    so neither is imported), else ``""``."""
+    mod = type(obj).__module__
+    return mod.partition(".")[0] if mod.startswith(("pandas", "polars")) else ""
+
+
+def series_values(obj: Any) -> Any:
+    """A pandas or Polars Series as a NumPy array (a numeric one read in place where the
+    library allows), missing values (``pd.NA``, ``None``, null) as NaN; ``obj`` itself if
+    it is not a Series of either library.
+
+    Nullable and pyarrow-backed integer, float and boolean columns become int64, float64
+    or bool arrays, or float64 (0/1 and NaN) when they hold a missing value; other
+    columns (Decimal, strings, dates) become object or datetime arrays that :func:`as_1d`
+    reads or refuses element by element.
+    """
+    lib = library(obj)
+    if lib == "pandas" and hasattr(obj, "hasnans"):
+        dtype = obj.dtype
+        if isinstance(dtype, np.dtype):
+            arr = obj.to_numpy()
+        elif getattr(dtype, "kind", "O") in "iufb":            # Int64, boolean, int64[pyarrow]...
+            if obj.hasnans:
+                return obj.to_numpy(dtype=np.float64, na_value=np.nan)
+            return obj.to_numpy(dtype=dtype.numpy_dtype)
+        else:
+            arr = obj.to_numpy()
+        return _nan_where(arr, obj.isna().to_numpy()) if arr.dtype.kind == "O" else arr
+    if lib == "polars" and hasattr(obj, "null_count"):
+        if obj.null_count() and (obj.dtype.is_numeric() or str(obj.dtype) == "Boolean"):
+            import polars as pl
+            return obj.cast(pl.Float64).to_numpy()
+        arr = obj.to_numpy()
+        return _nan_where(arr, obj.is_null().to_numpy()) if arr.dtype.kind == "O" else arr
+    return obj
+
+
+def _nan_where(arr: np.ndarray, missing: np.ndarray) -> np.ndarray:
+    """An object array with NaN where ``missing``."""
+    if missing.any():
+        arr = arr.copy()
+        arr[missing] = np.nan
+    return arr
+
+
+# ---------------------------------------------------------------------------------------- #
 # 1-D arrays                                                                               #
 # ---------------------------------------------------------------------------------------- #
 
@@ -56,9 +145,12 @@ def as_1d(obj: Any, name: str, *, allow_bool: bool, item: Namer | None = None) -
     """Read ``obj`` as a 1-D array of real numbers without copying when possible.
 
     Returns an integer, float or (if ``allow_bool``) bool array; object arrays of real
-    numbers are converted to float64. ``item(i)`` names element ``i`` in messages.
+    numbers (and ``decimal.Decimal``) are converted to float64; a pandas or Polars Series
+    is read by :func:`series_values`. ``item(i)`` names element ``i`` in messages.
     """
     item = item or (lambda i: f"{name}[{i}]")
+    if type(obj) is not np.ndarray and not isinstance(obj, (list, tuple)) and library(obj):
+        obj = series_values(obj)
     if obj is None or isinstance(obj, (str, bytes, Mapping)):
         raise DataError(f"{name} must be a 1-D array of numbers, got {type(obj).__name__}")
     if isinstance(obj, np.ma.MaskedArray):
@@ -82,25 +174,46 @@ def as_1d(obj: Any, name: str, *, allow_bool: bool, item: Namer | None = None) -
     if kind == "b" and not allow_bool:
         raise DataError(f"{name} has dtype bool; expected real numbers")
     if kind not in "biuf":
-        raise DataError(f"{name} has dtype {arr.dtype}; expected real numbers")
+        text = f"{name} has dtype {arr.dtype}; expected real numbers"
+        if arr.shape[0] == 0 or kind in "bc":
+            raise DataError(text)
+        # strings, dates: name the first element, so a column's row can be named
+        raise refused(item(0), 0, arr[0], f"is not a real number (dtype {arr.dtype})",
+                      text=f"{text} ({item(0)} = {show(arr[0])})")
     return arr
 
 
+#: Element types an object array may hold that ``astype(float64)`` converts exactly as
+#: ``float()`` would (bools excluded: they are refused or allowed as such).
+_REALS = (float, int, Decimal, np.floating, np.integer)
+
+
 def from_objects(arr: np.ndarray, allow_bool: bool, item: Namer) -> np.ndarray:
-    """A float64 copy of an object array of real numbers, naming the first other element."""
+    """A float64 copy of an object array of real numbers or Decimals, naming the first
+    other element. A Decimal NaN or infinity becomes a float NaN or infinity (refused by
+    the value rules like one)."""
+    types = set(map(type, arr))
+    if all(issubclass(t, _REALS) and not issubclass(t, (bool, np.bool_)) for t in types):
+        try:
+            return arr.astype(np.float64)
+        except (OverflowError, ValueError):       # a huge int, a signalling Decimal NaN
+            pass
     out = np.empty(arr.shape[0], dtype=np.float64)
     for i, v in enumerate(arr):
         if isinstance(v, (bool, np.bool_)):
             if not allow_bool:
-                raise DataError(f"{item(i)} = {show(v)} is a bool; expected a real number")
+                raise refused(item(i), i, v, "is a bool; expected a real number")
             out[i] = float(v)
             continue
+        if isinstance(v, Decimal):
+            out[i] = math.nan if v.is_nan() else float(v)
+            continue
         if not isinstance(v, numbers.Real):
-            raise DataError(f"{item(i)} = {show(v)} is not a real number")
+            raise refused(item(i), i, v, "is not a real number")
         try:
             out[i] = float(v)
         except OverflowError:
-            raise DataError(f"{item(i)} = {show(v)} is too large for float64") from None
+            raise refused(item(i), i, v, "is too large for float64") from None
     return out
 
 

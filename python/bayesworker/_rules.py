@@ -4,7 +4,9 @@ The C core names its rules ("finite", "positive", "nonnegative", "integer",
 "some_positive"; :mod:`bayesworker._table` gives each model's list and their codes). Here
 each name is a NumPy predicate and a message, so Python can check values itself (and
 name the first offender) and word a value the C core refused the same way
-(:func:`value_error`).
+(:func:`value_error`). Either way the ``DataError`` is made by
+:func:`bayesworker._inputs.refused`: it carries the rule, the position and the value, so
+:mod:`bayesworker._frames` can name the row label and column of a DataFrame instead.
 
 >>> import numpy as np
 >>> from bayesworker._rules import check_values
@@ -22,9 +24,8 @@ from typing import Any
 import numpy as np
 
 from ._errors import DataError
-from ._inputs import Namer
+from ._inputs import Namer, refused
 from ._table import rule_name
-from ._validate import show
 
 __all__ = ["Rule", "CHUNK", "FINITE", "BINARY", "check", "check_values", "value_error"]
 
@@ -45,6 +46,8 @@ _ELEMENT: dict[str, Rule] = {
     "nonnegative": (lambda b: b >= 0, "must be non-negative for model {model!r}"),
     "integer": (lambda b: b == np.floor(b), "is not an integer (model {model!r} needs counts)"),
 }
+# The name of each rule the messages' DataError reports as its ``rule``.
+_NAMES = {pred: name for name, (pred, _) in _ELEMENT.items()} | {BINARY[0]: "binary"}
 # Its rules over the whole array.
 _WHOLE: dict[str, tuple[Callable[[np.ndarray], bool], str]] = {
     "some_positive": (lambda x: bool(np.any(x > 0)),
@@ -68,9 +71,9 @@ def check(arrays: tuple[np.ndarray, ...], rules: Sequence[Rule], shown: Any,
         good = masks[0] if len(masks) == 1 else np.logical_and.reduce(masks)
         if not good.all():
             j = int(np.argmin(good))
-            msg = next(m for mask, (_, m) in zip(masks, rules) if not mask[j])
+            ok, msg = next(r for mask, r in zip(masks, rules) if not mask[j])
             i = start + j
-            raise DataError(f"{item(i)} = {show(shown[i])} {msg}")
+            raise refused(item(i), i, shown[i], msg, rule=_NAMES.get(ok))
 
 
 def check_values(model: str, x: np.ndarray, shown: Any, name: str, rules: Sequence[str],
@@ -94,6 +97,8 @@ def value_error(model: str, name: str, rule: int, index: float, value: float) ->
     """
     which = rule_name(rule)
     if which in _WHOLE:
-        return DataError(_WHOLE[which][1].format(n=int(index), name=name, model=model))
+        exc = DataError(_WHOLE[which][1].format(n=int(index), name=name, model=model))
+        exc.rule, exc.field = which, name
+        return exc
     text = _ELEMENT[which][1].format(model=model) if which in _ELEMENT else "is invalid"
-    return DataError(f"{name}[{int(index)}] = {show(float(value))} {text}")
+    return refused(f"{name}[{int(index)}]", int(index), float(value), text, rule=which)

@@ -32,6 +32,7 @@ from ._bridge import (DEFAULT_LONG_SAMPLE_TIMEOUT, DEFAULT_TIMEOUT, FITTING,  # 
                       LONG_SAMPLE, Bridge, Call, Handle, Request)
 from ._errors import DataError, DisposedError
 from ._fit import fit_result, instant, submit_fit
+from ._frames import FrameInput, frame_input, labelled
 from ._groups import GroupFits, GroupPlan
 from ._progress import Progress
 from ._progressbar import get_options, progress_listener
@@ -254,6 +255,23 @@ class InferenceWorker:
         job = yield self._fit_call(req, timeout, on_progress)
         return self._result(req, job)
 
+    def _framed(self, model_type: str, data: Any, prior: Any,
+                options: dict) -> FrameInput | None:
+        """The data and options of a fit with its column keywords applied, or None for
+        data without keywords or labels (_frames.frame_input); a refusal is also ``error``."""
+        try:
+            return frame_input(model_type, data, prior, options)
+        except Exception as exc:
+            self._error = exc
+            raise
+
+    def _reworded(self, framed: FrameInput | None, data: Any, exc: DataError) -> BaseException:
+        """``exc`` naming the user's column and row label (_frames), also as ``error``."""
+        framed = framed or labelled(data)
+        if framed is not None:
+            self._error = exc = framed.reword(exc)
+        return exc
+
     async def run_inference(self, model_type: str, data: Any, *, prior: Any = None,
                             timeout: float | None = None,
                             on_progress: Callable[[Progress], None] | None = None,
@@ -261,28 +279,78 @@ class InferenceWorker:
                             **options: Any) -> InferenceResult:
         """Fit ``model_type`` to ``data`` on the workers; returns an :class:`InferenceResult`.
 
+        ``data`` is any form the model takes (see its page under Models): an array or
+        list of values, a dict of aggregates or of columns, a list of records, a pandas or
+        Polars Series or DataFrame. Values may be any integer, float or boolean dtype
+        (NumPy, pandas nullable, pyarrow-backed) or ``decimal.Decimal``; a missing value
+        (NaN, ``pd.NA``, a Polars null) is refused wherever NaN is, naming its row.
+
+        **Column keywords.** For a DataFrame (pandas, Polars) or a dict of columns, the
+        model's data fields name the columns to read, as ``fit_groups`` takes them:
+
+        - ``value="revenue"``: the values of a one-sample model (``values=`` also works);
+        - ``converted="conv"``: 0/1 or boolean outcomes (beta-binomial);
+        - ``converted="conv", value="revenue"``: rows of a compound model;
+        - an aggregate form's keys, each row one aggregate: ``successes=``/``trials=``
+          (beta-binomial), ``n=`` with ``mean=``/``sd=`` or ``sum=``/``sum_squares=``
+          (normal), ``n=`` with ``mean_log=``/``sd_log=`` or
+          ``sum_log=``/``sum_log_squares=`` (lognormal), ``n=``/``sum=`` (exponential,
+          poisson), ``users=``/``converters=`` plus a severity aggregate (compound);
+          several rows are checked one by one and then combined (counts and sums added,
+          means and sds pooled);
+        - ``counts=`` or ``labels=`` (dirichlet-multinomial).
+
+        Without keywords a DataFrame is read from the columns named like a form's
+        fields. A keyword that is neither a field nor an option of the model is a
+        ``ModelError`` listing both; a column not in the data a ``DataError`` listing the
+        columns. A refused value of a DataFrame or Series is named by its column and row
+        label (``column 'revenue', row 334: value -5.0 must be positive ...``; the row
+        number for Polars); the ``DataError`` has ``column``, ``label``, ``index`` (the
+        position), ``value`` and ``rule``.
+
         Data are validated first (``DataError``, ``ModelError``), before any work starts.
         ``progress``: True shows a tqdm bar, None follows ``bw.set_options(progress=)``.
+
+        >>> import bayesworker as bw, pandas as pd
+        >>> df = pd.DataFrame({"conv": [1, 0, 1, 1], "revenue": [12.0, 0.0, 30.5, 8.25]})
+        >>> with bw.InferenceWorker(threads=0, seed=1) as w:
+        ...     res = w.run_inference_sync("compound-beta-lognormal", df, converted="conv",
+        ...                                value="revenue")
+        ...     print(res.posterior.frequency.mean().round(4))
+        [0.6667]
         """
-        if _no_bar(progress):       # the common case, without a listener to set up
-            return await self._bridge.run_async(
-                self._fit(model_type, data, prior, timeout, on_progress, options))
-        with progress_listener(progress, on_progress, f"fit {model_type}") as listen:
-            return await self._bridge.run_async(
-                self._fit(model_type, data, prior, timeout, listen, options))
+        framed = self._framed(model_type, data, prior, options)
+        if framed is not None:
+            data, options = framed.data, framed.options
+        try:
+            if _no_bar(progress):       # the common case, without a listener to set up
+                return await self._bridge.run_async(
+                    self._fit(model_type, data, prior, timeout, on_progress, options))
+            with progress_listener(progress, on_progress, f"fit {model_type}") as listen:
+                return await self._bridge.run_async(
+                    self._fit(model_type, data, prior, timeout, listen, options))
+        except DataError as exc:
+            raise self._reworded(framed, data, exc) from None
 
     def run_inference_sync(self, model_type: str, data: Any, *, prior: Any = None,
                            timeout: float | None = None,
                            on_progress: Callable[[Progress], None] | None = None,
                            progress: bool | str | None = None,
                            **options: Any) -> InferenceResult:
-        """Blocking twin of :meth:`run_inference`."""
-        if _no_bar(progress):
-            return self._bridge.run_sync(
-                self._fit(model_type, data, prior, timeout, on_progress, options))
-        with progress_listener(progress, on_progress, f"fit {model_type}") as listen:
-            return self._bridge.run_sync(
-                self._fit(model_type, data, prior, timeout, listen, options))
+        """Blocking twin of :meth:`run_inference` (the same data forms and column keywords:
+        ``w.run_inference_sync("lognormal", df, value="revenue")``)."""
+        framed = self._framed(model_type, data, prior, options)
+        if framed is not None:
+            data, options = framed.data, framed.options
+        try:
+            if _no_bar(progress):
+                return self._bridge.run_sync(
+                    self._fit(model_type, data, prior, timeout, on_progress, options))
+            with progress_listener(progress, on_progress, f"fit {model_type}") as listen:
+                return self._bridge.run_sync(
+                    self._fit(model_type, data, prior, timeout, listen, options))
+        except DataError as exc:
+            raise self._reworded(framed, data, exc) from None
 
     # -- groups --------------------------------------------------------------------------
     async def fit_groups(self, data: Any, by: Any, model: str, *, prior: Any = None,
