@@ -14,7 +14,7 @@ by one ``run_async`` or one ``run_sync`` like any single request.
 ...     handles = [w.posterior_handle(p.id) for p in posts]
 ...     both = w._bridge.run_sync(gather([one(h.interval(0, 0.9)) for h in handles]))
 ...     print([round(lo, 3) for lo, hi in both])
-[0.07, 0.541]
+[0.079, 0.53]
 """
 
 from __future__ import annotations

@@ -8,9 +8,11 @@ drawn. Every function draws into ``ax`` (a new figure when it is None) and retur
   range spans the 0.0005 .. 0.9995 quantiles (never the mean, which for a lognormal with
   little data lies far out in the tail), cut at two interval widths beyond the interval
   for a very heavy tail (the legend then gives the probability beyond the plot); the
-  curve is evaluated on a uniform grid of that range (161 points; 81 more over the
-  quantity's own range where it is less than half of it, so a narrow arm among wide ones
-  is drawn as finely), and at the interval's ends and the median exactly. The one quantity without an exact
+  curve is evaluated on a uniform grid of that range (161 points; 81 more over each
+  quantity's own range where it is less than half of it, so a narrow arm among wide ones,
+  or a mixture's narrow components, are drawn as finely; 81 more spaced evenly on a log
+  scale where a positive quantity's median lies in the first tenth of its range, so a
+  spike near 0 with a long tail is too), and at the interval's ends and the median exactly. The one quantity without an exact
   distribution function (the revenue of ``compound-beta-lognormalmixture``) is drawn as a
   histogram of a fixed set of 65,536 draws (stream positions 0 ..), and says so.
 - :func:`plot_posteriors` (``bw.plot_posteriors({"A": pa, "B": pb})``): the same for
@@ -117,15 +119,16 @@ class _Source:
         if self.draws is not None:
             return [self._histogram(span)]
         q, proxy = self.marks, self.proxy
-        own = (float(q[0].min()), float(q[1].max()))
         grids = [np.linspace(span[0], span[1], _UNIFORM_POINTS), q[4:].ravel()]
-        if own[1] - own[0] < 0.5 * (span[1] - span[0]):       # narrow among wide ones
-            grids.append(np.linspace(max(own[0], span[0]), min(own[1], span[1]),
-                                     _OWN_POINTS))
+        for lo, hi, med in zip(np.maximum(q[0], span[0]), np.minimum(q[1], span[1]), q[6]):
+            if hi - lo < 0.5 * (span[1] - span[0]):            # narrow among wide ones
+                grids.append(np.linspace(lo, hi, _OWN_POINTS))
+            if lo > 0 and med - lo < 0.1 * (hi - lo):          # a spike by 0, a long tail
+                grids.append(np.geomspace(lo, hi, _OWN_POINTS))
         x = np.unique(np.concatenate(grids))
         x = x[(x >= span[0]) & (x <= span[1])]
         y = np.asarray(proxy.pdf(x)).reshape(x.shape[0], -1)
-        beyond = 1.0 - np.asarray(proxy.cdf(span[1])).reshape(-1) if own[1] > span[1] \
+        beyond = 1.0 - np.asarray(proxy.cdf(span[1])).reshape(-1) if q[1].max() > span[1] \
             else np.zeros(y.shape[1])
         names = [self.label] if y.shape[1] == 1 else \
             [f"{self.label}: {name}" if self.label else name for name in proxy._labels()]
@@ -151,10 +154,12 @@ def _draw(ax: Any, curves: list[Curve], level: float) -> None:
         label = f"{c.label} ({c.note})" if c.note else c.label
         (line,) = ax.plot(c.x, c.y, label=label or None)
         color = line.get_color()
-        inside = c.x[(c.x > c.lo) & (c.x < c.hi)]
-        xs = np.concatenate([[c.lo], inside, [c.hi]])
-        ax.fill_between(xs, np.interp(xs, c.x, c.y), color=color, alpha=_SHADE_ALPHA,
-                        linewidth=0, label=f"{pct}% interval [{c.lo:.4g}, {c.hi:.4g}]")
+        inside = (c.x > c.lo) & (c.x < c.hi)
+        xs = np.concatenate([[c.lo], c.x[inside], [c.hi]])
+        ys = np.concatenate([np.interp([c.lo], c.x, c.y), c.y[inside],
+                             np.interp([c.hi], c.x, c.y)])
+        ax.fill_between(xs, ys, color=color, alpha=_SHADE_ALPHA, linewidth=0,
+                        label=f"{pct}% interval [{c.lo:.4g}, {c.hi:.4g}]")
         ax.plot([c.median, c.median], [0.0, float(np.interp(c.median, c.x, c.y))],
                 color=color, linestyle="--", linewidth=1,
                 label=f"median {c.median:.4g}")
