@@ -17,12 +17,6 @@ N = DRAWS * CHAINS
 Z = 5.0         # a mean is within Z Monte Carlo standard errors of the exact one
 
 
-@pytest.fixture(scope="module")
-def worker():
-    with bw.InferenceWorker(threads=2, seed=77) as w:
-        yield w
-
-
 def fit(worker, model, data, **options):
     return worker.run_inference_sync(model, data, **options).posterior
 

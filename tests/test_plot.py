@@ -16,12 +16,6 @@ import matplotlib.pyplot as plt  # noqa: E402
 LEVEL = 0.9
 
 
-@pytest.fixture(scope="module")
-def worker():
-    with bw.InferenceWorker(threads=2, seed=31) as w:
-        yield w
-
-
 @pytest.fixture(autouse=True)
 def close_figures():
     yield
