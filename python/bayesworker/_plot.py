@@ -42,7 +42,9 @@ from ._validate import validate_level
 
 __all__ = ["plot_posterior", "plot_posteriors", "plot_comparison", "pyplot"]
 
-TAIL = 0.0005               # x ranges span the TAIL .. 1 - TAIL quantiles
+TAIL = 0.0005               # x ranges span the TAIL .. 1 - TAIL quantiles, cut two widths
+CUT_LEVEL = 0.9             # of this central interval (or the plotted one) beyond it
+_CUT = ((1 - CUT_LEVEL) / 2, (1 + CUT_LEVEL) / 2)
 _UNIFORM_POINTS = 161       # a density's grid: uniform over the plot's range ...
 _OWN_POINTS = 81            # ... and over the quantity's own range where it is narrower
 _HISTOGRAM_DRAWS = 1 << 16  # draws of a quantity with no exact distribution function
@@ -105,14 +107,14 @@ class _Source:
         if proxy._quantities() is not None:
             # rows: the range's ends, the 90 % interval, the level's interval and the
             # median; shape (7, k)
-            q = self.marks = proxy.quantile([TAIL, 1 - TAIL, 0.05, 0.95, (1 - level) / 2,
+            q = self.marks = proxy.quantile([TAIL, 1 - TAIL, *_CUT, (1 - level) / 2,
                                              (1 + level) / 2, 0.5])
             self.draws = None
             self.span = clipped_range(q[:2], np.minimum(q[2], q[4]), np.maximum(q[3], q[5]))
         else:
             proxy._check()
             self.draws = np.sort(proxy.sample_sync(_HISTOGRAM_DRAWS, start=0))
-            q = np.quantile(self.draws, [TAIL, 1 - TAIL, 0.05, 0.95])
+            q = np.quantile(self.draws, [TAIL, 1 - TAIL, *_CUT])
             self.span = clipped_range(q[:2, None], q[2], q[3])
 
     def curves(self, span: tuple[float, float]) -> list[Curve]:
