@@ -40,13 +40,14 @@ from ._distribution import level_label, quantity_name
 from ._errors import ModelError
 from ._validate import validate_level
 
-__all__ = ["plot_posterior", "plot_posteriors", "plot_comparison", "pyplot"]
+__all__ = ["plot_posterior", "plot_posteriors", "plot_comparison", "plot_lift",
+           "cdf_density", "pyplot"]
 
 TAIL = 0.0005               # x ranges span the TAIL .. 1 - TAIL quantiles, cut two widths
 CUT_LEVEL = 0.9             # of this central interval (or the plotted one) beyond it
 _CUT = ((1 - CUT_LEVEL) / 2, (1 + CUT_LEVEL) / 2)
 _UNIFORM_POINTS = 161       # a density's grid: uniform over the plot's range ...
-_OWN_POINTS = 81            # ... and over the quantity's own range where it is narrower
+_OWN_POINTS = 81            # ... and over a narrow quantity's own range, or log-spaced
 _HISTOGRAM_DRAWS = 1 << 16  # draws of a quantity with no exact distribution function
 _HISTOGRAM_BINS = 120
 # The lift's cdf is asked for at this many points, _THRESHOLDS_PER_CALL at a time (the
@@ -81,7 +82,7 @@ class Curve(NamedTuple):
     lo: float
     hi: float
     median: float
-    note: str = ""          # "" for an exact density; else what it is instead
+    note: str = ""          # what the label adds: how it was made, or what is cut off
 
 
 # ---------------------------------------------------------------------------------------- #
