@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import bayesworker as bw
+from bayesworker._bridge import Start
 
 try:
     import pandas as pd
@@ -92,7 +93,7 @@ def test_async_and_fallback_and_display():
     assert n == 2 and 0 < a < 1
     assert b == pytest.approx(data["revenue"][pos & (data["variant"] == "B")].mean())
     html = fits._repr_html_()
-    assert "<table>" in html and "beta-binomial" in html and ">A<" in html
+    assert "<table" in html and "beta-binomial" in html and ">A<" in html
     assert "2 groups" in repr(fits)
 
 
@@ -126,3 +127,133 @@ def test_unused_posteriors_go_with_the_group_fits():
         gc.collect()
         assert w.stats()["posteriors"] == 1
         assert kept.mean()[0] > 0
+
+
+# ---------------------------------------------------------------------------------------- #
+# GroupFits.compare, and the displays of comparisons (through _display.to_html)            #
+# ---------------------------------------------------------------------------------------- #
+
+def _three_arms(seed=7, n=6000):
+    data = _rows(seed, n)
+    data["variant"] = np.random.default_rng(seed + 1).choice(["A", "B", "C"], n)
+    return data
+
+
+def test_group_compare_is_one_comparison_per_remaining_group():
+    data = _three_arms()
+    with bw.InferenceWorker(threads=2, seed=3) as w:
+        fits = w.fit_groups_sync(data, by=["country", "variant"],
+                                 model="compound-beta-lognormal", converted="converted",
+                                 value="revenue")
+        cmps = fits.compare_sync(arm="variant", control="B")
+        assert list(cmps) == ["DE", "FR", "US"] and len(cmps) == 3
+        assert cmps.columns == ("country",) and cmps.arm == "variant"
+        for country in cmps:
+            one = w.compare_sync({v: fits[(country, v)] for v in "ABC"}, control="B")
+            got = cmps[country]
+            assert got.arms == ("A", "B", "C") and got.control == "B"
+            assert got.prob_best() == one.prob_best()
+            assert got.expected_loss() == one.expected_loss()
+            assert got.lift() == one.lift()
+            assert got._arm_posteriors()["C"] is fits[(country, "C")]
+        lower = fits.compare_sync(arm="variant", control="B", higher_is_better=False)
+        for country in lower:
+            assert lower[country].prob_best()["A"] == pytest.approx(
+                w.compare_sync({v: fits[(country, v)] for v in "ABC"}, control="B",
+                               higher_is_better=False).prob_best()["A"], abs=0)
+        summary = cmps.summary()
+        if pd is not None:
+            assert summary.index.names == ["country", "arm"]
+            assert summary.shape[0] == 9
+            assert summary.loc[("FR", "C"), "prob_best"] == cmps["FR"].prob_best()["C"]
+            assert bool(summary.loc[("US", "B"), "control"])
+        else:
+            assert len(summary) == 9 and summary[0]["country"] == "DE"
+
+
+def test_group_compare_gathers_every_comparison_before_waiting():
+    data = _three_arms(8, 3000)
+    with bw.InferenceWorker(threads=2, seed=3) as w:
+        fits = w.fit_groups_sync(data, by=["variant", "country"], model="beta-binomial",
+                                 converted="converted")
+        request = fits._compare_request("variant", "A", True, None)
+        steps = []
+        step = next(request)
+        while isinstance(step, Start):
+            steps.append(step)
+            step = request.send(None)
+        request.close()
+        assert len(steps) == 3                # the three countries' comparison jobs started
+        assert step is steps[0].call          # before the first is waited for
+
+
+def test_group_compare_async_with_the_arm_first_and_no_group_left():
+    data = _three_arms(9, 3000)
+
+    async def go():
+        async with bw.InferenceWorker(threads=2, seed=5) as w:
+            fits = await w.fit_groups(data, by=["variant", "country"],
+                                      model="beta-binomial", converted="converted")
+            by_country = await fits.compare(arm="variant", control="A")
+            only = await w.fit_groups(data, by="variant", model="beta-binomial",
+                                      converted="converted")
+            whole = await only.compare(control="C")
+            direct = await w.compare({v: only[v] for v in "ABC"}, control="C")
+            return by_country, whole, direct
+
+    by_country, whole, direct = asyncio.run(go())
+    assert list(by_country) == ["DE", "FR", "US"]
+    assert list(whole) == [()] and whole.columns == ()
+    assert whole[()].prob_best() == direct.prob_best()
+    if pd is not None:
+        assert list(whole.summary().index) == ["A", "B", "C"]
+
+
+def test_group_compare_errors_name_the_column_and_group():
+    data = _rows(10, 600)
+    data["variant"] = np.where((data["country"] == "FR") & (data["variant"] == "A"), "B",
+                               data["variant"])
+    with bw.InferenceWorker(threads=1, seed=1) as w:
+        fits = w.fit_groups_sync(data, by=["country", "variant"], model="beta-binomial",
+                                 converted="converted")
+        with pytest.raises(bw.DataError, match=r"arm = 'arm' is not one of the columns.*"
+                                               r"'country', 'variant'"):
+            fits.compare_sync(arm="arm")
+        with pytest.raises(bw.ModelError, match=r"group 'FR' has only the variant \['B'\]"):
+            fits.compare_sync(arm="variant", control="B")
+        small = {"country": ["DE", "DE", "FR", "FR", "FR"], "variant": ["A", "B", "B", "C", "C"],
+                 "converted": [1, 0, 1, 0, 1]}
+        fits = w.fit_groups_sync(small, by=["country", "variant"], model="beta-binomial",
+                                 converted="converted")
+        with pytest.raises(bw.ModelError, match=r"group 'FR' has no control arm 'A'"):
+            fits.compare_sync(arm="variant", control="A")
+
+
+def test_comparison_and_group_displays_use_the_shared_table():
+    with bw.InferenceWorker(threads=1, seed=1) as w:
+        a = w.run_inference_sync("beta-binomial", {"successes": 65, "trials": 1000}).posterior
+        b = w.run_inference_sync("beta-binomial", {"successes": 90, "trials": 1300}).posterior
+        cmp = w.compare_sync({"A": a, "B": b})
+        html = cmp._repr_html_()
+        assert 'class="bw-table"' in html and "A (control)" in html
+        decision = cmp.decision()
+        assert decision["action"] in html and "sample ratio mismatch" in html
+        assert "warning" in decision
+        assert html.count("sample ratio mismatch") == 1      # a note of its own, once
+        balanced = w.compare_sync({"A": a, "B": w.run_inference_sync(
+            "beta-binomial", {"successes": 70, "trials": 1000}).posterior})
+        html = balanced._repr_html_()
+        assert "sample ratio mismatch" not in html and "decision: " in html
+        assert f"{balanced.prob_best()['B']:.4g}" in html
+        data = _three_arms(11, 3000)
+        fits = w.fit_groups_sync(data, by=["country", "variant"], model="beta-binomial",
+                                 converted="converted")
+        html = fits._repr_html_()
+        assert 'class="bw-table"' in html and "<th" in html and ">country<" in html
+        assert ">variant<" in html and "95% interval" in html
+        cmps = fits.compare_sync(arm="variant", control="A")
+        html = cmps._repr_html_()
+        assert 'class="bw-table"' in html and ">decision<" in html
+        assert html.count("keep running") + html.count("ship") >= 3
+        assert "3 comparisons of variant by country" in html
+        assert "3 comparisons" in repr(cmps)

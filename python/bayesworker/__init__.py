@@ -16,6 +16,7 @@ from typing import Any
 from ._compare import Comparison
 from ._errors import BayesworkerError, DataError, DisposedError, ModelError
 from ._mixture import CompoundMixturePosteriorProxy, MixturePosteriorProxy
+from ._plot import plot_posteriors
 from ._progress import Progress
 from ._progressbar import get_options, set_options
 from ._proxy import CompoundPosteriorProxy, PosteriorProxy
@@ -50,6 +51,7 @@ __all__ = [
     "default_threads",
     "set_options",
     "get_options",
+    "plot_posteriors",
 ]
 
 __version__ = "0.1.0"

@@ -27,7 +27,12 @@ import numpy as np
 from . import _core
 from ._validate import show, validate_level
 
-__all__ = ["Distribution", "level_label", "records_frame"]
+__all__ = ["Distribution", "level_label", "records_frame", "quantity_name"]
+
+# What a quantity of each C distribution kind is, in words (csrc/bw_dist.h).
+_KIND_NAMES = {_core.DIST_BETA: "conversion rate", _core.DIST_NIG_MEAN: "mean",
+               _core.DIST_NIG_LNMEAN: "mean value", _core.DIST_GAMMA: "rate",
+               _core.DIST_INVGAMMA: "mean value"}
 
 
 def level_label(level: float) -> str:
@@ -44,6 +49,21 @@ def records_frame(rows: list[dict[str, Any]], index: str | None = None) -> Any:
         return rows
     frame = pd.DataFrame.from_records(rows)
     return frame.set_index(index) if index is not None and len(frame) else frame
+
+
+def quantity_name(proxy: Any) -> str:
+    """What ``proxy``'s quantities are, in words (a plot's x label): "conversion rate",
+    "revenue per user", "value per converter", "category share", "component mean", ..."""
+    if getattr(proxy, "_width", 1) > 1:
+        return "category share"
+    if hasattr(proxy, "n_components"):
+        return "component mean"
+    rows = proxy._quantities()
+    if rows is None or len(rows[0]) == 2:
+        return "revenue per user"
+    if proxy.model_type.endswith(":severity"):
+        return "value per converter"
+    return _KIND_NAMES.get(rows[0][0][0], "value")
 
 
 def _as_float_array(x: Any, name: str) -> np.ndarray:
@@ -171,6 +191,21 @@ class Distribution:
         dicts where pandas is not installed) with columns mean, median, sd and
         ``ci_<level>_lower`` / ``ci_<level>_upper`` for each level (central intervals)."""
         return records_frame(self._summary_rows(validate_levels(levels)), "quantity")
+
+    # -- plots and export ------------------------------------------------------------------
+    def plot(self, ax: Any = None, level: float = 0.95) -> Any:
+        """The exact posterior density with the central ``level`` interval shaded and the
+        median marked (matplotlib, ``pip install bayesworker[plot]``); returns the Axes.
+        See :func:`bayesworker.plot_posteriors`."""
+        from ._plot import plot_posterior
+        return plot_posterior(self, ax=ax, level=level)
+
+    def to_arviz(self, draws: int = 4000, chains: int = 4, seed: int | None = None) -> Any:
+        """``chains`` x ``draws`` posterior draws as ArviZ's data object (``pip install
+        bayesworker[arviz]``); the same call gives the same draws (see
+        :func:`bayesworker._arviz.posterior_data`)."""
+        from ._arviz import posterior_data
+        return posterior_data(self, draws=draws, chains=chains, seed=seed)
 
     def _repr_html_(self) -> str:
         from ._display import to_html

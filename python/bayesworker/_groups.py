@@ -25,7 +25,6 @@ DataFrame indexed by the labels, or a list of dicts without pandas) and ``_repr_
 
 from __future__ import annotations
 
-import html
 import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from types import SimpleNamespace
@@ -40,7 +39,7 @@ from ._inputs import as_1d, float64
 from ._table import core_row, prior_tuple
 from .models import AUTO, family, resolve_model_type
 
-__all__ = ["GroupFits", "GroupPlan"]
+__all__ = ["GroupFits", "GroupPlan", "GroupComparisons"]
 
 _PART = 2 + 2 * 3        # doubles per part in a summary row: mean, variance, 3 intervals
 
@@ -226,7 +225,8 @@ class GroupPlan:
         fam = family(name) if name != AUTO else None
         if fam is None or not batchable(fam, cols, self.options):
             return (yield from _one_by_one(worker, self.data, group, names, self.model,
-                                           self.prior, self.timeout, self.options, cols))
+                                           self.prior, self.timeout, self.options,
+                                           cols))._grouped_by(self.by)
         full_prior = fam.check_prior(self.prior)
         batch = self.batch = _Batch(fam, self.data, cols, group, len(names))
         batch.check(fam, names)
@@ -251,7 +251,7 @@ class GroupPlan:
             timeout = DEFAULT_TIMEOUT + float(len(names))
         job = yield Call(FITTING, submit, timeout=timeout)
         return GroupFits(worker, fam.name, names, ids, summaries, batch.rows, job.runtime,
-                         list(row["parts"]))
+                         list(row["parts"]))._grouped_by(self.by)
 
     def reword(self, exc: Exception) -> Exception:
         """A batch job's refused value named by its group and row; others as they are."""
@@ -310,13 +310,16 @@ def _release(bridge: Any, ids: np.ndarray) -> None:
 
 class GroupFits:
     """One fit per group: ``len``, iteration over the labels, ``fits[label]`` -> proxy,
-    ``summary()`` and an HTML display. Posteriors no proxy holds are freed with it."""
+    ``summary()``, an HTML display, ``compare(arm=...)`` (one comparison per remaining
+    group) and ``to_arviz()``. Posteriors no proxy holds are freed with it."""
 
     def __init__(self, worker: Any, model: str, names: list[Any], ids: np.ndarray,
                  summaries: np.ndarray, rows: np.ndarray, runtime: float,
                  parts: list[str]) -> None:
         self.model_type = model
         self.runtime = runtime
+        #: the columns the rows were grouped by (a label holds one value of each)
+        self.by: tuple[str, ...] | None = None
         self._worker = worker
         self._names = names
         self._index: dict[Any, int] | None = None
@@ -326,6 +329,11 @@ class GroupFits:
         self._parts = parts
         self._proxies: dict[int, Any] = {}
         self._finalizer = weakref.finalize(self, _release, worker._bridge, ids)
+
+    def _grouped_by(self, by: str | Sequence[str]) -> "GroupFits":
+        """Record the ``by`` columns of the fit; returns the GroupFits."""
+        self.by = (by,) if isinstance(by, str) else tuple(by)
+        return self
 
     @classmethod
     def of_results(cls, worker: Any, names: list[Any], results: list[Any],
@@ -376,6 +384,9 @@ class GroupFits:
         if g is None:
             raise KeyError(f"no group {label!r} (groups: {len(self)}, e.g. "
                            f"{self._names[:3]!r})")
+        return self._proxy(g)
+
+    def _proxy(self, g: int) -> Any:
         proxy = self._proxies.get(g)
         if proxy is None:
             worker = self._worker
@@ -385,6 +396,14 @@ class GroupFits:
             self._proxies[g] = proxy
         return proxy
 
+    def _label_columns(self) -> list[str]:
+        """The names of a label's values: the by columns (``["group"]`` if unknown)."""
+        return list(self.by) if self.by else ["group"]
+
+    def _values(self, label: Any) -> tuple:
+        """A label as the tuple of its values, one per by column."""
+        return label if len(self._label_columns()) > 1 else (label,)
+
     # -- summaries -----------------------------------------------------------------------
     def _columns(self) -> dict[str, np.ndarray]:
         s = self._summaries
@@ -393,8 +412,9 @@ class GroupFits:
 
     def summary(self) -> Any:
         """One row per group (rows, mean, sd, 95 % interval of the model's quantity: the
-        revenue per user of a compound model), indexed by the group labels: a pandas
-        DataFrame, or a list of dicts (with a ``group`` key) without pandas."""
+        revenue per user of a compound model), indexed by the group labels (the index
+        levels named after the by columns): a pandas DataFrame, or a list of dicts (with
+        a ``group`` key) without pandas."""
         cols = self._columns()
         try:
             import pandas as pd
@@ -402,23 +422,169 @@ class GroupFits:
             return [{"group": k, **{c: float(v[g]) if c != "rows" else int(v[g])
                                     for c, v in cols.items()}}
                     for g, k in enumerate(self._names)]
+        names = self._label_columns() if self.by else None
         if self._names and isinstance(self._names[0], tuple):
-            index = pd.MultiIndex.from_tuples(self._names)
+            index = pd.MultiIndex.from_tuples(self._names, names=names)
         else:
-            index = pd.Index(self._names)
+            index = pd.Index(self._names, name=names[0] if names else None)
         return pd.DataFrame(cols, index=index)
 
     def __repr__(self) -> str:
         return f"<GroupFits {self.model_type}: {len(self)} groups>"
 
     def _repr_html_(self, limit: int = 20) -> str:
+        from ._display import to_html
         cols = self._columns()
-        head = "".join(f"<th>{html.escape(c)}</th>" for c in ("group", *cols))
-        body = []
-        for g, k in enumerate(self._names[:limit]):
-            cells = "".join(f"<td>{v[g]:.6g}</td>" for v in cols.values())
-            body.append(f"<tr><td>{html.escape(str(k))}</td>{cells}</tr>")
-        more = f"<p>{len(self) - limit} more groups</p>" if len(self) > limit else ""
-        return (f"<div><b>{html.escape(self.model_type)}</b>: {len(self)} groups"
-                f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody>"
-                f"</table>{more}</div>")
+        rows = []
+        for g, label in enumerate(self._names[:limit]):
+            row: dict[str, Any] = dict(zip(self._label_columns(), self._values(label)))
+            row.update({"rows": int(cols["rows"][g]), "mean": float(cols["mean"][g]),
+                        "sd": float(cols["sd"][g]), "ci_95_lower": float(cols["ci95_lo"][g]),
+                        "ci_95_upper": float(cols["ci95_hi"][g])})
+            rows.append(row)
+        more = [f"{len(self) - limit} more groups: see summary()"] if len(self) > limit else []
+        return to_html(rows, caption=f"GroupFits {self.model_type}: {len(self)} groups",
+                       notes=more)
+
+    # -- comparisons and export ------------------------------------------------------------
+    def _arms_by_group(self, arm: str, control: Any) -> dict[Any, dict[str, Any]]:
+        """{remaining label: {arm name: proxy}} for a comparison of the ``arm`` column's
+        values within each group of the other by columns; a clear error for an unknown
+        column, a group with one arm or without the control."""
+        columns = self._label_columns()
+        if self.by is None or arm not in columns:
+            raise DataError(f"arm = {arm!r} is not one of the columns the groups were made "
+                            f"by ({', '.join(map(repr, columns))})")
+        pos = columns.index(arm)
+        members: dict[Any, dict[str, int]] = {}
+        for g, label in enumerate(self._names):
+            values = self._values(label)
+            rest = values[:pos] + values[pos + 1:]
+            key = rest[0] if len(rest) == 1 else rest
+            members.setdefault(key, {})[str(values[pos])] = g
+        for key, arms in members.items():
+            where = f"group {key!r}" if len(columns) > 1 else "the groups"
+            if len(arms) < 2:
+                raise ModelError(f"{where} has only the {arm} {list(arms)}: a comparison "
+                                 f"needs at least two arms")
+            if str(control) not in arms:
+                raise ModelError(f"{where} has no control arm {control!r} (its {arm} "
+                                 f"values: {list(arms)})")
+        return {key: {name: self._proxy(g) for name, g in arms.items()}
+                for key, arms in members.items()}
+
+    def _compare_request(self, arm: str, control: Any, higher_is_better: bool,
+                         timeout: float | None) -> Request:
+        from ._compare import compare_request
+        from ._gather import gather
+        groups = self._arms_by_group(arm, control)
+        comparisons = yield from gather(
+            compare_request(self._worker, arms, str(control), higher_is_better, timeout,
+                            None) for arms in groups.values())
+        columns = [c for c in self._label_columns() if c != arm]
+        return GroupComparisons(columns, arm, {
+            key: cmp._keep_arms(arms) for (key, arms), cmp in zip(groups.items(), comparisons)})
+
+    async def compare(self, arm: str = "variant", control: Any = "A",
+                      higher_is_better: bool = True, *,
+                      timeout: float | None = None) -> "GroupComparisons":
+        """Compare the values of the by column ``arm`` (the arms, named by their values as
+        strings) within each group of the other by columns, against ``control``: one
+        :class:`~bayesworker.Comparison` per remaining group, all computed as one batch of
+        jobs on the workers. Returns a :class:`GroupComparisons` (a read-only dict keyed
+        by the remaining labels, ``()`` when ``by`` was only ``arm``).
+
+        >>> import bayesworker as bw
+        >>> data = {"country": ["DE"] * 4 + ["FR"] * 4, "variant": ["A", "B"] * 4,
+        ...         "converted": [0, 1, 1, 1, 0, 0, 1, 1]}
+        >>> with bw.InferenceWorker(threads=1, seed=1) as w:
+        ...     fits = w.fit_groups_sync(data, by=["country", "variant"],
+        ...                              model="beta-binomial", converted="converted")
+        ...     cmps = fits.compare_sync(arm="variant", control="A")
+        ...     print(list(cmps), round(cmps["DE"].prob_beats_control()["B"], 4))
+        ['DE', 'FR'] 0.8
+        """
+        return await self._worker._bridge.run_async(
+            self._compare_request(arm, control, higher_is_better, timeout))
+
+    def compare_sync(self, arm: str = "variant", control: Any = "A",
+                     higher_is_better: bool = True, *,
+                     timeout: float | None = None) -> "GroupComparisons":
+        """Blocking twin of :meth:`compare`."""
+        return self._worker._bridge.run_sync(
+            self._compare_request(arm, control, higher_is_better, timeout))
+
+    def to_arviz(self, draws: int = 4000, chains: int = 4, seed: int | None = None) -> Any:
+        """Every group's draws as ArviZ's data object (``pip install bayesworker[arviz]``):
+        one variable of shape (chains, draws, groups), the labels along the dimension
+        ``group`` (a tuple label as its values joined by ", "); the draws of all groups
+        are one batch of jobs, repeatable like ``post.to_arviz``."""
+        from ._arviz import arms_data
+        labels = [", ".join(map(str, k)) if isinstance(k, tuple) else str(k)
+                  for k in self._names]
+        return arms_data({label: self._proxy(g) for g, label in enumerate(labels)}, "group",
+                         draws=draws, chains=chains, seed=seed)
+
+
+class GroupComparisons(Mapping):
+    """One :class:`~bayesworker.Comparison` per group: a read-only dict keyed by the group
+    labels left when the arm column is taken out of ``by`` (a value, a tuple of values, or
+    ``()`` when ``by`` held only the arm column). ``summary()`` stacks the comparisons'
+    summaries; the HTML display shows every arm with its group's decision."""
+
+    def __init__(self, columns: list[str], arm: str, comparisons: dict[Any, Any]) -> None:
+        #: the by columns that name a group (the arm column left out)
+        self.columns = tuple(columns)
+        #: the by column whose values are the arms
+        self.arm = arm
+        self._comparisons = comparisons
+
+    def __getitem__(self, key: Any) -> Any:
+        try:
+            return self._comparisons[tuple(key) if isinstance(key, list) else key]
+        except KeyError:
+            raise KeyError(f"no group {key!r} (groups: {list(self._comparisons)[:3]!r} "
+                           f"...)") from None
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._comparisons)
+
+    def __len__(self) -> int:
+        return len(self._comparisons)
+
+    def _values(self, key: Any) -> dict[str, Any]:
+        return dict(zip(self.columns, key if len(self.columns) != 1 else (key,)))
+
+    def summary(self) -> Any:
+        """Every comparison's ``summary()`` stacked: one row per (group..., arm), a pandas
+        DataFrame with that MultiIndex (just ``arm`` when no column is left), or a list of
+        dicts with the group columns where pandas is not installed."""
+        frames = {key: cmp.summary() for key, cmp in self._comparisons.items()}
+        try:
+            import pandas as pd
+        except ImportError:
+            return [{**self._values(key), **row} for key, rows in frames.items()
+                    for row in rows]
+        if not self.columns:
+            return frames[()]
+        return pd.concat(list(frames.values()), keys=list(frames),
+                         names=[*self.columns, "arm"])
+
+    def __repr__(self) -> str:
+        by = ", ".join(self.columns) or "-"
+        return f"<GroupComparisons of {self.arm} by {by}: {len(self)} comparisons>"
+
+    def _repr_html_(self, limit: int = 20) -> str:
+        from ._display import to_html
+        rows, notes = [], []
+        for key, cmp in list(self._comparisons.items())[:limit]:
+            arm_rows, action, _, warnings = cmp._display()
+            for i, row in enumerate(arm_rows):
+                rows.append({**self._values(key), **row,
+                             "decision": action if i == 0 else None})
+            notes.extend(f"{key!r}: {w}" if self.columns else w for w in warnings)
+        if len(self) > limit:
+            notes.append(f"{len(self) - limit} more groups: see summary()")
+        return to_html(rows, caption=f"{len(self)} comparisons of {self.arm}"
+                                     + (f" by {', '.join(self.columns)}" if self.columns
+                                        else ""), notes=notes)

@@ -383,15 +383,15 @@ class InferenceWorker:
         """Compare arms ``{name: posterior proxy}`` of this worker, all of one quantity, on
         the workers: P(beat control), P(best), expected losses, lifts (see ``Comparison``).
         ``control`` defaults to the first arm."""
-        return await self._bridge.run_async(
-            compare_request(self, arms, control, higher_is_better, timeout, on_progress))
+        return (await self._bridge.run_async(compare_request(
+            self, arms, control, higher_is_better, timeout, on_progress)))._keep_arms(arms)
 
     def compare_sync(self, arms: Any, control: str | None = None, *,
                      higher_is_better: bool = True, timeout: float | None = None,
                      on_progress: Callable[[Progress], None] | None = None) -> Comparison:
         """Blocking twin of :meth:`compare`."""
-        return self._bridge.run_sync(
-            compare_request(self, arms, control, higher_is_better, timeout, on_progress))
+        return self._bridge.run_sync(compare_request(
+            self, arms, control, higher_is_better, timeout, on_progress))._keep_arms(arms)
 
     # -- auto and mixtures ---------------------------------------------------------------
     @staticmethod
