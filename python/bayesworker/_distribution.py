@@ -15,7 +15,7 @@ Shapes: a proxy of one quantity (k == 1, most models) answers ``cdf(x)``, ``pdf(
 >>> with bw.InferenceWorker(threads=0, seed=1) as worker:
 ...     post = worker.run_inference_sync("beta-binomial", {"successes": 30, "trials": 100}).posterior
 ...     print(round(float(post.cdf(0.3)), 6), post.ppf([0.025, 0.975]).round(6))
-0.561689 [0.218979 0.396147]
+0.476912 [0.218979 0.396147]
 """
 
 from __future__ import annotations
