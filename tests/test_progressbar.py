@@ -34,10 +34,11 @@ class FakeTqdm:
 @pytest.fixture
 def fake_tqdm(monkeypatch):
     FakeTqdm.made = []
-    auto = types.ModuleType("tqdm.auto")
-    auto.tqdm = FakeTqdm
     monkeypatch.setitem(sys.modules, "tqdm", types.ModuleType("tqdm"))
-    monkeypatch.setitem(sys.modules, "tqdm.auto", auto)
+    for name in ("tqdm.auto", "tqdm.std"):      # the widget bar, and the text bar
+        mod = types.ModuleType(name)
+        mod.tqdm = FakeTqdm
+        monkeypatch.setitem(sys.modules, name, mod)
     yield FakeTqdm
     bw.set_options(progress=False)
 
@@ -108,3 +109,51 @@ def test_without_tqdm_warns_once(worker, monkeypatch):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert len(list(post.sample_batched_sync(20, 10, progress=True))) == 2
+
+
+def test_text_bar_where_ipywidgets_is_missing(monkeypatch):
+    """tqdm.auto warns on every import in a notebook without ipywidgets: the text bar is
+    used there instead, and the widget bar where ipywidgets is installed."""
+    import importlib.util
+
+    from bayesworker import _progressbar
+    pytest.importorskip("tqdm")
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "ipywidgets" else real(name, *a))
+    import tqdm.std
+    assert _progressbar._tqdm() is tqdm.std.tqdm
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: object() if name == "ipywidgets" else real(name, *a))
+    import tqdm.auto
+    assert _progressbar._tqdm() is tqdm.auto.tqdm
+
+
+def test_group_fit_and_compare_bars(worker, fake_tqdm):
+    """fit_groups (the batch job, and groups fitted one by one) and compare take progress=
+    and on_progress= like a fit; the bars finish full and the caller's listener runs."""
+    pd = pytest.importorskip("pandas")
+    rng = np.random.default_rng(3)
+    df = pd.DataFrame({"g": rng.choice(["x", "y", "z"], 3000), "arm": rng.choice(["A", "B"], 3000),
+                       "conv": rng.random(3000) < 0.1})
+    df["value"] = np.where(df["conv"], rng.lognormal(2, 1, 3000), 0.0)
+    seen = []
+    fits = worker.fit_groups_sync(df, by=["g", "arm"], model="beta-binomial", converted="conv",
+                                  progress=True, on_progress=seen.append)
+    bar = fake_tqdm.made[-1]
+    assert bar.desc == "fit_groups beta-binomial" and bar.closed and bar.n == bar.total > 0
+    assert seen and len(fits) == 6
+    seen.clear()
+    shares = worker.fit_groups_sync(df, by=["g"], model="dirichlet-multinomial", labels="arm",
+                                    progress=True, on_progress=seen.append)   # one by one
+    bar = fake_tqdm.made[-1]
+    assert bar.closed and (bar.n, bar.total) == (3, 3) and len(shares) == 3
+    assert [(p.iteration, p.total_iterations) for p in seen][-1] == (3, 3)
+    fits = worker.fit_groups_sync(df, by=["g"], model="compound-beta-lognormal", converted="conv",
+                                  value="value")
+    seen.clear()
+    cmp = worker.compare_sync({"A": fits["x"], "B": fits["y"]}, progress=True,
+                              on_progress=seen.append)
+    bar = fake_tqdm.made[-1]
+    assert bar.desc == "compare" and bar.closed and seen
+    assert 0.0 < cmp.prob_beats_control()["B"] < 1.0

@@ -26,7 +26,7 @@ DataFrame indexed by the labels, or a list of dicts without pandas) and ``_repr_
 from __future__ import annotations
 
 import weakref
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from types import SimpleNamespace
 from typing import Any
 
@@ -35,7 +35,8 @@ import numpy as np
 from ._bridge import DEFAULT_TIMEOUT, FITTING, Call, Request, Start
 from ._errors import DataError, ModelError
 from ._frames import column as _column, row_label as _row_label
-from ._inputs import as_1d, float64
+from ._inputs import as_1d, float64, series_values
+from ._progress import Progress
 from ._table import core_row, prior_tuple
 from .models import AUTO, family, resolve_model_type
 
@@ -216,8 +217,9 @@ class GroupPlan:
         self.batch: _Batch | None = None
         self.names: list[Any] = []
 
-    def request(self) -> Request:
-        """The request of the group fit; its value is the :class:`GroupFits`."""
+    def request(self, on_progress: Callable[[Progress], None] | None = None) -> Request:
+        """The request of the group fit; its value is the :class:`GroupFits`. Progress is
+        the batch job's blocks, or the groups fitted one by one."""
         worker, cols = self.worker, self.cols
         name = resolve_model_type(self.model)
         group, names, _ = group_rows(self.data, self.by)
@@ -226,7 +228,7 @@ class GroupPlan:
         if fam is None or not batchable(fam, cols, self.options):
             return (yield from _one_by_one(worker, self.data, group, names, self.model,
                                            self.prior, self.timeout, self.options,
-                                           cols))._grouped_by(self.by)
+                                           cols, on_progress))._grouped_by(self.by)
         full_prior = fam.check_prior(self.prior)
         batch = self.batch = _Batch(fam, self.data, cols, group, len(names))
         batch.check(fam, names)
@@ -249,7 +251,7 @@ class GroupPlan:
         timeout = self.timeout
         if timeout is None:     # a batch's work grows with its groups: 30 s plus 1 s a group
             timeout = DEFAULT_TIMEOUT + float(len(names))
-        job = yield Call(FITTING, submit, timeout=timeout)
+        job = yield Call(FITTING, submit, timeout=timeout, on_progress=on_progress)
         return GroupFits(worker, fam.name, names, ids, summaries, batch.rows, job.runtime,
                          list(row["parts"]))._grouped_by(self.by)
 
@@ -270,9 +272,12 @@ class GroupPlan:
 
 def _one_by_one(worker: Any, data: Any, group: np.ndarray, names: list[Any], model: str,
                 prior: Any, timeout: float | None, options: Mapping[str, Any],
-                cols: Mapping[str, str]) -> Request:
-    """Every group as its own fit request, all started before any is awaited."""
-    arrays = {field: np.asarray(_column(data, col, field)) for field, col in cols.items()}
+                cols: Mapping[str, str],
+                on_progress: Callable[[Progress], None] | None = None) -> Request:
+    """Every group as its own fit request, all started before any is awaited; progress
+    counts the groups fitted."""
+    arrays = {field: np.asarray(series_values(_column(data, col, field)))
+              for field, col in cols.items()}
     order = np.argsort(group, kind="stable")
     bounds = np.searchsorted(group[order], np.arange(len(names) + 1))
     calls, reqs = [], []
@@ -292,6 +297,9 @@ def _one_by_one(worker: Any, data: Any, group: np.ndarray, names: list[Any], mod
     for g, (req, call) in enumerate(zip(reqs, calls)):
         job = yield call
         results.append(worker._result(req, job))
+        if on_progress is not None:
+            done = g + 1
+            on_progress(Progress(FITTING, done / len(names), done, len(names)))
     return GroupFits.of_results(worker, names, results, np.bincount(group, minlength=len(names)))
 
 

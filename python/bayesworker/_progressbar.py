@@ -53,9 +53,15 @@ def _mode(value: Any, name: str) -> bool | str:
 
 
 def _tqdm() -> Any:
-    """tqdm.auto.tqdm, or None (warning once) where tqdm is not installed."""
+    """tqdm.auto.tqdm (a widget in Jupyter), its text bar in a notebook without ipywidgets
+    (where tqdm.auto would warn on every import), or None (warning once) where tqdm is not
+    installed."""
     try:
-        from tqdm.auto import tqdm
+        import importlib.util
+        if importlib.util.find_spec("ipywidgets") is None:
+            from tqdm.std import tqdm
+        else:
+            from tqdm.auto import tqdm
     except ImportError:
         if not _warned[0]:
             _warned[0] = True

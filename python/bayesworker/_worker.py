@@ -355,43 +355,54 @@ class InferenceWorker:
     # -- groups --------------------------------------------------------------------------
     async def fit_groups(self, data: Any, by: Any, model: str, *, prior: Any = None,
                          timeout: float | None = None, options: dict | None = None,
+                         on_progress: Callable[[Progress], None] | None = None,
+                         progress: bool | str | None = None,
                          **columns: str) -> GroupFits:
         """One fit of ``model`` per group of ``data``'s rows grouped by the ``by`` columns;
         the model's data fields name the columns (``converted=``, ``value=``,
         ``successes=``/``trials=``). Conjugate families run as ONE batch job; returns a
-        :class:`~bayesworker._groups.GroupFits`."""
+        :class:`~bayesworker._groups.GroupFits`. ``progress``/``on_progress`` as for
+        :meth:`run_inference` (the batch job's blocks, or the groups fitted one by one)."""
         plan = GroupPlan(self, data, by, model, prior, timeout, options or {}, columns)
         try:
-            return await self._bridge.run_async(plan.request())
+            with progress_listener(progress, on_progress, f"fit_groups {model}") as listen:
+                return await self._bridge.run_async(plan.request(listen))
         except DataError as exc:
             raise plan.reword(exc) from None
 
     def fit_groups_sync(self, data: Any, by: Any, model: str, *, prior: Any = None,
                         timeout: float | None = None, options: dict | None = None,
+                        on_progress: Callable[[Progress], None] | None = None,
+                        progress: bool | str | None = None,
                         **columns: str) -> GroupFits:
         """Blocking twin of :meth:`fit_groups`."""
         plan = GroupPlan(self, data, by, model, prior, timeout, options or {}, columns)
         try:
-            return self._bridge.run_sync(plan.request())
+            with progress_listener(progress, on_progress, f"fit_groups {model}") as listen:
+                return self._bridge.run_sync(plan.request(listen))
         except DataError as exc:
             raise plan.reword(exc) from None
 
     # -- decisions -----------------------------------------------------------------------
     async def compare(self, arms: Any, control: str | None = None, *,
                       higher_is_better: bool = True, timeout: float | None = None,
-                      on_progress: Callable[[Progress], None] | None = None) -> Comparison:
+                      on_progress: Callable[[Progress], None] | None = None,
+                      progress: bool | str | None = None) -> Comparison:
         """Compare arms ``{name: posterior proxy}`` of this worker, all of one quantity, on
         the workers: P(beat control), P(best), expected losses, lifts (see ``Comparison``).
-        ``control`` defaults to the first arm."""
-        return (await self._bridge.run_async(compare_request(
-            self, arms, control, higher_is_better, timeout, on_progress)))._keep_arms(arms)
+        ``control`` defaults to the first arm; ``progress`` as for :meth:`run_inference`."""
+        with progress_listener(progress, on_progress, "compare") as listen:
+            return (await self._bridge.run_async(compare_request(
+                self, arms, control, higher_is_better, timeout, listen)))._keep_arms(arms)
 
     def compare_sync(self, arms: Any, control: str | None = None, *,
                      higher_is_better: bool = True, timeout: float | None = None,
-                     on_progress: Callable[[Progress], None] | None = None) -> Comparison:
+                     on_progress: Callable[[Progress], None] | None = None,
+                     progress: bool | str | None = None) -> Comparison:
         """Blocking twin of :meth:`compare`."""
-        return self._bridge.run_sync(compare_request(
-            self, arms, control, higher_is_better, timeout, on_progress))._keep_arms(arms)
+        with progress_listener(progress, on_progress, "compare") as listen:
+            return self._bridge.run_sync(compare_request(
+                self, arms, control, higher_is_better, timeout, listen))._keep_arms(arms)
 
     # -- auto and mixtures ---------------------------------------------------------------
     @staticmethod
