@@ -15,6 +15,7 @@ from typing import Any
 
 from ._compare import Comparison
 from ._errors import BayesworkerError, DataError, DisposedError, ModelError
+from ._groups import GroupComparisons, GroupFits
 from ._mixture import CompoundMixturePosteriorProxy, MixturePosteriorProxy
 from ._plot import plot_posteriors
 from ._progress import Progress
@@ -41,6 +42,8 @@ __all__ = [
     "CompoundMixturePosteriorProxy",
     "InferenceResult",
     "Comparison",
+    "GroupFits",
+    "GroupComparisons",
     "Diagnostics",
     "Progress",
     "BayesworkerError",
