@@ -310,20 +310,27 @@ class InferenceWorker:
 
     # -- decisions -----------------------------------------------------------------------
     async def compare(self, arms: Any, control: str | None = None, *,
-                      higher_is_better: bool = True, timeout: float | None = None,
+                      higher_is_better: bool = True, draws: int | None = None,
+                      category: Any = None, timeout: float | None = None,
                       on_progress: Callable[[Progress], None] | None = None) -> Comparison:
         """Compare arms ``{name: posterior proxy}`` of this worker, all of one quantity, on
         the workers: P(beat control), P(best), expected losses, lifts (see ``Comparison``).
-        ``control`` defaults to the first arm."""
+        ``control`` defaults to the first arm. ``draws``: the joint draws of a Monte Carlo
+        comparison (one with a mixture arm; 2**20 by default, at most 2**24); it has no
+        effect on an exact one. ``category``: for dirichlet-multinomial arms, the category
+        whose share is compared."""
         return await self._bridge.run_async(
-            compare_request(self, arms, control, higher_is_better, timeout, on_progress))
+            compare_request(self, arms, control, higher_is_better, timeout, on_progress,
+                            draws, category))
 
     def compare_sync(self, arms: Any, control: str | None = None, *,
-                     higher_is_better: bool = True, timeout: float | None = None,
+                     higher_is_better: bool = True, draws: int | None = None,
+                     category: Any = None, timeout: float | None = None,
                      on_progress: Callable[[Progress], None] | None = None) -> Comparison:
         """Blocking twin of :meth:`compare`."""
         return self._bridge.run_sync(
-            compare_request(self, arms, control, higher_is_better, timeout, on_progress))
+            compare_request(self, arms, control, higher_is_better, timeout, on_progress,
+                            draws, category))
 
     # -- auto and mixtures ---------------------------------------------------------------
     @staticmethod
