@@ -46,7 +46,10 @@ def _stored(proxy: Any) -> dict | None:
 def quantity_of(proxy: Any) -> str:
     """The quantity a proxy reports on, from its factors' kinds in the C store; arms of
     one comparison must share it."""
-    return _source("", proxy, None)[0]
+    try:
+        return _source("", proxy, None)[0]
+    except ModelError:          # a dirichlet posterior: a vector, until a category is named
+        return "category shares"
 
 
 def _label(factors: tuple) -> str:
@@ -91,8 +94,8 @@ def _category(name: str, proxy: Any, post: dict, category: Any) -> tuple[str, tu
                          f"{len(cats)} category shares has no exact comparison as a whole; "
                          f"compare one category's share with category=... (one of "
                          f"{list(cats)})")
-    i = next((j for j, c in enumerate(cats) if type(c) is type(category) and c == category),
-             None)
+    i = next((j for j, c in enumerate(cats)
+              if not isinstance(category, bool) and c == category), None)
     if i is None:
         raise ModelError(f"category = {category!r} is not a category of arm {name!r}: "
                          f"{list(cats)}")
