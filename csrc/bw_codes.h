@@ -68,4 +68,14 @@
  * ("mixture!" in ASCII). */
 #define BW_MIX_INIT_SALT UINT64_C(0x6D69787475726521)
 
+/* ---------------------------------------------------------------------------------------- */
+/* Comparison stream tag (compare_mc.c)                                                      */
+/* ---------------------------------------------------------------------------------------- */
+
+/* A Monte Carlo comparison draws arm i on its own key, bw_stream_key(the posterior's key,
+ * BW_TAG_CMP_MC + i), so that none of its draws is a user draw (a family's draws keep their
+ * own tags on that key); an exact arm's draws take this tag on it.  Above every tag a family
+ * uses (conjugate parts 0..2, mixtures 16..255, dirichlet categories 0..2047). */
+#define BW_TAG_CMP_MC 4096u
+
 #endif /* BW_CODES_H */

@@ -1029,11 +1029,13 @@ int bw_compare_check(const bw_cmp_request *req, bw_error *err)
         if (!isfinite(req->thresholds[k]))
             return bw_fail(err, BW_E_DOMAIN, "threshold = %s must be finite",
                            bw_fmt(buf, sizeof buf, req->thresholds[k]));
-    return 0;
+    return bw_compare_mc_check(req, err);
 }
 
 bw_job *bw_compare_job(const bw_cmp_request *req)
 {
+    if (bw_compare_mc_wanted(req))      /* an arm without tractable integrals */
+        return bw_compare_mc_job(req);
     cmp_ctx *C = calloc(1, sizeof *C);
     if (!C)
         return NULL;
@@ -1053,5 +1055,8 @@ bw_job *bw_compare_job(const bw_cmp_request *req)
 
 const bw_cmp_result *bw_compare_result(const bw_job *job)
 {
+    const bw_cmp_result *mc = bw_compare_mc_result(job);
+    if (mc)
+        return mc;
     return &((const cmp_ctx *)job->ctx)->res;
 }

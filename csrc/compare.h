@@ -27,6 +27,24 @@
 #define BW_CMP_MAX_LEVELS 4
 #define BW_CMP_MAX_THRESHOLDS 8
 
+/* An arm's draws in a Monte Carlo comparison.  post NULL: the arm is the exact quantity
+ * arm[i] (drawn by bw_sample when another arm is drawn); else a heap copy of a stored
+ * posterior whose `part` has no tractable integrals (a mixture's mean or revenue per user),
+ * drawn through its family's draw op: the request owns it until bw_compare_job takes it. */
+struct bw_record;
+typedef struct {
+    struct bw_record *post;
+    int part;
+    int flags;                  /* a drawn arm's BW_CMP_POSITIVE | BW_CMP_HEAVY */
+    uint64_t key;               /* the posterior's stream key (every arm of a Monte Carlo
+                                 * request) */
+} bw_cmp_source;
+
+enum {
+    BW_CMP_POSITIVE = 1,        /* every draw is > 0: relative lifts are defined */
+    BW_CMP_HEAVY = 2,           /* its mean is infinite: truncated like a lognormal arm */
+};
+
 typedef struct {
     int narms;                  /* 2 .. BW_CMP_MAX_ARMS */
     int control;                /* index of the control arm */
@@ -37,6 +55,10 @@ typedef struct {
     double levels[BW_CMP_MAX_LEVELS];
     int nthresholds;            /* P(lift > t), relative and absolute, for these t */
     double thresholds[BW_CMP_MAX_THRESHOLDS];
+    /* Monte Carlo (compare_mc.c, below): where each arm's draws come from, and how many
+     * joint draws (0: BW_CMP_MC_DRAWS); exact requests leave src[].post NULL */
+    bw_cmp_source src[BW_CMP_MAX_ARMS];
+    uint64_t draws;
 } bw_cmp_request;
 
 enum { BW_CMP_RELATIVE = 0, BW_CMP_ABSOLUTE = 1 };
@@ -53,12 +75,19 @@ typedef struct {
      * the control and, relative, where an arm can be <= 0 */
     double lift[BW_CMP_MAX_LEVELS][2][4];
     double above[BW_CMP_MAX_THRESHOLDS][2];     /* P(lift > t), relative and absolute */
+    /* Monte Carlo standard errors of the figures above (result.draws > 0; NaN where the
+     * figure is, 0 for an exact arm's mean); the lift means' are the same at every level */
+    double se_best, se_beats, se_loss, se_loss_vs, se_mean;
+    double se_lift_mean[2];
+    double se_above[BW_CMP_MAX_THRESHOLDS][2];
 } bw_cmp_arm;
 
 typedef struct {
     int narms;
     bw_cmp_arm arm[BW_CMP_MAX_ARMS];
-    double error;               /* bound on the numerical error of the probabilities */
+    double error;               /* exact: a bound on the numerical error of the
+                                 * probabilities; Monte Carlo: their largest standard error */
+    uint64_t draws;             /* 0: exact; else the joint draws of a Monte Carlo result */
 } bw_cmp_result;
 
 /* Check a request (arms, control, levels, thresholds); 0 or -1 with err. */
@@ -70,5 +99,30 @@ bw_job *bw_compare_job(const bw_cmp_request *req);
 
 /* The result of a finished comparison job (valid while the job lives). */
 const bw_cmp_result *bw_compare_result(const bw_job *job);
+
+/* ---------------------------------------------------------------------------------------- */
+/* Monte Carlo comparisons (compare_mc.c)                                                    */
+/* ---------------------------------------------------------------------------------------- */
+/*
+ * A request with a drawn arm (src[i].post set) is computed by Monte Carlo for every arm:
+ * joint draw j takes position j of each arm's stream (key bw_stream_key(src[i].key,
+ * BW_TAG_CMP_MC + i); exact arms on tag BW_TAG_CMP_MC), and `draws` of them are reduced on
+ * the fly, in blocks, into every figure of bw_cmp_arm with its standard error.  The same
+ * request gives bit-identical results whatever the thread count.  See compare_mc.c.
+ */
+#define BW_CMP_MC_DRAWS (1u << 20)      /* the default and the least joint draws */
+#define BW_CMP_MC_MAX_DRAWS (1u << 24)  /* the most */
+
+/* Some arm of the request is drawn. */
+int bw_compare_mc_wanted(const bw_cmp_request *req);
+/* The Monte Carlo part of bw_compare_check (draws, flags); 0 or -1 with err. */
+int bw_compare_mc_check(const bw_cmp_request *req, bw_error *err);
+/* The Monte Carlo comparison job; it takes src[].post (freed with the job, or here when
+ * out of memory: then NULL). */
+bw_job *bw_compare_mc_job(const bw_cmp_request *req);
+/* The result of a finished Monte Carlo job, or NULL if the job is not one. */
+const bw_cmp_result *bw_compare_mc_result(const bw_job *job);
+/* Free the drawn posteriors of a request that will not be submitted (NULLs them). */
+void bw_compare_release(bw_cmp_request *req);
 
 #endif /* BW_COMPARE_H */

@@ -459,6 +459,13 @@ static PyObject *compare_dict(const bw_cmp_result *r)
     CMP_COLUMN("truncated", (double)r->arm[i].truncated);
     CMP_COLUMN("log_mean_frequency", r->arm[i].log_mean[0]);
     CMP_COLUMN("log_mean_severity", r->arm[i].log_mean[1]);
+    CMP_COLUMN("se_prob_best", r->arm[i].se_best);
+    CMP_COLUMN("se_prob_beats", r->arm[i].se_beats);
+    CMP_COLUMN("se_loss", r->arm[i].se_loss);
+    CMP_COLUMN("se_loss_vs", r->arm[i].se_loss_vs);
+    CMP_COLUMN("se_mean", r->arm[i].se_mean);
+    CMP_COLUMN("se_lift_mean_relative", r->arm[i].se_lift_mean[BW_CMP_RELATIVE]);
+    CMP_COLUMN("se_lift_mean_absolute", r->arm[i].se_lift_mean[BW_CMP_ABSOLUTE]);
     static const char *const kinds[2] = {"relative", "absolute"};
     for (int k = 0; k < 2; k++) {
         w->open(w, kinds[k], 1);                 /* per level: per figure: per arm */
@@ -470,16 +477,17 @@ static PyObject *compare_dict(const bw_cmp_result *r)
         }
         w->close(w);
     }
-    for (int k = 0; k < 2; k++) {
+    for (int k = 0; k < 4; k++) {               /* P(lift > t), then its standard error */
         char key[32];
-        snprintf(key, sizeof key, "above_%s", kinds[k]);
+        snprintf(key, sizeof key, "%sabove_%s", k < 2 ? "" : "se_", kinds[k % 2]);
         w->open(w, key, 1);                      /* per threshold: per arm */
         for (int t = 0; t < BW_CMP_MAX_THRESHOLDS; t++)
-            CMP_COLUMN(NULL, r->arm[i].above[t][k]);
+            CMP_COLUMN(NULL, k < 2 ? r->arm[i].above[t][k] : r->arm[i].se_above[t][k % 2]);
         w->close(w);
     }
 #undef CMP_COLUMN
     w->number(w, "error", r->error);
+    w->count(w, "draws", r->draws);
     w->close(w);
     PyObject *d = NULL;
     if (pw_done(&p) == 0) {
@@ -1330,29 +1338,57 @@ static int small_doubles(PyObject *obj, const char *name, double *out, int max, 
     return 0;
 }
 
-/* The quantity of arm i = (post_id, part): a part of a conjugate posterior. */
-static int arm_quantity(CoreObject *self, PyObject *item, int i, bw_quantity *q)
+static int quantity_of(PyObject *factors, bw_quantity *q);
+
+/* Arm i = (post_id, part[, how]) into the request: a part of a conjugate posterior (how
+ * absent or None); a part the store describes but keeps in no conjugate payload, exact by
+ * its factors (how: the factors, e.g. a dirichlet category's Beta); or a part drawn through
+ * its family, compared by Monte Carlo (how: its BW_CMP_POSITIVE | BW_CMP_HEAVY flags; the
+ * request keeps the posterior's copy). */
+static int arm_source(CoreObject *self, PyObject *item, int i, bw_cmp_request *req)
 {
     module_state *st = state_of_type(Py_TYPE(self));
     unsigned long long id;
     int part;
-    if (!PyArg_ParseTuple(item, "Ki", &id, &part)) {
-        PyErr_Format(PyExc_TypeError, "arm %d must be a (post_id, part) pair", i);
+    PyObject *how = Py_None;
+    if (!PyTuple_Check(item) || !PyArg_ParseTuple(item, "Ki|O", &id, &part, &how)) {
+        PyErr_Clear();
+        PyErr_Format(PyExc_TypeError, "arm %d must be a (post_id, part[, factors or flags]) "
+                     "tuple", i);
         return -1;
     }
     bw_record *post = posterior_copy(self, id);
     if (!post)
         return -1;
-    int ok = post->family->fit_job == bw_conjugate_fit_job && part >= 0 &&
+    req->src[i].key = bw_stream_key(self->seed, id);
+    req->src[i].part = part;
+    int ok;
+    if (PyLong_Check(how)) {
+        long flags = PyLong_AsLong(how);
+        if (flags == -1 && PyErr_Occurred()) {
+            free(post);
+            return -1;
+        }
+        req->src[i].flags = flags < 0 || flags > INT_MAX ? INT_MAX : (int)flags;
+        ok = part >= 0 && post->family->draw_width(post, part) == 1;
+        if (ok) {
+            req->src[i].post = post;
+            return 0;
+        }
+    } else if (how != Py_None) {
+        free(post);
+        return quantity_of(how, &req->arm[i]);
+    } else {
+        ok = post->family->summarise == bw_conj_summarise && part >= 0 &&
              part < bw_conj(post)->nparts && bw_conj(post)->part[part].q.nfactors >= 1;
-    if (ok)
-        *q = bw_conj(post)->part[part].q;
-    else
+        if (ok)
+            req->arm[i] = bw_conj(post)->part[part].q;
+    }
+    if (!ok)
         raise_status(st, BW_E_DOMAIN,
-                     "arm %d (posterior %llu, %s, part %d) has no exact comparison: only "
-                     "conjugate models and compound products are compared (mixture and "
-                     "dirichlet arms are not supported yet)",
-                     i, id, post->family->name, part);
+                     "arm %d (posterior %llu, %s, part %d) has no exact comparison and no "
+                     "draws to compare: compare a conjugate part, a category's share or a "
+                     "mixture's mean", i, id, post->family->name, part);
     free(post);
     return ok ? 0 : -1;
 }
@@ -1360,40 +1396,44 @@ static int arm_quantity(CoreObject *self, PyObject *item, int i, bw_quantity *q)
 static PyObject *Core_compare(CoreObject *self, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"arms", "control", "higher", "levels", "thresholds", "full",
-                             "channel", "timeout", NULL};
+                             "channel", "timeout", "draws", NULL};
     module_state *st = state_of_type(Py_TYPE(self));
     PyObject *arms, *levels, *thresholds, *channel, *timeout_obj = Py_None;
     int higher, full;
+    unsigned long long draws = 0;
     double timeout;
     bw_cmp_request req;
     bw_error err;
     memset(&req, 0, sizeof req);
     memset(&err, 0, sizeof err);
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OipOOpO|$O", kwlist, &arms, &req.control,
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OipOOpO|$OK", kwlist, &arms, &req.control,
                                      &higher, &levels, &thresholds, &full, &channel,
-                                     &timeout_obj) ||
+                                     &timeout_obj, &draws) ||
         parse_timeout(timeout_obj, &timeout) < 0 || core_check_open(self) < 0)
         return NULL;
     req.higher = higher;
     req.full = full;
+    req.draws = draws;
     PyObject *seq = PySequence_Fast(arms, "arms must be a sequence of (post_id, part) pairs");
     if (!seq)
         return NULL;
     Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
     req.narms = n > BW_CMP_MAX_ARMS ? BW_CMP_MAX_ARMS + 1 : (int)n;
-    for (Py_ssize_t i = 0; i < n && i < BW_CMP_MAX_ARMS; i++) {
-        if (arm_quantity(self, PySequence_Fast_GET_ITEM(seq, i), (int)i, &req.arm[i]) < 0) {
-            Py_DECREF(seq);
-            return NULL;
-        }
-    }
+    int rc = 0;
+    for (Py_ssize_t i = 0; i < n && i < BW_CMP_MAX_ARMS && rc == 0; i++)
+        rc = arm_source(self, PySequence_Fast_GET_ITEM(seq, i), (int)i, &req);
     Py_DECREF(seq);
-    if (small_doubles(levels, "levels", req.levels, BW_CMP_MAX_LEVELS, &req.nlevels) < 0 ||
+    if (rc < 0 ||
+        small_doubles(levels, "levels", req.levels, BW_CMP_MAX_LEVELS, &req.nlevels) < 0 ||
         small_doubles(thresholds, "thresholds", req.thresholds, BW_CMP_MAX_THRESHOLDS,
-                      &req.nthresholds) < 0)
+                      &req.nthresholds) < 0) {
+        bw_compare_release(&req);
         return NULL;
-    if (bw_compare_check(&req, &err) != 0)
+    }
+    if (bw_compare_check(&req, &err) != 0) {
+        bw_compare_release(&req);
         return raise_error(st, &err);
+    }
     return submit(self, bw_compare_job(&req), JOB_COMPARE, NULL, NULL, channel, timeout);
 }
 
@@ -1594,8 +1634,8 @@ static PyMethodDef Core_methods[] = {
     {"interval_now", (PyCFunction)Core_interval_now, METH_VARARGS,
      "interval_now(post_id, part, level) -> (lo, hi), computed on this thread"},
     {"compare", (PyCFunction)(void (*)(void))Core_compare, METH_VARARGS | METH_KEYWORDS,
-     "compare(arms, control, higher, levels, thresholds, full, channel, *, timeout=None) "
-     "-> Job whose result is a dict of the comparison's figures"},
+     "compare(arms, control, higher, levels, thresholds, full, channel, *, timeout=None, "
+     "draws=0) -> Job whose result is a dict of the comparison's figures"},
     {"cached_intervals", (PyCFunction)Core_cached_intervals, METH_VARARGS,
      "cached_intervals(post_id, part) -> ((level, lo, hi), ...) at the cached levels"},
     {"get", (PyCFunction)Core_get, METH_O, "get(post_id) -> dict of the stored posterior"},
@@ -1745,6 +1785,8 @@ static void write_constants(py_writer *p)
         {"DIST_INVGAMMA", BW_KIND_INVGAMMA},   {"PART_VALUE", BW_PART_VALUE},
         {"PART_REVENUE", BW_PART_REVENUE},     {"PART_FREQUENCY", BW_PART_FREQUENCY},
         {"PART_SEVERITY", BW_PART_SEVERITY},
+        {"CMP_MC_DRAWS", BW_CMP_MC_DRAWS},     {"CMP_MC_MAX_DRAWS", BW_CMP_MC_MAX_DRAWS},
+        {"CMP_POSITIVE", BW_CMP_POSITIVE},     {"CMP_HEAVY", BW_CMP_HEAVY},
     };
     for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++)
         p->w.integer(&p->w, ints[i].name, ints[i].value);

@@ -4,7 +4,9 @@
 :func:`compare_request`, driven by ``compare`` on the event loop and by ``compare_sync``
 on this thread). The figures are computed in C on the workers by deterministic quadrature
 over the arms' exact posteriors (``csrc/compare.c``), never from draws, and come back as a
-:class:`Comparison` that caches them.
+:class:`Comparison` that caches them. Arms with no tractable integrals (a mixture's mean or
+revenue per user) make the whole comparison Monte Carlo: a fixed, seeded stream of
+``draws`` joint draws reduced in C (``csrc/compare_mc.c``), with standard errors.
 
 >>> import bayesworker as bw
 >>> with bw.InferenceWorker(threads=1, seed=1) as w:
@@ -44,20 +46,80 @@ def _stored(proxy: Any) -> dict | None:
 def quantity_of(proxy: Any) -> str:
     """The quantity a proxy reports on, from its factors' kinds in the C store; arms of
     one comparison must share it."""
-    post = _stored(proxy)
-    parts = post.get("parts") if post else None
-    if not parts or not 0 <= proxy._part < len(parts) or "factors" not in parts[proxy._part]:
-        return getattr(proxy, "model_type", "")
-    kinds = tuple(f[0] for f in parts[proxy._part]["factors"])
+    try:
+        return _source("", proxy, None)[0]
+    except ModelError:          # a dirichlet posterior: a vector, until a category is named
+        return "category shares"
+
+
+def _label(factors: tuple) -> str:
+    kinds = tuple(f[0] for f in factors)
     if len(kinds) == 2:
         return "revenue per user"
     return {_core.DIST_BETA: "conversion rate", _core.DIST_GAMMA: "poisson rate"}.get(
         kinds[0], "mean value")
 
 
-def _arms(worker: Any, arms: Mapping[str, Any], control: str | None
-          ) -> tuple[tuple[str, ...], list[tuple[int, int]], int]:
-    """Names, (post_id, part) pairs and the control's index, or a clear error."""
+def _source(name: str, proxy: Any, category: Any) -> tuple[str, tuple]:
+    """The quantity arm ``name`` reports on and how the core reads it: ``(post_id, part)``
+    for a conjugate part; ``(post_id, part, factors)`` for a part the store describes but
+    keeps in no conjugate payload (a dirichlet category's Beta, a compound mixture's
+    conversion rate), exact; ``(post_id, part, flags)`` for a part with no tractable
+    integrals (a mixture's mean or revenue), drawn: the comparison is Monte Carlo."""
+    pid, part = proxy._handle.id, proxy._part
+    post = _stored(proxy) or {}
+    if post.get("dirichlet") is not None:
+        return _category(name, proxy, post, category)
+    parts, mixture = post.get("parts") or (), post.get("mixture")
+    if 0 <= part < len(parts) and parts[part].get("factors"):
+        factors = tuple(tuple(f) for f in parts[part]["factors"])
+        return _label(factors), (pid, part) if mixture is None else (pid, part, factors)
+    if mixture is not None and part in (_core.PART_MIX_MEAN, _core.PART_MIX_REVENUE):
+        kinds = {f[0] for c in mixture["components"] for f in c["factors"]}
+        flags = (0 if _core.DIST_NIG_MEAN in kinds else _core.CMP_POSITIVE) | \
+            (_core.CMP_HEAVY if _core.DIST_NIG_LNMEAN in kinds else 0)
+        what = "revenue per user" if part == _core.PART_MIX_REVENUE else "mean value"
+        return what, (pid, part, flags)
+    return getattr(proxy, "model_type", ""), (pid, part)
+
+
+def _category(name: str, proxy: Any, post: dict, category: Any) -> tuple[str, tuple]:
+    """A dirichlet-multinomial arm: the share of ``category``, whose marginal is the exact
+    Beta of the store's description (arms are independent: the marginal is all that
+    matters)."""
+    parts = post["parts"]
+    cats = tuple(getattr(proxy, "categories", range(len(parts))))
+    if category is None:
+        raise ModelError(f"arm {name!r} is a dirichlet-multinomial posterior: its vector of "
+                         f"{len(cats)} category shares has no exact comparison as a whole; "
+                         f"compare one category's share with category=... (one of "
+                         f"{list(cats)})")
+    i = next((j for j, c in enumerate(cats)
+              if not isinstance(category, bool) and c == category), None)
+    if i is None:
+        raise ModelError(f"category = {category!r} is not a category of arm {name!r}: "
+                         f"{list(cats)}")
+    factors = tuple(tuple(f) for f in parts[i]["factors"])
+    return f"share of category {category!r}", (proxy._handle.id, _core.PART_CATEGORY + i,
+                                               factors)
+
+
+def _draws(draws: Any) -> int:
+    """``draws=`` of a comparison: None (the core's default) or a whole number in the core's
+    range; 0 tells the core to use its default."""
+    if draws is None:
+        return 0
+    lo, hi = _core.CMP_MC_DRAWS, _core.CMP_MC_MAX_DRAWS
+    if isinstance(draws, bool) or not isinstance(draws, int) or not lo <= draws <= hi:
+        raise ModelError(f"draws = {draws!r} must be a whole number from {lo} (2**20) to "
+                         f"{hi} (2**24): the joint draws of a Monte Carlo comparison")
+    return int(draws)
+
+
+def _arms(worker: Any, arms: Mapping[str, Any], control: str | None, category: Any = None
+          ) -> tuple[tuple[str, ...], list[tuple], int]:
+    """Names, the core's arms (see :func:`_source`) and the control's index, or a clear
+    error."""
     if not isinstance(arms, Mapping):
         raise ModelError(f"arms must be a dict {{name: posterior proxy}}, not "
                          f"{type(arms).__name__}")
@@ -72,6 +134,7 @@ def _arms(worker: Any, arms: Mapping[str, Any], control: str | None
     if control not in arms:
         raise ModelError(f"control = {control!r} is not one of the arms {list(names)}")
     kinds: dict[str, list[str]] = {}
+    sources = []
     for name, proxy in arms.items():
         handle = getattr(proxy, "_handle", None)
         if handle is None or not hasattr(proxy, "_part"):
@@ -82,23 +145,27 @@ def _arms(worker: Any, arms: Mapping[str, Any], control: str | None
         if handle.gone is not None:
             raise DisposedError(f"arm {name!r}: posterior {handle.id} is gone: "
                                 f"{handle.gone}")
-        kinds.setdefault(quantity_of(proxy), []).append(name)
+        quantity, source = _source(name, proxy, category)
+        kinds.setdefault(quantity, []).append(name)
+        sources.append(source)
+    if category is not None and not any(k.startswith("share of category") for k in kinds):
+        raise ModelError(f"category = {category!r} picks a category of dirichlet-multinomial "
+                         f"arms, and none of the arms {list(names)} is one")
     if len(kinds) > 1:
         detail = "; ".join(f"{k}: {v}" for k, v in kinds.items())
         raise ModelError(f"the arms report on different quantities ({detail}); compare "
                          f"arms of one quantity")
-    pairs = [(arms[n]._handle.id, arms[n]._part) for n in names]
-    return names, pairs, names.index(control)
+    return names, sources, names.index(control)
 
 
 def _call(worker: Any, pairs: list, ci: int, higher: bool, levels: tuple,
           thresholds: tuple, full: bool, timeout: float | None,
-          on_progress: Callable | None) -> Call:
+          on_progress: Callable | None, draws: int = 0) -> Call:
     core = worker._core
 
     def submit(channel: Any, limit: float) -> Any:
         return core.compare(pairs, ci, higher, levels, thresholds, full, channel,
-                            timeout=limit)
+                            timeout=limit, draws=draws)
 
     def here() -> dict:
         job = submit(None, -1.0 if timeout is None else float(timeout))
@@ -113,18 +180,20 @@ def _call(worker: Any, pairs: list, ci: int, higher: bool, levels: tuple,
 
 def compare_request(worker: Any, arms: Mapping[str, Any], control: str | None,
                     higher_is_better: bool, timeout: float | None,
-                    on_progress: Callable | None) -> Request:
+                    on_progress: Callable | None, draws: int | None = None,
+                    category: Any = None) -> Request:
     """The request of ``worker.compare``: its value is a :class:`Comparison`."""
-    names, pairs, ci = _arms(worker, arms, control)
+    n = _draws(draws)
+    names, pairs, ci = _arms(worker, arms, control, category)
     higher = bool(higher_is_better)
     figures = yield _call(worker, pairs, ci, higher, (DEFAULT_LEVEL,), (), True, timeout,
-                          on_progress)
+                          on_progress, n)
 
     def more(levels: tuple, thresholds: tuple) -> dict:
         for name in names:
             arms[name]._check()
         return worker._bridge.run_sync(_one(_call(worker, pairs, ci, higher, levels,
-                                                  thresholds, False, timeout, None)))
+                                                  thresholds, False, timeout, None, n)))
 
     counts = {n: _users(arms[n]) for n in names}
     return Comparison(names, names[ci], higher, figures, more, counts)
@@ -169,12 +238,18 @@ def chi2_sf(df: int, x: float) -> float:
 
 
 class Comparison:
-    """Exact figures of a comparison of arms (see the README, "Comparing arms").
+    """Figures of a comparison of arms (see the README, "Comparing arms").
 
     Every dict is in arm order. "Better" means higher unless ``higher_is_better=False``,
     which flips every direction: P(beat) is P(lower), the loss is the excess over the
     lowest arm, and the lift is the improvement ``1 - X_arm / X_control`` (relative) or
     ``X_control - X_arm`` (absolute).
+
+    The figures are exact (deterministic quadrature; ``draws`` is None) unless an arm has
+    no tractable integrals (a mixture's mean or revenue): then every figure comes from one
+    fixed, seeded stream of ``draws`` joint draws (Monte Carlo, the same for the same seed
+    and arms whatever the thread count), ``error`` is a standard error, not a bound, and
+    ``standard_errors()`` gives each figure's.
     """
 
     def __init__(self, arms: tuple[str, ...], control: str, higher_is_better: bool,
@@ -197,8 +272,36 @@ class Comparison:
 
     @property
     def error(self) -> float:
-        """A bound on the numerical error of the probabilities reported."""
+        """Exact comparisons: a bound on the numerical error of the probabilities reported.
+        Monte Carlo comparisons (``draws`` not None): the largest standard error
+        sqrt(p (1 - p) / draws) of P(best) and P(beat control), a standard error, not a
+        bound (the losses' are in ``standard_errors()``)."""
         return float(self._f["error"])
+
+    @property
+    def draws(self) -> int | None:
+        """The joint draws of a Monte Carlo comparison, or None when it is exact."""
+        n = int(self._f.get("draws", 0))
+        return n or None
+
+    def standard_errors(self) -> dict[str, dict[str, float]]:
+        """Monte Carlo comparisons: each figure's standard error, ``{figure: {arm: se}}``
+        for ``prob_best``, ``prob_beats_control``, ``expected_loss``,
+        ``expected_loss_vs_control``, ``mean`` (0 for an exact arm's exact mean),
+        ``lift_mean`` and ``lift_mean_abs`` (the relative and absolute lift means).
+        ``prob_lift_above(t)``'s is sqrt(p (1 - p) / draws). An exact comparison has none
+        (its ``error`` bounds the error of its probabilities): ModelError."""
+        if self.draws is None:
+            raise ModelError("an exact comparison has no standard errors: its figures come "
+                             "from quadrature, and cmp.error bounds their numerical error")
+        se = {"prob_best": self._by_arm("se_prob_best"),
+              "prob_beats_control": self._by_arm("se_prob_beats", skip_control=True),
+              "expected_loss": self._by_arm("se_loss"),
+              "expected_loss_vs_control": self._by_arm("se_loss_vs"),
+              "mean": self._by_arm("se_mean"),
+              "lift_mean": self._by_arm("se_lift_mean_relative", skip_control=True),
+              "lift_mean_abs": self._by_arm("se_lift_mean_absolute", skip_control=True)}
+        return se
 
     @property
     def truncated(self) -> dict[str, bool]:
@@ -241,7 +344,8 @@ class Comparison:
     def lift(self, relative: bool = True, level: float = DEFAULT_LEVEL) -> dict[str, dict]:
         """{arm: {"mean", "median", "interval": (lo, hi)}} of the lift over the control:
         ``X_arm / X_control - 1`` (relative) or ``X_arm - X_control``. A new level is
-        computed on the workers (blocking, a few milliseconds) and cached."""
+        computed on the workers (blocking: a few milliseconds, or a new pass over the same
+        draws for a Monte Carlo comparison) and cached."""
         self._check_relative(relative)
         level = _level(level)
         if (relative, level) not in self._lifts:

@@ -71,6 +71,13 @@ PART_REVENUE: int       # a compound's revenue per user (0)
 PART_FREQUENCY: int     # a compound's conversion rate (1)
 PART_SEVERITY: int      # a compound's value per converter (2)
 
+#: Monte Carlo comparisons (csrc/compare.h): the default (and least) and the most joint
+#: draws, and the flags of a drawn arm (its draws are > 0; its mean is infinite).
+CMP_MC_DRAWS: int
+CMP_MC_MAX_DRAWS: int
+CMP_POSITIVE: int
+CMP_HEAVY: int
+
 #: Names of the value rules by code (csrc/bw_status.h): "", "finite", "positive",
 #: "nonnegative", "integer", "some_positive", "bounded".  A DataError raised by the core
 #: carries one of them as .rule.
@@ -235,13 +242,19 @@ class Core:
     def interval(self, post_id: int, part: int, level: float, channel: Channel | None, *,
                  timeout: float | None = None) -> Job: ...
     def interval_now(self, post_id: int, part: int, level: float) -> tuple[float, float]: ...
-    def compare(self, arms: Sequence[tuple[int, int]], control: int, higher: bool,
-                levels: Sequence[float], thresholds: Sequence[float], full: bool,
-                channel: Channel | None, *, timeout: float | None = None) -> Job:
-        """A comparison job (csrc/compare.h); its result is a dict of per-arm tuples:
-        prob_best, prob_beats, loss, loss_vs, mean, truncated, relative / absolute (per
-        level: mean, median, lo, hi), above_relative / above_absolute (per threshold),
-        error."""
+    def compare(self, arms: Sequence[tuple[int, int] | tuple[int, int, Factors | int]],
+                control: int, higher: bool, levels: Sequence[float],
+                thresholds: Sequence[float], full: bool, channel: Channel | None, *,
+                timeout: float | None = None, draws: int = 0) -> Job:
+        """A comparison job (csrc/compare.h); an arm is (post_id, part) of a conjugate
+        posterior, (post_id, part, factors) of a part the store describes (exact), or
+        (post_id, part, CMP_POSITIVE | CMP_HEAVY flags) of a part drawn by its family:
+        then the whole comparison is Monte Carlo over `draws` joint draws (0: CMP_MC_DRAWS).
+        Its result is a dict of per-arm tuples: prob_best, prob_beats, loss, loss_vs, mean,
+        truncated, relative / absolute (per level: mean, median, lo, hi), above_relative /
+        above_absolute (per threshold), the Monte Carlo standard errors se_prob_best,
+        se_prob_beats, se_loss, se_loss_vs, se_mean, se_lift_mean_relative /
+        _absolute, se_above_relative / _absolute; error; draws (0: exact)."""
         ...
     def cached_intervals(self, post_id: int, part: int) -> tuple[tuple[float, float, float], ...]: ...
     def get(self, post_id: int) -> dict[str, Any]:

@@ -385,24 +385,31 @@ class InferenceWorker:
 
     # -- decisions -----------------------------------------------------------------------
     async def compare(self, arms: Any, control: str | None = None, *,
-                      higher_is_better: bool = True, timeout: float | None = None,
+                      higher_is_better: bool = True, draws: int | None = None,
+                      category: Any = None, timeout: float | None = None,
                       on_progress: Callable[[Progress], None] | None = None,
                       progress: bool | str | None = None) -> Comparison:
         """Compare arms ``{name: posterior proxy}`` of this worker, all of one quantity, on
         the workers: P(beat control), P(best), expected losses, lifts (see ``Comparison``).
-        ``control`` defaults to the first arm; ``progress`` as for :meth:`run_inference`."""
+        ``control`` defaults to the first arm. ``draws``: the joint draws of a Monte Carlo
+        comparison (one with a mixture arm; 2**20 by default, at most 2**24); it has no
+        effect on an exact one. ``category``: for dirichlet-multinomial arms, the category
+        whose share is compared. ``progress`` as for :meth:`run_inference`."""
         with progress_listener(progress, on_progress, "compare") as listen:
             return (await self._bridge.run_async(compare_request(
-                self, arms, control, higher_is_better, timeout, listen)))._keep_arms(arms)
+                self, arms, control, higher_is_better, timeout, listen, draws,
+                category)))._keep_arms(arms)
 
     def compare_sync(self, arms: Any, control: str | None = None, *,
-                     higher_is_better: bool = True, timeout: float | None = None,
+                     higher_is_better: bool = True, draws: int | None = None,
+                     category: Any = None, timeout: float | None = None,
                      on_progress: Callable[[Progress], None] | None = None,
                      progress: bool | str | None = None) -> Comparison:
         """Blocking twin of :meth:`compare`."""
         with progress_listener(progress, on_progress, "compare") as listen:
             return self._bridge.run_sync(compare_request(
-                self, arms, control, higher_is_better, timeout, listen))._keep_arms(arms)
+                self, arms, control, higher_is_better, timeout, listen, draws,
+                category))._keep_arms(arms)
 
     # -- auto and mixtures ---------------------------------------------------------------
     @staticmethod
