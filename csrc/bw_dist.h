@@ -88,6 +88,12 @@ int bw_quantile(const bw_quantity *q, double level, double *out);
 /* Central (equal-tailed) credible interval: quantiles (1-level)/2 and (1+level)/2. */
 int bw_interval(const bw_quantity *q, double level, double out[2]);
 
+/* The intervals at levels[0 .. n) (n <= BW_MAX_LEVELS), the same numbers as bw_interval at
+ * each level, computed from one setup where the quantity allows it (a Beta rate times a
+ * lognormal mean: one table of the lognormal mean's tails serves every end). */
+#define BW_MAX_LEVELS 8
+int bw_intervals(const bw_quantity *q, const double *levels, int n, double (*out)[2]);
+
 /* ---------------------------------------------------------------------------------------- */
 /* Draws (sample.c)                                                                          */
 /* ---------------------------------------------------------------------------------------- */
