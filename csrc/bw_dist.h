@@ -72,6 +72,10 @@ int bw_mean(const bw_quantity *q, double *out);
  * +inf where infinite in closed form (InvGamma with a <= 2). */
 int bw_variance(const bw_quantity *q, double *out);
 
+/* bw_mean and bw_variance together (the same numbers), each factor's moments computed
+ * once; a failure of either is reported as such (call them apart to know which). */
+int bw_moments(const bw_quantity *q, double *mean, double *var);
+
 /* P(quantity <= x). */
 int bw_cdf(const bw_quantity *q, double x, double *out);
 

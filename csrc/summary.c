@@ -1803,6 +1803,30 @@ int bw_variance(const bw_quantity *q, double *out)
     return BW_OK;
 }
 
+int bw_moments(const bw_quantity *q, double *mean, double *var)
+{
+    if (!quantity_valid(q) || !mean || !var)
+        return BW_E_DOMAIN;
+    double mx, vx, my = 1.0, vy = 0.0;
+    int st = dist_moments(&q->f[0], &mx, &vx);
+    if (!st && q->nfactors == 2)
+        st = dist_moments(&q->f[1], &my, &vy);
+    if (st)
+        return st;
+    /* bw_mean's and bw_variance's numbers, from one computation of each factor's moments */
+    double m = mx * my;
+    if (isnan(m))
+        return BW_E_DOMAIN;
+    *mean = m;
+    if (q->nfactors == 1)
+        *var = vx;
+    else if (isinf(vx) || isinf(vy))
+        *var = INFINITY;
+    else
+        *var = vx * vy + vx * my * my + vy * mx * mx;
+    return BW_OK;
+}
+
 int bw_cdf(const bw_quantity *q, double x, double *out)
 {
     if (!quantity_valid(q) || !out || isnan(x))
