@@ -1226,7 +1226,7 @@ static int prod_quantile(prod_t *P, double p, double q, double *out)
 #ifdef CV_DEBUG
 #include <stdio.h>
 #include <stdlib.h>
-long cv_dbg_slots, cv_dbg_adapt, cv_dbg_tails, cv_dbg_fallback;
+long cv_dbg_slots, cv_dbg_adapt, cv_dbg_tails, cv_dbg_fallback, cv_dbg_refine;
 #endif
 #define CV_WIDTH 3.0                 /* widest subpanel, in sds of log X */
 #define CV_SLOTS 96                 /* subpanels one setup may tabulate */
@@ -1244,6 +1244,7 @@ typedef struct {
     double S[BW_GK_NODES], f[BW_GK_NODES];
     double err[BW_GK_NODES];         /* their error estimate (absolute) */
     double w[BW_GK_NODES];           /* the node's weight in the last tail */
+    int refined;                     /* some value comes from cv_refine */
 } cv_slot;
 
 /* An inner rule: Gauss-Kronrod (10, 21) on panels of lnm_t's node variable; at each node
@@ -1397,8 +1398,15 @@ static double cv_gkerr(double kt, double d)
 
 /* Both tails of V and its density at v by the nodes [n0, n0 + m) of R, and the error
  * estimate of the smaller tail. */
+#ifdef CV_DEBUG
+long cv_dbg_phi_table, cv_dbg_phi_refine;
+int cv_dbg_in_refine;
+#endif
 static double cv_sums(const cv_rule *R, int n0, int m, double v, double out[5])
 {
+#ifdef CV_DEBUG
+    if (cv_dbg_in_refine) cv_dbg_phi_refine += m; else cv_dbg_phi_table += m;
+#endif
     bw_norm_mix(R->a + n0, R->b + n0, R->kw + n0, R->gw + n0, m, v, out);
     int lower = out[0] <= out[1];
     return cv_gkerr(lower ? out[0] : out[1], fabs(lower ? out[0] - out[3] : out[1] - out[4]));
@@ -1424,6 +1432,11 @@ static int cv_refine(cv_t *C, cv_slot *s, int i, double tol)
 {
     cv_rule *R = &C->fine;
     double v = s->v[i];
+    s->refined = 1;
+#ifdef CV_DEBUG
+    cv_dbg_refine++;
+    cv_dbg_in_refine = 1;
+#endif
     for (;;) {
         double sum[3] = {0.0, 0.0, 0.0}, err = 0.0, emax = -1.0;
         int pmax = 0;
@@ -1436,6 +1449,9 @@ static int cv_refine(cv_t *C, cv_slot *s, int i, double tol)
                 emax = e, pmax = p;
         }
         if (err <= tol || err <= CV_INNER_REL * fmin(sum[0], sum[1])) {
+#ifdef CV_DEBUG
+            cv_dbg_in_refine = 0;
+#endif
             s->F[i] = sum[0];
             s->S[i] = sum[1];
             s->f[i] = sum[2];
@@ -1484,7 +1500,22 @@ static cv_slot *cv_get(cv_t *C, int k, double j)
         cv_value(C, s, i);
     s->panel = k;
     s->sub = j;
+    s->refined = 0;
     return s;
+}
+
+/* Back to the base rule's values and the unrefined inner rule: what a quantile computes
+ * then depends on its own steps only, not on the quantiles solved before it. */
+static void cv_forget(cv_t *C)
+{
+    for (int n = 0; n < C->nslot; n++) {
+        cv_slot *s = &C->slot[n];
+        for (int i = 0; s->refined && i < BW_GK_NODES; i++)
+            cv_value(C, s, i);
+        s->refined = 0;
+    }
+    if (C->fine.np != C->base.np)
+        C->fine = C->base;
 }
 
 /* The subpanels whose nodes reach l = c - sc v in [llo, lhi], in turn: *k, *j start at -1
@@ -1703,6 +1734,7 @@ static int cv_quantile(cv_t *C, const bw_dist *X, double p, double q, double *ou
         sd = 1.0;
     double u0 = mx + C->L.m + C->off + C->sc * vm + z * sd, u = u0, dn = 0.0;
     double t[3] = {0.0, 0.0, 0.0};
+    cv_forget(C);
     st = cv_solve(C, upper, upper ? q : p, u0, sd, &u, &dn, t);
     if (!st && !(C->gkdiff <= CV_GK_REL * t[0] && t[0] > 0.0 && t[1] > 0.0))
         st = BW_E_NUMERIC;
