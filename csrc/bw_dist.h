@@ -72,6 +72,10 @@ int bw_mean(const bw_quantity *q, double *out);
  * +inf where infinite in closed form (InvGamma with a <= 2). */
 int bw_variance(const bw_quantity *q, double *out);
 
+/* bw_mean and bw_variance together (the same numbers), each factor's moments computed
+ * once; a failure of either is reported as such (call them apart to know which). */
+int bw_moments(const bw_quantity *q, double *mean, double *var);
+
 /* P(quantity <= x). */
 int bw_cdf(const bw_quantity *q, double x, double *out);
 
@@ -87,6 +91,12 @@ int bw_quantile(const bw_quantity *q, double level, double *out);
 
 /* Central (equal-tailed) credible interval: quantiles (1-level)/2 and (1+level)/2. */
 int bw_interval(const bw_quantity *q, double level, double out[2]);
+
+/* The intervals at levels[0 .. n) (n <= BW_MAX_LEVELS), the same numbers as bw_interval at
+ * each level, computed from one setup where the quantity allows it (a Beta rate times a
+ * lognormal mean: one table of the lognormal mean's tails serves every end). */
+#define BW_MAX_LEVELS 8
+int bw_intervals(const bw_quantity *q, const double *levels, int n, double (*out)[2]);
 
 /* ---------------------------------------------------------------------------------------- */
 /* Draws (sample.c)                                                                          */

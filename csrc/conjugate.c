@@ -64,7 +64,9 @@ static int summary_failed(bw_error *err, int rc, const char *name, const char *w
 /* Mean and variance of a part. */
 static int part_moments(bw_part *part, const char *name, bw_error *err)
 {
-    int rc = bw_mean(&part->q, &part->mean);
+    if (bw_moments(&part->q, &part->mean, &part->variance) == BW_OK)
+        return 0;
+    int rc = bw_mean(&part->q, &part->mean);      /* which one failed, and why */
     if (rc != BW_OK)
         return summary_failed(err, rc, name, "mean", &part->q);
     rc = bw_variance(&part->q, &part->variance);
@@ -86,7 +88,11 @@ int bw_part_interval_at(const bw_part *part, int i, const char *name, double out
 
 int bw_part_intervals(bw_part *part, const char *name, bw_error *err)
 {
-    for (int i = 0; i < BW_NCACHED; i++)
+    if (bw_intervals(&part->q, bw_cached_levels, BW_NCACHED, part->ci) == BW_OK) {
+        part->ci_lazy = 0;          /* all levels from one setup (the same numbers) */
+        return 0;
+    }
+    for (int i = 0; i < BW_NCACHED; i++)    /* which level failed, and why */
         if (bw_part_interval_at(part, i, name, part->ci[i], err) != 0)
             return -1;
     part->ci_lazy = 0;
@@ -159,15 +165,14 @@ static const char *part_name(const bw_record *post, int i)
 
 int bw_conj_summarise(bw_record *post, bw_error *err)
 {
-    /* A one-part posterior's cached intervals (six inverse CDFs, most of a fit's work) wait
-     * for their first use: many small fits never ask for them.  A compound's stay eager. */
+    /* The cached intervals (inverse CDFs, most of a fit's work) wait for their first use:
+     * many small fits never ask for them, and a compound's user often asks for one part. */
     bw_conj_post *c = bw_conj(post);
     for (int i = 0; i < c->nparts; i++) {
         bw_part *p = &c->part[i];
-        if (c->nparts == 1 ? part_moments(p, "", err) != 0
-                           : bw_part_summarise(p, part_name(post, i), err) != 0)
+        if (part_moments(p, part_name(post, i), err) != 0)
             return -1;
-        p->ci_lazy = c->nparts == 1;
+        p->ci_lazy = 1;
     }
     return 0;
 }

@@ -150,6 +150,12 @@ typedef void (*bw_integrand)(void *ctx, double x, int node, double *out);
 /* Position of initial node `node` for the panels edges[0] < edges[1] < ... */
 double bw_gk_node(const double *edges, int node);
 
+/* The rule itself on [a, b]: nodes x[0 .. 20] (bw_gk_node's order), the Kronrod weights wk
+ * and the weights wg of the embedded 10-point Gauss rule (0 at the Kronrod-only nodes), both
+ * times (b - a) / 2, so that sum wk f(x) and sum wg f(x) are the two estimates of the
+ * integral over [a, b]. */
+void bw_gk_rule(double a, double b, double *x, double *wk, double *wg);
+
 /* Integrate f from edges[0] to edges[npanels], starting from the panels [edges[i],
  * edges[i+1]] and bisecting the panel with the largest error estimate (QUADPACK's estimate,
  * on component 0) until the total is below max(atol, rtol |result[0]|); at most 300 panels
@@ -157,5 +163,18 @@ double bw_gk_node(const double *edges, int node);
  * may be NULL.  Uses ~16 kB of stack (nested integrals add up). */
 int bw_quad_gk(bw_integrand f, void *ctx, int ncomp, const double *edges, int npanels,
                double rtol, double atol, double *result, double *abserr);
+
+/* ---------------------------------------------------------------------------------------- */
+/* Normal tails summed over a mixture                                                         */
+/* ---------------------------------------------------------------------------------------- */
+
+/* With z_k = v a[k] - b[k] for the m nodes k:
+ *   out[0] = sum wk[k] Phi(z_k),  out[1] = sum wk[k] Phi(-z_k),  out[2] = sum wk[k] a[k] phi(z_k),
+ *   out[3] = sum wg[k] Phi(z_k),  out[4] = sum wg[k] Phi(-z_k)
+ * (two weightings of one rule, e.g. Kronrod and Gauss).  Each Phi to about 2 ulps relative,
+ * the smaller of Phi(z), Phi(-z) computed directly; a vector kernel whose bits do not depend
+ * on the instruction set.  a, b, wk, wg finite. */
+void bw_norm_mix(const double *a, const double *b, const double *wk, const double *wg, int m,
+                 double v, double out[5]);
 
 #endif /* BW_SPECFUN_H */

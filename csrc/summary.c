@@ -19,6 +19,7 @@
  * Nothing here keeps state between calls; all work memory is on the stack (a few tens of kB).
  */
 #include <math.h>
+#include <stdlib.h>
 
 #include "bw_dist.h"
 #include "specfun.h"
@@ -1196,6 +1197,600 @@ static int prod_quantile(prod_t *P, double p, double q, double *out)
 }
 
 /* ======================================================================================== */
+/* Rate x lognormal mean: one integral over a shared table of the lognormal mean's tails      */
+/* ======================================================================================== */
+/*
+ * Revenue per user R = X Y with X ~ Beta(a, b) (the conversion rate) and Y the lognormal
+ * mean (NIG_LNMEAN).  With l = log X, whose density f_L has a closed form, and y = log Y:
+ *     P(R <= e^U) = int f_L(U - y) F_Y(y) dy,    P(R > e^U) = int f_L(U - y) S_Y(y) dy,
+ * and the density of U = log R is int f_L(U - y) f_Y(y) dy.  The y nodes do not depend on
+ * U: Gauss-Kronrod (10, 21) on subpanels of Y's approximate quantile panels, none wider than
+ * CV_WIDTH sds of l.  F_Y, S_Y and f_Y at a node (the NIG_LNMEAN quadrature: a sum over the
+ * Gauss-Kronrod nodes of lnm_t's initial panels) are computed once, when some U first needs
+ * the subpanel, and then serve every Newton step, both ends of an interval and every level
+ * of one setup; a tail is a sum of closed-form f_L values over that table.  Beyond Y's
+ * panels F_Y = 1 above and S_Y = 1 below, to within the truncation eps: those parts of the
+ * integrals are Beta tails.
+ *
+ * Everything is in Y's frame variable v (lnm_t): log Y = m + off + sc v (loose: off 0,
+ * sc 1; tight: off h, sc sigma), so that l = c - sc v with c = (U - m) - off.
+ *
+ * Error control: the (10, 21) pair's errors fall like r^-20 and r^-32 for an analytic
+ * integrand, so a Kronrod - Gauss difference d leaves the Kronrod value about d^1.6 off.
+ * Every table value (the smaller tail) and every tail of the solution must have
+ * d <= CV_GK_REL of the value: a table value that fails comes from the adaptive lnm_tail
+ * instead, a tail that fails (or a table that outgrows CV_SLOTS) hands the quantile to the
+ * general product quadrature (prod_quantile).
+ */
+
+#ifdef CV_DEBUG
+#include <stdio.h>
+#include <stdlib.h>
+long cv_dbg_slots, cv_dbg_adapt, cv_dbg_tails, cv_dbg_fallback, cv_dbg_refine;
+#endif
+#define CV_WIDTH 3.0                 /* widest subpanel, in sds of log X */
+#define CV_SLOTS 96                 /* subpanels one setup may tabulate */
+#define CV_GK_REL 1e-9               /* accepted Kronrod - Gauss difference, relative */
+#define CV_INNER_REL 1e-15           /* error estimate of a table value taken as 0, relative */
+#define CV_TAB_TOL 1e-16             /* accepted error of a tail from its table values */
+#define CV_MAXSUB 1e6                /* subpanels per Y panel, at most */
+
+typedef struct {
+    int panel;                       /* Y panel, and the subpanel in it */
+    double sub;
+    double v[BW_GK_NODES];           /* nodes in v and the Kronrod and Gauss weights */
+    double wk[BW_GK_NODES], wg[BW_GK_NODES];
+    double F[BW_GK_NODES];           /* P(V <= v), P(V > v) and the density of V */
+    double S[BW_GK_NODES], f[BW_GK_NODES];
+    double err[BW_GK_NODES];         /* their error estimate (absolute) */
+    double w[BW_GK_NODES];           /* the node's weight in the last tail */
+    int refined;                     /* some value comes from cv_refine */
+} cv_slot;
+
+/* An inner rule: Gauss-Kronrod (10, 21) on panels of lnm_t's node variable; at each node
+ * z = v a - b and the Kronrod and Gauss weights times the node variable's density. */
+#define CV_IPANELS 40                /* panels of the refined inner rule, at most */
+typedef struct {
+    int np;
+    double lo[CV_IPANELS], hi[CV_IPANELS];
+    double a[CV_IPANELS * BW_GK_NODES], b[CV_IPANELS * BW_GK_NODES];
+    double kw[CV_IPANELS * BW_GK_NODES], gw[CV_IPANELS * BW_GK_NODES];
+} cv_rule;
+
+typedef struct {
+    double a, b;                     /* X ~ Beta(a, b) */
+    double lp0, lp0_lo;              /* log(a/n) = lp0 + lp0_lo */
+    double lq0, rab, kf;             /* log(b/n), a/b, constant of log f_L */
+    int stirling;                    /* a, b >= 10: kf in Stirling form */
+    lnm_t L;                         /* Y, in its frame */
+    double off, sc;
+    cv_rule base;                    /* the inner rule: lnm_t's panels */
+    cv_rule fine;                    /* the same, refined where some table value needed it */
+    double e[QE_PANELS + 1];         /* Y's panels in v */
+    double h[QE_PANELS];             /* and the width of their subpanels */
+    double llo, lhi;                 /* eps-quantiles of l */
+    double eps;                      /* mass left outside e[0] .. e[QE_PANELS], each side */
+    double gkdiff;                   /* |Kronrod - Gauss| of the last tail */
+    int status;                      /* first failure while tabulating */
+    int nslot;
+    cv_slot slot[CV_SLOTS];
+} cv_t;
+
+/* log f_L(l), the density of l = log X at l < 0, given l and d = l - log x0 (to about 1e-20
+ * absolute: an error in d shifts the whole density, and the quantiles with it), and in
+ * *dlog its derivative a - (b - 1) x / y.  With x = e^l, y = 1 - x, x0 = a/n, y0 = b/n:
+ * dx = x/x0 - 1 = expm1(d) and dy = y/y0 - 1 = -(a/b) dx, so
+ *     log f_L = a log1pmx(dx) + b log1pmx(dy) - log1p(dy) + a log x0 + (b - 1) log y0 - log B
+ * with no cancellation (a dx + b dy = 0 took the linear terms out). */
+static double cv_logfl(const cv_t *C, double l, double d, double *dlog)
+{
+    if (!(l < 0.0)) {
+        *dlog = 0.0;
+        return -INFINITY;
+    }
+    double dx = expm1(d), dy = -C->rab * dx;
+    double ly = dy > -0.5 ? log1p(dy) : log(-expm1(l)) - C->lq0;   /* log(y / y0) */
+    double tx = dx > -0.5 ? C->a * bw_log1pmx(dx) : C->a * (d - dx);
+    double ty = dy > -0.5 ? C->b * bw_log1pmx(dy) : C->b * (ly - dy);
+    *dlog = C->a - (C->b - 1.0) * C->rab * ((1.0 + dx) / exp(ly));  /* x/y = (a/b) x/x0 y0/y */
+    return tx + ty - ly + C->kf;
+}
+
+static void cv_beta_consts(cv_t *C)
+{
+    double a = C->a, b = C->b, n = a + b, x0 = a / n;
+    C->lp0 = log(x0);
+    /* log(a/n) - lp0: the rounding of the log and of the quotient */
+    C->lp0_lo = log_diff(x0, C->lp0) + fma(-n, x0, a) / (n * x0);
+    C->lq0 = log(b / n);
+    C->rab = a / b;
+    C->stirling = a >= 10.0 && b >= 10.0;
+    /* a log x0 + b log y0 - log B(a, b), in Stirling form for large shapes, minus log y0 */
+    double k = C->stirling ? 0.5 * log((a / n) * b) - 0.91893853320467274178 - bw_stirlerr(a)
+                                 - bw_stirlerr(b) + bw_stirlerr(n)
+                           : a * C->lp0 + b * C->lq0 - bw_lbeta(a, b);
+    C->kf = k - C->lq0;
+}
+
+/* P(l <= t) (upper = 0) or P(l > t), a Beta tail at x = e^t. */
+static double cv_ltail(const cv_t *C, double t, int upper)
+{
+    if (!(t < 0.0))
+        return upper ? 0.0 : 1.0;
+    double lo, hi, llo, lhi;
+    bw_beta_inc_log(C->a, C->b, exp(t), -expm1(t), t, log(-expm1(t)), &lo, &hi, &llo, &lhi);
+    return upper ? hi : lo;
+}
+
+/* v of log Y at log G = lg and a normal deviate z: the parts of log Y = m + s/2 + sqrt(s /
+ * kappa) Z at the given s = beta / G and Z (the frame's guesses of lnm_guess). */
+static double cv_vguess(const lnm_t *L, double lg, double z)
+{
+    if (L->tight) {
+        double x = lg - L->lalpha;
+        return L->c0 * expm1(-x) + z * exp(-0.5 * x);
+    }
+    double s = L->beta * exp(-lg);
+    return 0.5 * s + z * sqrt(s / L->kappa);
+}
+
+/* Y's panels: at the probabilities eps, 1e-8, 1e-3, 0.1, 1/2 and their complements, the
+ * extreme of the guesses with s at its own quantiles (both sides) or its median. */
+static int cv_edges(cv_t *C)
+{
+    static const double pr[QE_NT + 1] = {0.0, 1e-8, 1e-3, 0.1};
+    double lgm, lg[2], v[QE_PANELS + 1];
+    int st = bw_gamma_inc_inv(C->L.alpha, 0.5, 0.5, &lgm);
+    v[QE_NT + 1] = cv_vguess(&C->L, lgm, 0.0);
+    for (int i = 0; i <= QE_NT && !st; i++) {
+        double p = i ? pr[i] : C->eps, z = -bw_norm_quantile(p);
+        st = bw_gamma_inc_inv(C->L.alpha, p, 1.0 - p, &lg[0]);
+        if (!st)
+            st = bw_gamma_inc_inv(C->L.alpha, 1.0 - p, p, &lg[1]);
+        double lo = cv_vguess(&C->L, lgm, -z), hi = cv_vguess(&C->L, lgm, z);
+        for (int j = 0; j < 2; j++) {
+            lo = fmin(lo, cv_vguess(&C->L, lg[j], -z));
+            hi = fmax(hi, cv_vguess(&C->L, lg[j], z));
+        }
+        v[i] = lo;
+        v[QE_PANELS - i] = hi;
+    }
+    if (st)
+        return st;
+    for (int i = 0; i <= QE_PANELS; i++) {
+        if (!isfinite(v[i]))
+            return BW_E_NUMERIC;
+        /* keep them increasing (the guesses are not quantiles) */
+        C->e[i] = i && !(v[i] > C->e[i - 1]) ? C->e[i - 1] + fabs(C->e[i - 1]) * 1e-12 + 1e-300
+                                             : v[i];
+    }
+    return BW_OK;
+}
+
+/* Both tails of V and its density at v by the inner rule; *bad: 1 if the error estimate of
+ * the smaller tail is above its tolerance. */
+/* Panel p of R on [lo, hi]; nodes without density (or where z would not be finite) get
+ * weight 0. */
+static void cv_panel(const lnm_t *L, double lo, double hi, cv_rule *R, int p)
+{
+    double x[BW_GK_NODES], wk[BW_GK_NODES], wg[BW_GK_NODES];
+    bw_gk_rule(lo, hi, x, wk, wg);
+    R->lo[p] = lo;
+    R->hi[p] = hi;
+    for (int k = 0, n = p * BW_GK_NODES; k < BW_GK_NODES; k++, n++) {
+        double a, b, g;
+        lnm_point(L, x[k], &a, &b, &g);
+        int live = isfinite(a) && isfinite(b) && g > 0.0;
+        R->kw[n] = live ? wk[k] * g : 0.0;
+        R->gw[n] = live ? wg[k] * g : 0.0;
+        R->a[n] = live ? a : 0.0;
+        R->b[n] = live ? b : 0.0;
+    }
+}
+
+/* The error estimate of Kronrod sums whose smaller tail is kt with |Kronrod - Gauss| d:
+ * kt (d / kt)^1.5, QUADPACK's rule without its safety factor 200^1.5 (the pair's errors fall
+ * like r^-20 and r^-32 for an analytic integrand, so d^1.6 would do). */
+static double cv_gkerr(double kt, double d)
+{
+    return kt > 0.0 ? kt * pow(fmin(d / kt, 1.0), 1.5) : d;
+}
+
+/* Both tails of V and its density at v by the nodes [n0, n0 + m) of R, and the error
+ * estimate of the smaller tail. */
+#ifdef CV_DEBUG
+long cv_dbg_phi_table, cv_dbg_phi_refine;
+int cv_dbg_in_refine;
+#endif
+static double cv_sums(const cv_rule *R, int n0, int m, double v, double out[5])
+{
+#ifdef CV_DEBUG
+    if (cv_dbg_in_refine) cv_dbg_phi_refine += m; else cv_dbg_phi_table += m;
+#endif
+    bw_norm_mix(R->a + n0, R->b + n0, R->kw + n0, R->gw + n0, m, v, out);
+    int lower = out[0] <= out[1];
+    return cv_gkerr(lower ? out[0] : out[1], fabs(lower ? out[0] - out[3] : out[1] - out[4]));
+}
+
+/* The table's values at node i of s, from the base inner rule; its error estimate (0 where
+ * below CV_INNER_REL of the smaller tail: as good as it gets) in s->err[i], for cv_tail to
+ * judge. */
+static void cv_value(const cv_t *C, cv_slot *s, int i)
+{
+    double r[5], e = cv_sums(&C->base, 0, C->base.np * BW_GK_NODES, s->v[i], r);
+    s->F[i] = r[0];
+    s->S[i] = r[1];
+    s->f[i] = r[2];
+    s->err[i] = e <= CV_INNER_REL * fmin(r[0], r[1]) ? 0.0 : e;
+}
+
+/* Node i of s again, where its error matters to a tail (tol: the absolute error it may
+ * keep): panel by panel on the refined rule, bisecting the panel of the largest error
+ * estimate (for this and every later value) until the sum of the estimates is below tol.
+ * If the rule runs out of panels, the adaptive lnm_tail (its error taken as 0). */
+static int cv_refine(cv_t *C, cv_slot *s, int i, double tol)
+{
+    cv_rule *R = &C->fine;
+    double v = s->v[i];
+    s->refined = 1;
+#ifdef CV_DEBUG
+    cv_dbg_refine++;
+    cv_dbg_in_refine = 1;
+#endif
+    for (;;) {
+        double sum[3] = {0.0, 0.0, 0.0}, err = 0.0, emax = -1.0;
+        int pmax = 0;
+        for (int p = 0; p < R->np; p++) {
+            double r[5], e = cv_sums(R, p * BW_GK_NODES, BW_GK_NODES, v, r);
+            for (int c = 0; c < 3; c++)
+                sum[c] += r[c];
+            err += e;
+            if (e > emax)
+                emax = e, pmax = p;
+        }
+        if (err <= tol || err <= CV_INNER_REL * fmin(sum[0], sum[1])) {
+#ifdef CV_DEBUG
+            cv_dbg_in_refine = 0;
+#endif
+            s->F[i] = sum[0];
+            s->S[i] = sum[1];
+            s->f[i] = sum[2];
+            s->err[i] = err;
+            return BW_OK;
+        }
+        if (R->np == CV_IPANELS)
+            break;
+        double lo = R->lo[pmax], hi = R->hi[pmax], mid = 0.5 * (lo + hi);
+        cv_panel(&C->L, lo, mid, R, pmax);
+        cv_panel(&C->L, mid, hi, R, R->np++);
+    }
+#ifdef CV_DEBUG
+    cv_dbg_adapt++;
+    if (getenv("CVD")) fprintf(stderr, "adapt v=%g F=%g S=%g e=%g\n", s->v[i], s->F[i], s->S[i], s->err[i]);
+#endif
+    int upper = s->S[i] < s->F[i];
+    double t, d;
+    int st = lnm_tail(&C->L, v, upper, 0, &t, &d);
+    s->F[i] = upper ? 1.0 - t : t;
+    s->S[i] = upper ? t : 1.0 - t;
+    s->f[i] = d;
+    s->err[i] = 0.0;
+    return st;
+}
+
+/* Subpanel j of Y panel k, tabulated on first use; NULL (C->status set) when the table is
+ * full. */
+static cv_slot *cv_get(cv_t *C, int k, double j)
+{
+    for (int i = 0; i < C->nslot; i++)
+        if (C->slot[i].panel == k && C->slot[i].sub == j)
+            return &C->slot[i];
+    if (C->nslot == CV_SLOTS) {
+        C->status = BW_E_NUMERIC;
+        return NULL;
+    }
+    cv_slot *s = &C->slot[C->nslot++];
+#ifdef CV_DEBUG
+    cv_dbg_slots++;
+    if (getenv("CVS")) fprintf(stderr, "slot panel %d sub %g [%g, %g] of [%g, %g] h %g\n", k, j, C->e[k] + j * C->h[k], C->e[k] + (j + 1) * C->h[k], C->e[k], C->e[k+1], C->h[k]);
+#endif
+    double lo = C->e[k] + j * C->h[k], hi = fmin(C->e[k] + (j + 1.0) * C->h[k], C->e[k + 1]);
+    bw_gk_rule(lo, hi, s->v, s->wk, s->wg);
+    for (int i = 0; i < BW_GK_NODES; i++)
+        cv_value(C, s, i);
+    s->panel = k;
+    s->sub = j;
+    s->refined = 0;
+    return s;
+}
+
+/* Back to the base rule's values and the unrefined inner rule: what a quantile computes
+ * then depends on its own steps only, not on the quantiles solved before it. */
+static void cv_forget(cv_t *C)
+{
+    for (int n = 0; n < C->nslot; n++) {
+        cv_slot *s = &C->slot[n];
+        for (int i = 0; s->refined && i < BW_GK_NODES; i++)
+            cv_value(C, s, i);
+        s->refined = 0;
+    }
+    if (C->fine.np != C->base.np)
+        C->fine = C->base;
+}
+
+/* The subpanels whose nodes reach l = c - sc v in [llo, lhi], in turn: *k, *j start at -1
+ * and the call moves them to the next (0 when done). */
+static int cv_next(const cv_t *C, double va, double vb, int *k, double *j)
+{
+    for (;;) {
+        if (*k >= 0) {
+            double nsub = ceil((C->e[*k + 1] - C->e[*k]) / C->h[*k]);
+            double hi = fmin(vb, C->e[*k + 1]);
+            if (*j + 1.0 <= fmin(floor((hi - C->e[*k]) / C->h[*k]), nsub - 1.0)) {
+                *j += 1.0;
+                return 1;
+            }
+        }
+        if (++*k == QE_PANELS)
+            return 0;
+        double lo = fmax(va, C->e[*k]), hi = fmin(vb, C->e[*k + 1]);
+        if (hi >= lo) {
+            double nsub = ceil((C->e[*k + 1] - C->e[*k]) / C->h[*k]);
+            *j = fmin(fmax(floor((lo - C->e[*k]) / C->h[*k]), 0.0), nsub - 1.0);
+            return 1;
+        }
+    }
+}
+
+/* Tail of R at e^U (upper or lower), the density of U and its derivative (out[0 .. 2]).
+ * Table values whose error could matter to this tail (weighted by f_L, above CV_TAB_TOL of
+ * the tail together) are computed again to that accuracy (cv_refine), and the sum taken
+ * again. */
+static int cv_tail(cv_t *C, double U, int upper, double out[3])
+{
+#ifdef CV_DEBUG
+    cv_dbg_tails++;
+    if (getenv("CVT")) fprintf(stderr, "tail U=%.17g upper %d\n", U, upper);
+#endif
+    /* l = c - sc v, c = (U - m) - off, and l - log x0 = (c0 - sc v) + c1 to ~1e-20 */
+    double c, e1, e2, c0, e3;
+    two_sum(U, -C->L.m, &c, &e1);
+    two_sum(c, -C->off, &c, &e2);
+    two_sum(c, -C->lp0, &c0, &e3);
+    double c1 = ((e1 + e2) + e3) - C->lp0_lo, sc = C->sc;
+    double va = (c - C->lhi) / sc, vb = (c - C->llo) / sc;
+    /* beyond the panels: F_Y = 1 above the top (lower tail), S_Y = 1 below the bottom */
+    double beyond = upper ? cv_ltail(C, c - sc * C->e[0], 1)
+                          : cv_ltail(C, c - sc * C->e[QE_PANELS], 0);
+    for (int pass = 0; pass < 3; pass++) {
+        double sum = 0.0, diff = 0.0, den = 0.0, den1 = 0.0, terr = 0.0, emax = 0.0;
+        int k = -1;
+        double j = -1.0;
+        while (cv_next(C, va, vb, &k, &j)) {
+            cv_slot *s = cv_get(C, k, j);
+            if (!s)
+                return C->status;
+            double pk = 0.0, pg = 0.0;
+            for (int i = 0; i < BW_GK_NODES; i++) {
+                double sv = sc * s->v[i], dlog;
+                double fl = exp(cv_logfl(C, c - sv, (c0 - sv) + c1, &dlog));
+                s->w[i] = s->wk[i] * fl;              /* this tail's weight of node i */
+                if (fl == 0.0)
+                    continue;
+                double t = fl * (upper ? s->S[i] : s->F[i]);
+                pk += s->wk[i] * t;
+                pg += s->wg[i] * t;
+                den += s->w[i] * s->f[i];
+                den1 += s->w[i] * s->f[i] * dlog;
+                terr += s->w[i] * s->err[i];
+                emax = fmax(emax, s->w[i] * s->err[i]);
+            }
+            sum += pk;
+            diff += fabs(pk - pg);
+        }
+        out[0] = fmin(sc * sum + beyond, 1.0);
+        out[1] = den;
+        out[2] = den1;
+        C->gkdiff = sc * diff;
+        double tol = CV_TAB_TOL * out[0];
+        if (!(sc * terr > tol) || pass == 2)
+            return BW_OK;
+        /* make exact the nodes that carry the error, the largest first */
+        k = -1;
+        j = -1.0;
+        while (cv_next(C, va, vb, &k, &j)) {
+            cv_slot *s = cv_get(C, k, j);
+            for (int i = 0; i < BW_GK_NODES; i++) {
+                double we = s->w[i] * s->err[i];
+                if (sc * we > 0.125 * tol || (we == emax && we > 0.0)) {
+                    int st = cv_refine(C, s, i, 0.0625 * tol / (sc * s->w[i]));
+                    if (st)
+                        return st;
+                }
+            }
+        }
+    }
+    return BW_OK;
+}
+
+static int cv_setup(cv_t *C, const bw_dist *X, const bw_dist *Y, double eps)
+{
+    C->a = X->p[0];
+    C->b = X->p[1];
+    cv_beta_consts(C);
+    C->eps = eps;
+    C->status = BW_OK;
+    C->nslot = 0;
+    int st = lnm_setup(&C->L, Y, fmin(eps, 1e-20), lnm_is_tight(Y));
+    if (st)
+        return st;
+    C->off = C->L.tight ? C->L.h : 0.0;
+    C->sc = C->L.tight ? C->L.sigma : 1.0;
+    for (int i = 0; i < LNM_PANELS; i++)
+        cv_panel(&C->L, C->L.edges[i], C->L.edges[i + 1], &C->base, i);
+    C->base.np = LNM_PANELS;
+    C->fine = C->base;
+    st = dist_logquantile(X, eps, 1.0 - eps, &C->llo);
+    if (!st)
+        st = dist_logquantile(X, 1.0 - eps, eps, &C->lhi);
+    if (!st)
+        st = cv_edges(C);
+    if (st)
+        return st;
+    /* the ends leave at most eps outside, or they move out */
+    for (int side = 0; side < 2; side++) {
+        int k = side ? QE_PANELS : 0, ok = 0;
+        for (int tries = 0; tries < 8 && !ok; tries++) {
+            double r[5];
+            cv_sums(&C->base, 0, C->base.np * BW_GK_NODES, C->e[k], r);
+            ok = r[side ? 1 : 0] <= eps;
+            if (!ok)
+                C->e[k] += 2.0 * (C->e[k] - C->e[side ? k - 1 : 1]);
+        }
+        if (!ok)
+            return BW_E_NUMERIC;
+    }
+    /* sd of l (delta method: Var X / E[X]^2), and the subpanel widths in v */
+    double n = C->a + C->b, width = CV_WIDTH * sqrt(C->b / (C->a * (n + 1.0))) / C->sc;
+    for (int k = 0; k < QE_PANELS; k++) {
+        double w = C->e[k + 1] - C->e[k];
+        C->h[k] = w / fmin(fmax(ceil(w / width), 1.0), CV_MAXSUB);
+    }
+    return BW_OK;
+}
+
+/* Solve h(U) = 0 for h = log T(U) - log p (lower tail) or log q - log T(U) (upper), both
+ * increasing, by Halley's steps (h' = D/T, h'' = D'/T -+ (D/T)^2 from the density D and
+ * its derivative) inside a bracket (bisection where a step leaves it or the iteration
+ * stalls), from u0 walking by sd while no bracket is known.  Stops when the step is below
+ * 1e-6 sd (Halley's error being cubic, the root is then U + step to ~1e-18 sd): *u is the
+ * last point evaluated and *dn that last step, for the caller to apply together with the
+ * rounding of e^U.  The tail of the last evaluation stays in out. */
+static int cv_solve(cv_t *C, int upper, double target, double u0, double sd, double *u,
+                    double *dn, double out[3])
+{
+    double lo = -INFINITY, hi = INFINITY, U = u0, walk = sd, last = INFINITY;
+    for (int it = 0; it < 200; it++) {
+        int st = cv_tail(C, U, upper, out);
+        if (st)
+            return st;
+        double T = out[0], h1 = out[1] / T;
+        double h = upper ? log(target) - log(T) : log(T) - log(target);
+        if (isnan(h))
+            return BW_E_NUMERIC;
+        if (h <= 0.0)
+            lo = U;
+        if (h >= 0.0)
+            hi = U;
+        double step = NAN;
+        if (isfinite(h) && h1 > 0.0 && isfinite(h1)) {
+            double h2 = out[2] / T + (upper ? h1 * h1 : -h1 * h1);
+            double den = 1.0 - 0.5 * h * h2 / (h1 * h1);
+            step = -h / h1 / (den >= 0.5 && den <= 2.0 ? den : 1.0);
+            if (fabs(step) <= 1e-6 * sd) {      /* what remains after it: ~1e-18 sd */
+                *u = U;
+                *dn = step;
+                return BW_OK;
+            }
+        }
+        double un = U + step;
+        int inside = un > lo && un < hi && fabs(step) <= 0.5 * last;
+        if (!inside && isfinite(lo) && isfinite(hi)) {
+            un = 0.5 * (lo + hi);               /* bisection */
+            if (!(un > lo && un < hi))
+                return BW_E_NUMERIC;
+        } else if (!inside && !(un > lo && un < hi)) {
+            un = isfinite(lo) ? U + walk : U - walk;    /* no bracket yet: walk out */
+            walk *= 2.0;
+        }
+        last = fabs(un - U);
+        U = un;
+    }
+    return BW_E_NUMERIC;
+}
+
+/* The (p, q) quantile of R from the table, or BW_E_NUMERIC where its error control says the
+ * general quadrature must take it.  Start: log X and log Y as normals matched at their
+ * medians and at the level (or the quartile, near the centre). */
+static int cv_quantile(cv_t *C, const bw_dist *X, double p, double q, double *out)
+{
+    int upper = q < p;
+    double ps = fmin(fmin(p, q), 0.25), pl = upper ? 1.0 - ps : ps, pu = upper ? ps : 1.0 - ps;
+    double zs = upper ? -bw_norm_quantile(ps) : bw_norm_quantile(ps);
+    double z = upper ? -bw_norm_quantile(q) : bw_norm_quantile(p);
+    double mx, sx, lgm, lgs;
+    int st = dist_logquantile(X, 0.5, 0.5, &mx);
+    if (!st)
+        st = dist_logquantile(X, pl, pu, &sx);
+    if (!st)
+        st = bw_gamma_inc_inv(C->L.alpha, 0.5, 0.5, &lgm);
+    if (!st)
+        st = bw_gamma_inc_inv(C->L.alpha, pu, pl, &lgs);      /* s falls as G grows */
+    if (st)
+        return st;
+    double vm = cv_vguess(&C->L, lgm, 0.0), vs = cv_vguess(&C->L, lgs, zs);
+    double sd = hypot((sx - mx) / zs, C->sc * (vs - vm) / zs);
+    if (!(sd > 0.0) || !isfinite(sd))
+        sd = 1.0;
+    double u0 = mx + C->L.m + C->off + C->sc * vm + z * sd, u = u0, dn = 0.0;
+    double t[3] = {0.0, 0.0, 0.0};
+    cv_forget(C);
+    st = cv_solve(C, upper, upper ? q : p, u0, sd, &u, &dn, t);
+    if (!st && !(C->gkdiff <= CV_GK_REL * t[0] && t[0] > 0.0 && t[1] > 0.0))
+        st = BW_E_NUMERIC;
+#ifdef CV_DEBUG
+    if (st) fprintf(stderr, "cv_quantile fail st %d p %g gkdiff/t %g t %g d %g u %g\n", st, p, C->gkdiff / t[0], t[0], t[1], u);
+#endif
+    if (st)
+        return st;
+    /* e^(u + dn) with one rounding: e = e^u rounded, and u - log e exactly from log_diff */
+    double e = exp(u);
+    *out = e > 0.0 && isfinite(e) ? fma(e, expm1(dn - log_diff(e, u)), e) : e;
+    return BW_OK;
+}
+
+/* The rate (Beta) and lognormal-mean factors of q, if that is what it is. */
+static int rate_lnmean(const bw_quantity *q, const bw_dist **X, const bw_dist **Y)
+{
+    if (q->nfactors != 2)
+        return 0;
+    int i = q->f[0].kind == BW_KIND_BETA ? 0 : 1;
+    *X = &q->f[i];
+    *Y = &q->f[1 - i];
+    return (*X)->kind == BW_KIND_BETA && (*Y)->kind == BW_KIND_NIG_LNMEAN;
+}
+
+/* Quantiles (p[i], q[i]) of a rate x lognormal mean from one table; those its error
+ * control refuses come from the general product quadrature. */
+static int cv_quantiles(const bw_quantity *q, const double *p, const double *qq, int n,
+                        double *out)
+{
+    const bw_dist *X = NULL, *Y = NULL;
+    double tmin = 0.5;
+    for (int i = 0; i < n; i++)
+        tmin = fmin(tmin, fmin(p[i], qq[i]));
+    /* the same setup for every ordinary level, so that a level's numbers do not depend on
+     * the others computed with it */
+    cv_t *C = malloc(sizeof *C);         /* ~100 kB: on the heap, not a worker's stack */
+    int ok = C && rate_lnmean(q, &X, &Y) && cv_setup(C, X, Y, fmin(1e-20, 1e-16 * tmin)) == BW_OK;
+    int st = BW_OK;
+    for (int i = 0; i < n && !st; i++) {
+        if (ok && cv_quantile(C, X, p[i], qq[i], &out[i]) == BW_OK)
+            continue;
+#ifdef CV_DEBUG
+        cv_dbg_fallback++;
+        fprintf(stderr, "fallback ok=%d status=%d\n", ok, C ? C->status : -1);
+#endif
+        prod_t P;
+        st = prod_setup(&P, q, range_eps(fmin(p[i], qq[i])));
+        if (!st)
+            st = prod_quantile(&P, p[i], qq[i], &out[i]);
+    }
+    free(C);
+    return st;
+}
+
+/* ======================================================================================== */
 /* Public entry points                                                                       */
 /* ======================================================================================== */
 
@@ -1240,6 +1835,30 @@ int bw_variance(const bw_quantity *q, double *out)
     return BW_OK;
 }
 
+int bw_moments(const bw_quantity *q, double *mean, double *var)
+{
+    if (!quantity_valid(q) || !mean || !var)
+        return BW_E_DOMAIN;
+    double mx, vx, my = 1.0, vy = 0.0;
+    int st = dist_moments(&q->f[0], &mx, &vx);
+    if (!st && q->nfactors == 2)
+        st = dist_moments(&q->f[1], &my, &vy);
+    if (st)
+        return st;
+    /* bw_mean's and bw_variance's numbers, from one computation of each factor's moments */
+    double m = mx * my;
+    if (isnan(m))
+        return BW_E_DOMAIN;
+    *mean = m;
+    if (q->nfactors == 1)
+        *var = vx;
+    else if (isinf(vx) || isinf(vy))
+        *var = INFINITY;
+    else
+        *var = vx * vy + vx * my * my + vy * mx * mx;
+    return BW_OK;
+}
+
 int bw_cdf(const bw_quantity *q, double x, double *out)
 {
     if (!quantity_valid(q) || !out || isnan(x))
@@ -1251,8 +1870,11 @@ int bw_cdf(const bw_quantity *q, double x, double *out)
 
 static int quantile_pq(const bw_quantity *q, double p, double qq, double *out)
 {
+    const bw_dist *X, *Y;
     if (q->nfactors == 1)
         return dist_quantile(&q->f[0], p, qq, out);
+    if (rate_lnmean(q, &X, &Y))
+        return cv_quantiles(q, &p, &qq, 1, out);
     prod_t P;
     int st = prod_setup(&P, q, range_eps(fmin(p, qq)));
     if (!st)
@@ -1279,10 +1901,46 @@ int bw_quantile(const bw_quantity *q, double level, double *out)
     return BW_OK;
 }
 
+int bw_intervals(const bw_quantity *q, const double *levels, int n, double (*out)[2])
+{
+    if (!quantity_valid(q) || !out || !levels || n < 0)
+        return BW_E_DOMAIN;
+    for (int i = 0; i < n; i++)
+        if (!level_valid(levels[i]))
+            return BW_E_DOMAIN;
+    const bw_dist *X, *Y;
+    if (!rate_lnmean(q, &X, &Y) || n > BW_MAX_LEVELS || n == 0) {
+        for (int i = 0; i < n; i++) {
+            int st = bw_interval(q, levels[i], out[i]);
+            if (st)
+                return st;
+        }
+        return BW_OK;
+    }
+    /* one table for every end: (tail, body) and (body, tail) per level */
+    double p[2 * BW_MAX_LEVELS] = {0}, qq[2 * BW_MAX_LEVELS] = {0}, x[2 * BW_MAX_LEVELS];
+    for (int i = 0; i < n; i++) {
+        double tail = 0.5 * (1.0 - levels[i]), body = 0.5 * (1.0 + levels[i]);
+        p[2 * i] = qq[2 * i + 1] = tail;
+        qq[2 * i] = p[2 * i + 1] = body;
+    }
+    int st = cv_quantiles(q, p, qq, 2 * n, x);
+    for (int i = 0; i < n && !st; i++) {
+        if (isnan(x[2 * i]) || isnan(x[2 * i + 1]))
+            return BW_E_NUMERIC;
+        out[i][0] = x[2 * i];
+        out[i][1] = x[2 * i + 1];
+    }
+    return st;
+}
+
 int bw_interval(const bw_quantity *q, double level, double out[2])
 {
     if (!quantity_valid(q) || !out || !level_valid(level))
         return BW_E_DOMAIN;
+    const bw_dist *X, *Y;
+    if (rate_lnmean(q, &X, &Y))
+        return bw_intervals(q, &level, 1, (double (*)[2])out);
     double tail = 0.5 * (1.0 - level), body = 0.5 * (1.0 + level), lo, hi;
     int st;
     if (q->nfactors == 1) {
@@ -1405,3 +2063,33 @@ int bw_pdf(const bw_quantity *q, double x, double *out)
     double lo, hi;
     return bw_tails_pdf(q, x, &lo, &hi, out);
 }
+#ifdef CV_DEBUG
+int cv_debug_tail(const bw_quantity *q, double U, int upper, double *tail, double *dens);
+int cv_debug_tail(const bw_quantity *q, double U, int upper, double *tail, double *dens)
+{
+    const bw_dist *X, *Y;
+    rate_lnmean(q, &X, &Y);
+    cv_t *C = malloc(sizeof *C);
+    int st = cv_setup(C, X, Y, 1e-20);
+    double o[3];
+    if (!st)
+        st = cv_tail(C, U, upper, o);
+    *tail = o[0];
+    *dens = o[1];
+    fprintf(stderr, "gkdiff %g\n", C->gkdiff);
+    free(C);
+    return st;
+}
+#endif
+#ifdef CV_DEBUG
+double cv_debug_logfl(double a, double b, double l);
+double cv_debug_logfl(double a, double b, double l)
+{
+    cv_t C;
+    C.a = a;
+    C.b = b;
+    cv_beta_consts(&C);
+    double dl;
+    return cv_logfl(&C, l, (l - C.lp0) - C.lp0_lo, &dl);
+}
+#endif

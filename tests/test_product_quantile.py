@@ -1,5 +1,11 @@
 """Quantiles and CDF of the revenue product (conversion rate x lognormal mean) against an
-independent SciPy quadrature, at the promised 1e-9 relative, over a grid of posterior sizes.
+independent SciPy quadrature, at the promised 1e-9 relative, over a grid of posterior sizes
+and the regimes that stress the method (one to three converters: a power-law tail of the
+lognormal mean; a severity much wider than the rate; a rate near 1; levels 1e-6 from the
+ends), and against a 20-digit mpmath quadrature (tests/golden/check_compound_entries.py's)
+for the golden posterior and a few-converter one.  Also: several levels from one setup
+(bw_intervals) give the numbers of one level at a time, and the vector kernel of the sums
+of normal tails gives the same bits on every instruction set.
 
 The product X Y has X ~ Beta (the conversion-rate posterior) and Y the NIG_LNMEAN lognormal
 mean; the oracle is tests/c/test_summary.py's: scipy.integrate.quad over logit X of
@@ -9,6 +15,7 @@ tens of thousands, and the lognormal posterior from 3 values to 10^4 (the loose 
 the oracle's plain arithmetic keeps its digits).
 """
 
+import ctypes
 import importlib.util
 import math
 import pathlib
@@ -89,3 +96,103 @@ def test_product_quantiles_and_cdf(core, users, converters, n):
     for x in (q10, math.sqrt(q10 * q90), q90, q90 * (q90 / q10) ** 0.5):
         assert _summary.rel(core.cdf(q, x), oracle(fx, fy, x)) < RTOL, x
     assert math.isclose(core.cdf(q, core.quantile(q, 0.5)), 0.5, rel_tol=RTOL)
+
+
+# ---------------------------------------------------------------------------------------- #
+# The regimes of the shared-table method (csrc/summary.c, "Rate x lognormal mean")          #
+# ---------------------------------------------------------------------------------------- #
+
+REGIMES = {   # (Beta a, b), NIG_LNMEAN (m, kappa, alpha, beta)
+    "golden": ((97.0, 305.0), (1.9023628268373598, 96.000001, 49.0, 22.726793351220923)),
+    "one converter": ((2.0, 100.0), (3.5332, 1.000001, 1.5, 1.00001)),
+    "three converters": ((4.0, 98.0), (3.0, 3.000001, 2.5, 2.2)),
+    "wide severity": ((101.0, 901.0), (1.0, 100.000001, 51.0, 450.0)),
+    "rate near 0.9": ((901.0, 101.0), (1.0, 900.000001, 451.0, 289.0)),
+    "segment": ((11.0, 491.0), (3.0, 10.000001, 6.0, 4.2)),
+}
+LEVELS = (1e-6, 0.025, 0.5, 0.975, 1.0 - 1e-6)
+
+
+def regime(name):
+    (a, b), nig = REGIMES[name]
+    fx, fy = (BETA, a, b), (NIG_LNMEAN, *nig)
+    return fx, fy, _harness.quantity(fx, fy)
+
+
+@pytest.mark.parametrize("name", sorted(REGIMES))
+def test_regimes_against_scipy(core, name):
+    fx, fy, q = regime(name)
+    for level in LEVELS:
+        t = core.quantile(q, level)
+        upper = level > 0.5
+        target = 1.0 - level if upper else level
+        if math.isinf(t):
+            # beyond the double range (one converter: log revenue has a power-law tail):
+            # the largest double is still below the quantile
+            assert oracle(fx, fy, 1.7e308, upper) > target, (level, t)
+            continue
+        assert _summary.rel(oracle(fx, fy, t, upper), target) < RTOL, (level, t)
+
+
+@pytest.fixture(scope="module")
+def builder(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("pq_levels")
+    return lambda sources, flags=(): _harness.build_core(sources, tmp, flags)
+
+
+def _levels_lib(builder, flags=()):
+    lib = builder(["specfun.c", "summary.c"], flags)
+    D = ctypes.c_double
+    lib.bw_intervals.argtypes = [ctypes.POINTER(_harness.Quantity), ctypes.POINTER(D),
+                                 ctypes.c_int, ctypes.POINTER(D)]
+    lib.bw_interval.argtypes = [ctypes.POINTER(_harness.Quantity), D, ctypes.POINTER(D)]
+    return lib
+
+
+def _intervals(lib, q, levels):
+    n = len(levels)
+    out = (ctypes.c_double * (2 * n))()
+    assert lib.bw_intervals(ctypes.byref(q), (ctypes.c_double * n)(*levels), n, out) == 0
+    return [(out[2 * i], out[2 * i + 1]) for i in range(n)]
+
+
+@pytest.mark.parametrize("name", sorted(REGIMES))
+def test_levels_together_are_the_levels_alone(builder, name):
+    lib = _levels_lib(builder)
+    q = regime(name)[2]
+    levels = (0.95, 0.9, 0.8)
+    for level, pair in zip(levels, _intervals(lib, q, levels)):
+        one = (ctypes.c_double * 2)()
+        assert lib.bw_interval(ctypes.byref(q), level, one) == 0
+        assert (one[0], one[1]) == pair, level
+
+
+def test_same_bits_on_every_instruction_set(builder):
+    """The SSE2 build of the normal-tail kernel (no dispatch) and the dispatched one (AVX2
+    where the CPU has it) give the same intervals, bit for bit."""
+    base = _levels_lib(builder, ("-DBW_NO_SIMD_DISPATCH",))
+    best = _levels_lib(builder)
+    for name in sorted(REGIMES):
+        q = regime(name)[2]
+        assert _intervals(base, q, (0.95, 0.5)) == _intervals(best, q, (0.95, 0.5)), name
+
+
+def _mp_revenue():
+    path = pathlib.Path(__file__).resolve().parent / "golden" / "check_compound_entries.py"
+    return _load("bw_check_compound_entries", path)
+
+
+@pytest.mark.parametrize("name,level", [("golden", 0.025), ("golden", 0.975),
+                                        ("three converters", 0.975)])
+def test_against_mpmath(core, name, level):
+    """20 digits, Gauss-Legendre over both variables (the golden check's oracle, whose
+    resolution 3 agrees with resolution 4 to ~1e-20 on the golden posterior)."""
+    mp = pytest.importorskip("mpmath")
+    oracle_mod = _mp_revenue()
+    (a, b), nig = REGIMES[name]
+    t = core.quantile(regime(name)[2], level)
+    upper = level > 0.5
+    with mp.workdps(20):
+        tail, _ = oracle_mod.Revenue(a, b, *nig, degree=3).tail_density(mp.log(t), upper)
+    target = 1.0 - level if upper else level
+    assert abs(float(tail) / target - 1.0) < 1e-12, (t, float(tail))
