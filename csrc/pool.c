@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,14 +39,22 @@ double bw_wallclock(void)
 /* Channels                                                                                 */
 /* ======================================================================================== */
 
+/*
+ * Workers never take a lock that the event loop's thread takes.  A worker that finishes a
+ * job pushes it on the channel's inbox (a lock-free stack) and then, outside any lock, makes
+ * the fd readable; the thread that drains takes the whole inbox with one atomic exchange.
+ * (With a mutex shared by both sides, the write that wakes the loop let the loop preempt
+ * the lower-priority worker while it still held the mutex; the loop then blocked in its
+ * drain until the worker got a CPU again, tens of milliseconds on a busy machine.)
+ */
 struct bw_channel {
     atomic_int refs;            /* memory: owners + jobs that name this channel */
     atomic_int owners;          /* bw_channel_new / bw_channel_incref holders */
-    int closed;                 /* no owner left: pushes are dropped (mu) */
-    pthread_mutex_t mu;
-    bw_job *head, *tail;
+    atomic_int closed;          /* no owner left: pushes are dropped */
+    _Atomic(bw_job *) inbox;    /* finished jobs, newest first (pushed without a lock) */
+    pthread_mutex_t mu;         /* the consumers' side (drain, close); never a worker */
+    bw_job *head, *tail;        /* taken from the inbox, oldest first, not handed out (mu) */
     int rfd, wfd;               /* eventfd: rfd == wfd; otherwise a pipe */
-    int signalled;              /* a wake-up is pending on the fd (guarded by mu) */
 };
 
 bw_channel *bw_channel_new(void)
@@ -75,6 +84,8 @@ bw_channel *bw_channel_new(void)
     pthread_mutex_init(&ch->mu, NULL);
     atomic_init(&ch->refs, 1);
     atomic_init(&ch->owners, 1);
+    atomic_init(&ch->closed, 0);
+    atomic_init(&ch->inbox, NULL);
     return ch;
 }
 
@@ -86,6 +97,16 @@ void bw_channel_incref(bw_channel *ch)
     atomic_fetch_add(&ch->refs, 1);
 }
 
+/* Release a list of queued jobs (linked by chan_next): the channel's references. */
+static void release_jobs(bw_job *job)
+{
+    while (job) {
+        bw_job *next = job->chan_next;
+        bw_job_decref(job);
+        job = next;
+    }
+}
+
 /* The last owner closes the channel: queued jobs are released (they hold the channel's
  * memory, not its queue), and later completions are not queued. */
 void bw_channel_decref(bw_channel *ch)
@@ -93,16 +114,13 @@ void bw_channel_decref(bw_channel *ch)
     if (!ch)
         return;
     if (atomic_fetch_sub(&ch->owners, 1) == 1) {
+        atomic_store(&ch->closed, 1);
         pthread_mutex_lock(&ch->mu);
-        ch->closed = 1;
-        bw_job *job = ch->head;
+        bw_job *taken = ch->head;
         ch->head = ch->tail = NULL;
         pthread_mutex_unlock(&ch->mu);
-        while (job) {
-            bw_job *next = job->chan_next;
-            bw_job_decref(job);
-            job = next;
-        }
+        release_jobs(taken);
+        release_jobs(atomic_exchange(&ch->inbox, NULL));
     }
     channel_unref(ch);
 }
@@ -135,28 +153,34 @@ static void channel_make_readable(bw_channel *ch)
     (void)r;
 }
 
+/* Empty the fd (an eventfd in one read; a pipe until it has nothing left). */
+static void channel_clear_fd(bw_channel *ch)
+{
+    char buf[64];
+    while (read(ch->rfd, buf, sizeof buf) == (ssize_t)sizeof buf) {
+    }
+}
+
+/* Called by the worker that finished the job, holding no lock.  The push that finds the
+ * inbox empty makes the fd readable; a drain empties the fd before it takes the inbox, so
+ * a job pushed after that take finds the inbox empty and signals again: no wake-up is lost
+ * (at worst one is spurious, and its drain finds nothing). */
 static void channel_push(bw_channel *ch, bw_job *job)
 {
-    int wake = 0;
-    pthread_mutex_lock(&ch->mu);
-    if (ch->closed) {
-        pthread_mutex_unlock(&ch->mu);
+    if (atomic_load(&ch->closed))
+        return;
+    bw_job_incref(job);
+    bw_job *old = atomic_load(&ch->inbox);
+    do {
+        job->chan_next = old;
+    } while (!atomic_compare_exchange_weak(&ch->inbox, &old, job));
+    if (atomic_load(&ch->closed)) {
+        /* Closed while pushing: whoever exchanges the inbox last releases what it holds. */
+        release_jobs(atomic_exchange(&ch->inbox, NULL));
         return;
     }
-    bw_job_incref(job);
-    job->chan_next = NULL;
-    if (ch->tail)
-        ch->tail->chan_next = job;
-    else
-        ch->head = job;
-    ch->tail = job;
-    if (!ch->signalled) {
-        ch->signalled = 1;
-        wake = 1;
-    }
-    if (wake)
+    if (!old)
         channel_make_readable(ch);
-    pthread_mutex_unlock(&ch->mu);
 }
 
 size_t bw_channel_drain(bw_channel *ch, uint64_t *ids, size_t cap)
@@ -165,12 +189,21 @@ size_t bw_channel_drain(bw_channel *ch, uint64_t *ids, size_t cap)
     size_t n = 0;
 
     pthread_mutex_lock(&ch->mu);
-    if (ch->signalled) {
-        /* Clear the fd under the lock, so a push after this is never lost. */
-        char buf[64];
-        while (read(ch->rfd, buf, sizeof buf) > 0) {
-        }
-        ch->signalled = 0;
+    channel_clear_fd(ch);
+    /* The inbox, newest first, goes behind what is left, oldest first. */
+    bw_job *in = atomic_exchange(&ch->inbox, NULL), *older = NULL, *newest = in;
+    while (in) {
+        bw_job *next = in->chan_next;
+        in->chan_next = older;
+        older = in;
+        in = next;
+    }
+    if (older) {
+        if (ch->tail)
+            ch->tail->chan_next = older;
+        else
+            ch->head = older;
+        ch->tail = newest;
     }
     while (ch->head && n < cap) {
         bw_job *job = ch->head;
@@ -181,18 +214,11 @@ size_t bw_channel_drain(bw_channel *ch, uint64_t *ids, size_t cap)
     }
     if (!ch->head)
         ch->tail = NULL;
-    else if (!ch->signalled) {
-        /* More remain: keep the fd readable so the caller comes back. */
-        ch->signalled = 1;
-        channel_make_readable(ch);
-    }
+    else
+        channel_make_readable(ch);      /* more remain: the caller comes back */
     pthread_mutex_unlock(&ch->mu);
 
-    while (taken) {
-        bw_job *next = taken->chan_next;
-        bw_job_decref(taken);
-        taken = next;
-    }
+    release_jobs(taken);
     return n;
 }
 
@@ -484,12 +510,35 @@ static int run_block(bw_job *job, size_t b)
 }
 
 /* Worker threads run a little below the threads that submit work (nice + BW_WORKER_NICE,
- * Linux only, per thread): when every core is busy drawing, an event loop that wakes up
- * preempts a worker at once instead of waiting out a time slice, so the loop's latency
- * stays at its floor while throughput is unchanged on an otherwise idle machine. */
+ * Linux only, per thread), so an event loop competing with them for a core gets the larger
+ * share of it.  A lower nice value does not make a waking loop preempt a worker, though:
+ * the scheduler (EEVDF) lets a worker finish its slice, and with two workers queued on the
+ * loop's core the loop waited up to two ticks (8 ms at 250 Hz) behind them.  So workers
+ * also yield: at every yield point (between blocks, and inside the long blocks of a draw)
+ * a worker that has run for BW_YIELD_EVERY seconds since it last yielded hands its core to
+ * any thread waiting for it.  sched_yield returns at once when none is, so this costs a
+ * clock read per yield point and a system call per BW_YIELD_EVERY. */
 #ifndef BW_WORKER_NICE
 #define BW_WORKER_NICE 5
 #endif
+#ifndef BW_YIELD_EVERY
+#define BW_YIELD_EVERY 2.5e-4
+#endif
+
+/* The pool's per-thread state: when this worker last yielded (< 0: not a pool worker, the
+ * yield point does nothing; inline jobs run on the submitting thread). */
+static _Thread_local double yielded_at = -1.0;
+
+void bw_pool_yield_point(void)
+{
+    if (yielded_at < 0)
+        return;
+    double now = bw_monotonic();
+    if (now - yielded_at >= BW_YIELD_EVERY) {
+        sched_yield();
+        yielded_at = bw_monotonic();
+    }
+}
 
 static void worker_lower_priority(void)
 {
@@ -500,6 +549,7 @@ static void worker_lower_priority(void)
     if (errno == 0 && now < 19)
         (void)setpriority(PRIO_PROCESS, (id_t)tid, now + BW_WORKER_NICE > 19 ? 19 : now + BW_WORKER_NICE);
 #endif
+    yielded_at = bw_monotonic();
 }
 
 static void *worker_main(void *arg)
@@ -530,6 +580,7 @@ static void *worker_main(void *arg)
 
         int failed = run_block(job, b);
         block_done(pool, job, failed);
+        bw_pool_yield_point();
 
         pthread_mutex_lock(&pool->mu);
     }
