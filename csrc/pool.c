@@ -36,6 +36,73 @@ double bw_wallclock(void)
 }
 
 /* ======================================================================================== */
+/* Wake-up fds                                                                              */
+/* ======================================================================================== */
+
+/* An fd that counts wake-ups: an eventfd on Linux (rfd == wfd), a pipe elsewhere.  Posting
+ * never blocks.  A channel's fd is read without blocking (the event loop polls it); the
+ * pool's is a semaphore that idle workers block on, one token each. */
+static int wakefd_open(int *rfd, int *wfd, int semaphore)
+{
+#ifdef __linux__
+    int fd = eventfd(0, EFD_CLOEXEC | (semaphore ? EFD_SEMAPHORE : EFD_NONBLOCK));
+    if (fd < 0)
+        return -1;
+    *rfd = *wfd = fd;
+#else
+    int fds[2];
+    if (pipe(fds) != 0)
+        return -1;
+    for (int i = 0; i < 2; i++)
+        fcntl(fds[i], F_SETFD, FD_CLOEXEC);
+    for (int i = semaphore ? 1 : 0; i < 2; i++)
+        fcntl(fds[i], F_SETFL, fcntl(fds[i], F_GETFL) | O_NONBLOCK);
+    *rfd = fds[0];
+    *wfd = fds[1];
+#endif
+    return 0;
+}
+
+static void wakefd_close(int rfd, int wfd)
+{
+    if (rfd >= 0)
+        close(rfd);
+    if (wfd != rfd && wfd >= 0)
+        close(wfd);
+}
+
+/* Add n tokens (eventfd: to its counter; pipe: n bytes).  A full pipe or counter is
+ * readable already, so a failed write loses nothing a reader needs. */
+static void wakefd_post(int wfd, uint64_t n)
+{
+#ifdef __linux__
+    ssize_t r = write(wfd, &n, sizeof n);
+    (void)r;
+#else
+    char bytes[256] = {0};
+    while (n > 0) {
+        ssize_t r = write(wfd, bytes, n < sizeof bytes ? (size_t)n : sizeof bytes);
+        if (r <= 0)
+            break;
+        n -= (uint64_t)r;
+    }
+#endif
+}
+
+/* Take one token of a semaphore fd, blocking until there is one. */
+static void wakefd_take(int rfd)
+{
+    uint64_t v;
+#ifdef __linux__
+    size_t size = sizeof v;
+#else
+    size_t size = 1;
+#endif
+    while (read(rfd, &v, size) < 0 && errno == EINTR) {
+    }
+}
+
+/* ======================================================================================== */
 /* Channels                                                                                 */
 /* ======================================================================================== */
 
@@ -62,25 +129,10 @@ bw_channel *bw_channel_new(void)
     bw_channel *ch = calloc(1, sizeof *ch);
     if (!ch)
         return NULL;
-#ifdef __linux__
-    ch->rfd = ch->wfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (ch->rfd < 0) {
+    if (wakefd_open(&ch->rfd, &ch->wfd, 0) != 0) {
         free(ch);
         return NULL;
     }
-#else
-    int fds[2];
-    if (pipe(fds) != 0) {
-        free(ch);
-        return NULL;
-    }
-    for (int i = 0; i < 2; i++) {
-        fcntl(fds[i], F_SETFL, fcntl(fds[i], F_GETFL) | O_NONBLOCK);
-        fcntl(fds[i], F_SETFD, FD_CLOEXEC);
-    }
-    ch->rfd = fds[0];
-    ch->wfd = fds[1];
-#endif
     pthread_mutex_init(&ch->mu, NULL);
     atomic_init(&ch->refs, 1);
     atomic_init(&ch->owners, 1);
@@ -130,28 +182,14 @@ static void channel_unref(bw_channel *ch)
     if (!ch || atomic_fetch_sub(&ch->refs, 1) != 1)
         return;
     /* Every queued job holds a reference to the channel, so the queue is empty here. */
-    close(ch->rfd);
-    if (ch->wfd != ch->rfd)
-        close(ch->wfd);
+    wakefd_close(ch->rfd, ch->wfd);
     pthread_mutex_destroy(&ch->mu);
     free(ch);
 }
 
 int bw_channel_fd(const bw_channel *ch) { return ch->rfd; }
 
-/* Make the channel's fd readable (eventfd: add one; pipe: one byte).  A full pipe or
- * counter is already readable, so a failed write loses nothing. */
-static void channel_make_readable(bw_channel *ch)
-{
-#ifdef __linux__
-    uint64_t one = 1;
-    ssize_t r = write(ch->wfd, &one, sizeof one);
-#else
-    char one = 1;
-    ssize_t r = write(ch->wfd, &one, 1);
-#endif
-    (void)r;
-}
+static void channel_make_readable(bw_channel *ch) { wakefd_post(ch->wfd, 1); }
 
 /* Empty the fd (an eventfd in one read; a pipe until it has nothing left). */
 static void channel_clear_fd(bw_channel *ch)
@@ -412,11 +450,21 @@ static int phase_end(bw_job *job, double exec_time)
 /* Pool                                                                                     */
 /* ======================================================================================== */
 
+/*
+ * Idle workers wait for a token on the pool's wake fd (a semaphore); whoever queues work
+ * counts, under mu, how many idle workers it wakes, and posts their tokens after unlocking.
+ * Not a condition variable: glibc's pthread_cond_signal and _broadcast may block until the
+ * waiters that an earlier signal woke have run (they quiesce the old group of waiters), and
+ * those are the lower-priority workers, so the event loop's submissions waited for them
+ * (2-8 ms, measured by bench/loop_lag.py).  Posting a token never blocks.
+ */
 struct bw_pool {
     int nthreads;
     pthread_t *threads;
     pthread_mutex_t mu;
-    pthread_cond_t work;         /* a block is available, or shutdown */
+    int wake_r, wake_w;          /* the idle workers' semaphore fd (-1: none, inline pool) */
+    size_t sleepers;             /* workers waiting for a token, or about to (mu) */
+    size_t tokens;               /* tokens posted for them and not taken yet (mu) */
     pthread_cond_t idle;         /* live reached zero */
     bw_job *head, *tail;         /* jobs with unclaimed blocks */
     size_t live;                 /* submitted, not finished */
@@ -442,7 +490,24 @@ static void pool_forget(bw_pool *pool, bw_job *job)
         pthread_cond_broadcast(&pool->idle);
 }
 
-static void pool_enqueue_locked(bw_pool *pool, bw_job *job)
+/* Wake up to `want` idle workers (mu held); returns how many tokens to post after
+ * unlocking (wake_idle). */
+static size_t wake_count_locked(bw_pool *pool, size_t want)
+{
+    size_t idle = pool->sleepers - pool->tokens;
+    size_t n = want < idle ? want : idle;
+    pool->tokens += n;
+    return n;
+}
+
+static void wake_idle(bw_pool *pool, size_t n)
+{
+    if (n)
+        wakefd_post(pool->wake_w, n);
+}
+
+/* Queue the job (mu held); returns the idle workers to wake once mu is released. */
+static size_t pool_enqueue_locked(bw_pool *pool, bw_job *job)
 {
     job->queue_next = NULL;
     if (pool->tail)
@@ -450,10 +515,7 @@ static void pool_enqueue_locked(bw_pool *pool, bw_job *job)
     else
         pool->head = job;
     pool->tail = job;
-    if (job->nblocks == 1)
-        pthread_cond_signal(&pool->work);
-    else
-        pthread_cond_broadcast(&pool->work);
+    return wake_count_locked(pool, job->nblocks);
 }
 
 /* One block of a job has been run by the calling thread (failed: it returned nonzero).
@@ -478,8 +540,9 @@ static int block_done(bw_pool *pool, bw_job *job, int failed)
     if (status == BW_JOB_PENDING) {
         if (pool) {
             pthread_mutex_lock(&pool->mu);
-            pool_enqueue_locked(pool, job);
+            size_t wake = pool_enqueue_locked(pool, job);
             pthread_mutex_unlock(&pool->mu);
+            wake_idle(pool, wake);
         }
         return 1;
     }
@@ -558,8 +621,15 @@ static void *worker_main(void *arg)
     worker_lower_priority();
     pthread_mutex_lock(&pool->mu);
     for (;;) {
-        while (!pool->head && !pool->shutdown)
-            pthread_cond_wait(&pool->work, &pool->mu);
+        if (!pool->head && !pool->shutdown) {
+            pool->sleepers++;
+            pthread_mutex_unlock(&pool->mu);
+            wakefd_take(pool->wake_r);
+            pthread_mutex_lock(&pool->mu);
+            pool->sleepers--;
+            pool->tokens--;
+            continue;
+        }
         if (!pool->head) /* shutdown with nothing left */
             break;
         bw_job *job = pool->head;
@@ -598,13 +668,15 @@ bw_pool *bw_pool_new(int nthreads)
     if (!pool)
         return NULL;
     pthread_mutex_init(&pool->mu, NULL);
-    pthread_cond_init(&pool->work, NULL);
     pthread_cond_init(&pool->idle, NULL);
     pool->clock = monotonic_clock;
+    pool->wake_r = pool->wake_w = -1;
     if (nthreads > 0) {
         pool->threads = calloc((size_t)nthreads, sizeof *pool->threads);
-        if (!pool->threads) {
+        if (!pool->threads || wakefd_open(&pool->wake_r, &pool->wake_w, 1) != 0) {
+            int err = errno ? errno : ENOMEM;
             bw_pool_free(pool);
+            errno = err;
             return NULL;
         }
         for (int i = 0; i < nthreads; i++) {
@@ -653,14 +725,15 @@ void bw_pool_free(bw_pool *pool)
     while (pool->live > 0)
         pthread_cond_wait(&pool->idle, &pool->mu);
     pool->shutdown = 1;
-    pthread_cond_broadcast(&pool->work);
+    size_t wake = wake_count_locked(pool, (size_t)pool->nthreads);
     pthread_mutex_unlock(&pool->mu);
+    wake_idle(pool, wake);
     for (int i = 0; i < pool->nthreads; i++)
         pthread_join(pool->threads[i], NULL);
+    wakefd_close(pool->wake_r, pool->wake_w);
     free(pool->threads);
     free(pool->all);
     pthread_mutex_destroy(&pool->mu);
-    pthread_cond_destroy(&pool->work);
     pthread_cond_destroy(&pool->idle);
     free(pool);
 }
@@ -731,6 +804,7 @@ static void pool_submit(bw_pool *pool, bw_job *job, bw_channel *channel, int her
     pool->all[pool->nall++] = job;
     pool->live++;
     job->next_block = 0;
-    pool_enqueue_locked(pool, job);
+    size_t wake = pool_enqueue_locked(pool, job);
     pthread_mutex_unlock(&pool->mu);
+    wake_idle(pool, wake);
 }
