@@ -142,42 +142,63 @@ def case_roundtrip(repeat: int) -> None:
     row("await post.sample(1) round trip", ours, base, str(threads), "<= 0.3x and <= 25 us")
 
 
-def case_loop_lag(n: int) -> None:
-    async def heartbeat(stop, period=0.001):
-        lags = []
+def case_loop_lag(n: int, runs: int) -> None:
+    """A 1 ms heartbeat's oversleep while n draws and 16 lognormal fits run, `runs` times,
+    for ``sample(n)`` (fresh memory: one n-draw array) and ``sample_batched(n, 10**6)``.
+    The baseline: the same heartbeat with nothing to do, between the runs (the floor of
+    this machine now; NumPy's ``beta`` in ``asyncio.to_thread`` is no baseline: it keeps
+    the GIL, and the loop stalls for the whole draw). Reported: the worst max and the worst
+    p99 over the runs, and how many runs met both targets.
+    (bench/loop_lag.py has more variants, fresh processes, and the stalls' causes.)"""
+    x = np.random.default_rng(6).lognormal(3, 1, 200_000)
+
+    async def heartbeat(stop, lags, period=0.001):
         while not stop.is_set():
             t0 = time.perf_counter()
             await asyncio.sleep(period)
             lags.append(time.perf_counter() - t0 - period)
-        return lags
+
+    async def ours(post, batched):
+        if batched:
+            async for _ in post.sample_batched(n, 10**6):
+                pass
+        else:
+            a = await post.sample(n)
+            del a                               # dropped on the loop thread, as a user's is
+
+    async def one(w, draws=None) -> tuple[float, float]:
+        stop, lags = asyncio.Event(), []
+        hb = asyncio.create_task(heartbeat(stop, lags))
+        await asyncio.sleep(0.05)
+        if draws is None:
+            await asyncio.sleep(0.5)
+        else:
+            await asyncio.gather(draws, *(w.run_inference("lognormal", x) for _ in range(16)))
+        stop.set()
+        await hb
+        return max(lags), float(np.quantile(lags, 0.99))
 
     async def go():
         async with bw.InferenceWorker(seed=1) as w:
-            stop = asyncio.Event()
-            hb = asyncio.create_task(heartbeat(stop))
-            await asyncio.sleep(0.5)
-            stop.set()
-            idle = await hb
             post = beta_post(w, 120.5, 880.5)
-            x = np.random.default_rng(6).lognormal(3, 1, 200_000)
-            stop = asyncio.Event()
-            hb = asyncio.create_task(heartbeat(stop))
-            batches = 0
-            async def drain():
-                nonlocal batches
-                async for _ in post.sample_batched(n, 10**6):
-                    batches += 1
-            await asyncio.gather(drain(), *(w.run_inference("lognormal", x) for _ in range(16)))
-            stop.set()
-            busy = await hb
-            return idle, busy, w.threads
+            await w.run_inference("lognormal", x)          # warm: imports, first use
+            res: dict[str, list[tuple[float, float]]] = {"idle": []}
+            for _ in range(runs):
+                for name in ("sample", "batched"):
+                    res.setdefault(name, []).append(await one(w, ours(post, name == "batched")))
+                    res["idle"].append(await one(w))
+            return res, w.threads
 
-    idle, busy, threads = asyncio.run(go())
-    p99 = lambda v: float(np.quantile(v, 0.99))
-    row(f"loop lag p99 while {n:.0e} draws + 16 fits", p99(busy), p99(idle), str(threads),
-        "p99 <= 1 ms")
-    row(f"loop lag max while {n:.0e} draws + 16 fits", max(busy), max(idle), str(threads),
-        "max <= 5 ms")
+    res, threads = asyncio.run(go())
+    labels = {"sample": f"sample({n:.0e})", "batched": f"sample_batched({n:.0e}, 1e6)"}
+    for name, label in labels.items():
+        mine, base = res[name], res["idle"]
+        ok = sum(1 for m, p in mine if m <= 0.005 and p <= 0.001)
+        target = f"max <= 5 ms, p99 <= 1 ms in {runs}/{runs} runs: {ok}/{runs}"
+        row(f"loop lag worst max, {label} + 16 fits", max(m for m, _ in mine),
+            max(m for m, _ in base), str(threads), target)
+        row(f"loop lag worst p99, {label} + 16 fits", max(p for _, p in mine),
+            max(p for _, p in base), str(threads), target)
 
 
 def case_fit(n: int, repeat: int) -> None:
@@ -195,7 +216,6 @@ def case_fit(n: int, repeat: int) -> None:
 def case_many_fits(k: int, repeat: int) -> None:
     from scipy import stats
 
-    rng = np.random.default_rng(8)
     trials = rng.integers(100, 10_000, k)
     succ = (trials * rng.uniform(0.01, 0.2, k)).astype(int)
 
@@ -473,12 +493,12 @@ def main() -> None:
         case_segment_revenue(100 if q else 1000, 1)
         case_groups(10**4 if q else 10**5, 10**6 if q else 10**7, 100 if q else 1000,
                     1 if q else 3)
-        case_loop_lag(10**7 if q else 10**8)
+        case_loop_lag(10**7 if q else 10**8, 2 if q else 5)
         return print_table()
     case_draws(10**6 if q else 10**7, 3 if q else 5, threads_all)
     case_scaling((10**6,) if q else (10**6, 10**7), 5 if q else 7, threads_all)
     case_roundtrip(300 if q else 2000)
-    case_loop_lag(10**7 if q else 10**8)
+    case_loop_lag(10**7 if q else 10**8, 2 if q else 5)
     case_fit(10**6 if q else 10**7, 3 if q else 5)
     case_many_fits(1000 if q else 10_000, 1 if q else 3)
     case_one_fit(300 if q else 2000)

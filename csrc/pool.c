@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,17 +36,92 @@ double bw_wallclock(void)
 }
 
 /* ======================================================================================== */
+/* Wake-up fds                                                                              */
+/* ======================================================================================== */
+
+/* An fd that counts wake-ups: an eventfd on Linux (rfd == wfd), a pipe elsewhere.  Posting
+ * never blocks.  A channel's fd is read without blocking (the event loop polls it); the
+ * pool's is a semaphore that idle workers block on, one token each. */
+static int wakefd_open(int *rfd, int *wfd, int semaphore)
+{
+#ifdef __linux__
+    int fd = eventfd(0, EFD_CLOEXEC | (semaphore ? EFD_SEMAPHORE : EFD_NONBLOCK));
+    if (fd < 0)
+        return -1;
+    *rfd = *wfd = fd;
+#else
+    int fds[2];
+    if (pipe(fds) != 0)
+        return -1;
+    for (int i = 0; i < 2; i++)
+        fcntl(fds[i], F_SETFD, FD_CLOEXEC);
+    for (int i = semaphore ? 1 : 0; i < 2; i++)
+        fcntl(fds[i], F_SETFL, fcntl(fds[i], F_GETFL) | O_NONBLOCK);
+    *rfd = fds[0];
+    *wfd = fds[1];
+#endif
+    return 0;
+}
+
+static void wakefd_close(int rfd, int wfd)
+{
+    if (rfd >= 0)
+        close(rfd);
+    if (wfd != rfd && wfd >= 0)
+        close(wfd);
+}
+
+/* Add n tokens (eventfd: to its counter; pipe: n bytes).  A full pipe or counter is
+ * readable already, so a failed write loses nothing a reader needs. */
+static void wakefd_post(int wfd, uint64_t n)
+{
+#ifdef __linux__
+    ssize_t r = write(wfd, &n, sizeof n);
+    (void)r;
+#else
+    char bytes[256] = {0};
+    while (n > 0) {
+        ssize_t r = write(wfd, bytes, n < sizeof bytes ? (size_t)n : sizeof bytes);
+        if (r <= 0)
+            break;
+        n -= (uint64_t)r;
+    }
+#endif
+}
+
+/* Take one token of a semaphore fd, blocking until there is one. */
+static void wakefd_take(int rfd)
+{
+    uint64_t v;
+#ifdef __linux__
+    size_t size = sizeof v;
+#else
+    size_t size = 1;
+#endif
+    while (read(rfd, &v, size) < 0 && errno == EINTR) {
+    }
+}
+
+/* ======================================================================================== */
 /* Channels                                                                                 */
 /* ======================================================================================== */
 
+/*
+ * Workers never take a lock that the event loop's thread takes.  A worker that finishes a
+ * job pushes it on the channel's inbox (a lock-free stack) and then, outside any lock, makes
+ * the fd readable; the thread that drains takes the whole inbox with one atomic exchange.
+ * (With a mutex shared by both sides, the write that wakes the loop let the loop preempt
+ * the lower-priority worker while it still held the mutex; the loop then blocked in its
+ * drain until the worker got a CPU again, tens of milliseconds on a busy machine.)
+ */
 struct bw_channel {
     atomic_int refs;            /* memory: owners + jobs that name this channel */
     atomic_int owners;          /* bw_channel_new / bw_channel_incref holders */
-    int closed;                 /* no owner left: pushes are dropped (mu) */
-    pthread_mutex_t mu;
-    bw_job *head, *tail;
+    atomic_int closed;          /* no owner left: pushes are dropped */
+    _Atomic(bw_job *) inbox;    /* finished jobs, newest first (pushed without a lock) */
+    pthread_mutex_t mu;         /* the consumers' side (drain, close); never a worker */
+    bw_job *head, *tail;        /* taken from the inbox, oldest first, not handed out (mu) */
     int rfd, wfd;               /* eventfd: rfd == wfd; otherwise a pipe */
-    int signalled;              /* a wake-up is pending on the fd (guarded by mu) */
 };
 
 bw_channel *bw_channel_new(void)
@@ -53,28 +129,15 @@ bw_channel *bw_channel_new(void)
     bw_channel *ch = calloc(1, sizeof *ch);
     if (!ch)
         return NULL;
-#ifdef __linux__
-    ch->rfd = ch->wfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (ch->rfd < 0) {
+    if (wakefd_open(&ch->rfd, &ch->wfd, 0) != 0) {
         free(ch);
         return NULL;
     }
-#else
-    int fds[2];
-    if (pipe(fds) != 0) {
-        free(ch);
-        return NULL;
-    }
-    for (int i = 0; i < 2; i++) {
-        fcntl(fds[i], F_SETFL, fcntl(fds[i], F_GETFL) | O_NONBLOCK);
-        fcntl(fds[i], F_SETFD, FD_CLOEXEC);
-    }
-    ch->rfd = fds[0];
-    ch->wfd = fds[1];
-#endif
     pthread_mutex_init(&ch->mu, NULL);
     atomic_init(&ch->refs, 1);
     atomic_init(&ch->owners, 1);
+    atomic_init(&ch->closed, 0);
+    atomic_init(&ch->inbox, NULL);
     return ch;
 }
 
@@ -86,6 +149,16 @@ void bw_channel_incref(bw_channel *ch)
     atomic_fetch_add(&ch->refs, 1);
 }
 
+/* Release a list of queued jobs (linked by chan_next): the channel's references. */
+static void release_jobs(bw_job *job)
+{
+    while (job) {
+        bw_job *next = job->chan_next;
+        bw_job_decref(job);
+        job = next;
+    }
+}
+
 /* The last owner closes the channel: queued jobs are released (they hold the channel's
  * memory, not its queue), and later completions are not queued. */
 void bw_channel_decref(bw_channel *ch)
@@ -93,16 +166,13 @@ void bw_channel_decref(bw_channel *ch)
     if (!ch)
         return;
     if (atomic_fetch_sub(&ch->owners, 1) == 1) {
+        atomic_store(&ch->closed, 1);
         pthread_mutex_lock(&ch->mu);
-        ch->closed = 1;
-        bw_job *job = ch->head;
+        bw_job *taken = ch->head;
         ch->head = ch->tail = NULL;
         pthread_mutex_unlock(&ch->mu);
-        while (job) {
-            bw_job *next = job->chan_next;
-            bw_job_decref(job);
-            job = next;
-        }
+        release_jobs(taken);
+        release_jobs(atomic_exchange(&ch->inbox, NULL));
     }
     channel_unref(ch);
 }
@@ -112,51 +182,43 @@ static void channel_unref(bw_channel *ch)
     if (!ch || atomic_fetch_sub(&ch->refs, 1) != 1)
         return;
     /* Every queued job holds a reference to the channel, so the queue is empty here. */
-    close(ch->rfd);
-    if (ch->wfd != ch->rfd)
-        close(ch->wfd);
+    wakefd_close(ch->rfd, ch->wfd);
     pthread_mutex_destroy(&ch->mu);
     free(ch);
 }
 
 int bw_channel_fd(const bw_channel *ch) { return ch->rfd; }
 
-/* Make the channel's fd readable (eventfd: add one; pipe: one byte).  A full pipe or
- * counter is already readable, so a failed write loses nothing. */
-static void channel_make_readable(bw_channel *ch)
+static void channel_make_readable(bw_channel *ch) { wakefd_post(ch->wfd, 1); }
+
+/* Empty the fd (an eventfd in one read; a pipe until it has nothing left). */
+static void channel_clear_fd(bw_channel *ch)
 {
-#ifdef __linux__
-    uint64_t one = 1;
-    ssize_t r = write(ch->wfd, &one, sizeof one);
-#else
-    char one = 1;
-    ssize_t r = write(ch->wfd, &one, 1);
-#endif
-    (void)r;
+    char buf[64];
+    while (read(ch->rfd, buf, sizeof buf) == (ssize_t)sizeof buf) {
+    }
 }
 
+/* Called by the worker that finished the job, holding no lock.  The push that finds the
+ * inbox empty makes the fd readable; a drain empties the fd before it takes the inbox, so
+ * a job pushed after that take finds the inbox empty and signals again: no wake-up is lost
+ * (at worst one is spurious, and its drain finds nothing). */
 static void channel_push(bw_channel *ch, bw_job *job)
 {
-    int wake = 0;
-    pthread_mutex_lock(&ch->mu);
-    if (ch->closed) {
-        pthread_mutex_unlock(&ch->mu);
+    if (atomic_load(&ch->closed))
+        return;
+    bw_job_incref(job);
+    bw_job *old = atomic_load(&ch->inbox);
+    do {
+        job->chan_next = old;
+    } while (!atomic_compare_exchange_weak(&ch->inbox, &old, job));
+    if (atomic_load(&ch->closed)) {
+        /* Closed while pushing: whoever exchanges the inbox last releases what it holds. */
+        release_jobs(atomic_exchange(&ch->inbox, NULL));
         return;
     }
-    bw_job_incref(job);
-    job->chan_next = NULL;
-    if (ch->tail)
-        ch->tail->chan_next = job;
-    else
-        ch->head = job;
-    ch->tail = job;
-    if (!ch->signalled) {
-        ch->signalled = 1;
-        wake = 1;
-    }
-    if (wake)
+    if (!old)
         channel_make_readable(ch);
-    pthread_mutex_unlock(&ch->mu);
 }
 
 size_t bw_channel_drain(bw_channel *ch, uint64_t *ids, size_t cap)
@@ -165,12 +227,21 @@ size_t bw_channel_drain(bw_channel *ch, uint64_t *ids, size_t cap)
     size_t n = 0;
 
     pthread_mutex_lock(&ch->mu);
-    if (ch->signalled) {
-        /* Clear the fd under the lock, so a push after this is never lost. */
-        char buf[64];
-        while (read(ch->rfd, buf, sizeof buf) > 0) {
-        }
-        ch->signalled = 0;
+    channel_clear_fd(ch);
+    /* The inbox, newest first, goes behind what is left, oldest first. */
+    bw_job *in = atomic_exchange(&ch->inbox, NULL), *older = NULL, *newest = in;
+    while (in) {
+        bw_job *next = in->chan_next;
+        in->chan_next = older;
+        older = in;
+        in = next;
+    }
+    if (older) {
+        if (ch->tail)
+            ch->tail->chan_next = older;
+        else
+            ch->head = older;
+        ch->tail = newest;
     }
     while (ch->head && n < cap) {
         bw_job *job = ch->head;
@@ -181,18 +252,11 @@ size_t bw_channel_drain(bw_channel *ch, uint64_t *ids, size_t cap)
     }
     if (!ch->head)
         ch->tail = NULL;
-    else if (!ch->signalled) {
-        /* More remain: keep the fd readable so the caller comes back. */
-        ch->signalled = 1;
-        channel_make_readable(ch);
-    }
+    else
+        channel_make_readable(ch);      /* more remain: the caller comes back */
     pthread_mutex_unlock(&ch->mu);
 
-    while (taken) {
-        bw_job *next = taken->chan_next;
-        bw_job_decref(taken);
-        taken = next;
-    }
+    release_jobs(taken);
     return n;
 }
 
@@ -386,11 +450,21 @@ static int phase_end(bw_job *job, double exec_time)
 /* Pool                                                                                     */
 /* ======================================================================================== */
 
+/*
+ * Idle workers wait for a token on the pool's wake fd (a semaphore); whoever queues work
+ * counts, under mu, how many idle workers it wakes, and posts their tokens after unlocking.
+ * Not a condition variable: glibc's pthread_cond_signal and _broadcast may block until the
+ * waiters that an earlier signal woke have run (they quiesce the old group of waiters), and
+ * those are the lower-priority workers, so the event loop's submissions waited for them
+ * (2-8 ms, measured by bench/loop_lag.py).  Posting a token never blocks.
+ */
 struct bw_pool {
     int nthreads;
     pthread_t *threads;
     pthread_mutex_t mu;
-    pthread_cond_t work;         /* a block is available, or shutdown */
+    int wake_r, wake_w;          /* the idle workers' semaphore fd (-1: none, inline pool) */
+    size_t sleepers;             /* workers waiting for a token, or about to (mu) */
+    size_t tokens;               /* tokens posted for them and not taken yet (mu) */
     pthread_cond_t idle;         /* live reached zero */
     bw_job *head, *tail;         /* jobs with unclaimed blocks */
     size_t live;                 /* submitted, not finished */
@@ -416,7 +490,24 @@ static void pool_forget(bw_pool *pool, bw_job *job)
         pthread_cond_broadcast(&pool->idle);
 }
 
-static void pool_enqueue_locked(bw_pool *pool, bw_job *job)
+/* Wake up to `want` idle workers (mu held); returns how many tokens to post after
+ * unlocking (wake_idle). */
+static size_t wake_count_locked(bw_pool *pool, size_t want)
+{
+    size_t idle = pool->sleepers - pool->tokens;
+    size_t n = want < idle ? want : idle;
+    pool->tokens += n;
+    return n;
+}
+
+static void wake_idle(bw_pool *pool, size_t n)
+{
+    if (n)
+        wakefd_post(pool->wake_w, n);
+}
+
+/* Queue the job (mu held); returns the idle workers to wake once mu is released. */
+static size_t pool_enqueue_locked(bw_pool *pool, bw_job *job)
 {
     job->queue_next = NULL;
     if (pool->tail)
@@ -424,10 +515,7 @@ static void pool_enqueue_locked(bw_pool *pool, bw_job *job)
     else
         pool->head = job;
     pool->tail = job;
-    if (job->nblocks == 1)
-        pthread_cond_signal(&pool->work);
-    else
-        pthread_cond_broadcast(&pool->work);
+    return wake_count_locked(pool, job->nblocks);
 }
 
 /* One block of a job has been run by the calling thread (failed: it returned nonzero).
@@ -452,8 +540,9 @@ static int block_done(bw_pool *pool, bw_job *job, int failed)
     if (status == BW_JOB_PENDING) {
         if (pool) {
             pthread_mutex_lock(&pool->mu);
-            pool_enqueue_locked(pool, job);
+            size_t wake = pool_enqueue_locked(pool, job);
             pthread_mutex_unlock(&pool->mu);
+            wake_idle(pool, wake);
         }
         return 1;
     }
@@ -484,12 +573,35 @@ static int run_block(bw_job *job, size_t b)
 }
 
 /* Worker threads run a little below the threads that submit work (nice + BW_WORKER_NICE,
- * Linux only, per thread): when every core is busy drawing, an event loop that wakes up
- * preempts a worker at once instead of waiting out a time slice, so the loop's latency
- * stays at its floor while throughput is unchanged on an otherwise idle machine. */
+ * Linux only, per thread), so an event loop competing with them for a core gets the larger
+ * share of it.  A lower nice value does not make a waking loop preempt a worker, though:
+ * the scheduler (EEVDF) lets a worker finish its slice, and with two workers queued on the
+ * loop's core the loop waited up to two ticks (8 ms at 250 Hz) behind them.  So workers
+ * also yield: at every yield point (between blocks, and inside the long blocks of a draw)
+ * a worker that has run for BW_YIELD_EVERY seconds since it last yielded hands its core to
+ * any thread waiting for it.  sched_yield returns at once when none is, so this costs a
+ * clock read per yield point and a system call per BW_YIELD_EVERY. */
 #ifndef BW_WORKER_NICE
 #define BW_WORKER_NICE 5
 #endif
+#ifndef BW_YIELD_EVERY
+#define BW_YIELD_EVERY 2.5e-4
+#endif
+
+/* The pool's per-thread state: when this worker last yielded (< 0: not a pool worker, the
+ * yield point does nothing; inline jobs run on the submitting thread). */
+static _Thread_local double yielded_at = -1.0;
+
+void bw_pool_yield_point(void)
+{
+    if (yielded_at < 0)
+        return;
+    double now = bw_monotonic();
+    if (now - yielded_at >= BW_YIELD_EVERY) {
+        sched_yield();
+        yielded_at = bw_monotonic();
+    }
+}
 
 static void worker_lower_priority(void)
 {
@@ -500,6 +612,7 @@ static void worker_lower_priority(void)
     if (errno == 0 && now < 19)
         (void)setpriority(PRIO_PROCESS, (id_t)tid, now + BW_WORKER_NICE > 19 ? 19 : now + BW_WORKER_NICE);
 #endif
+    yielded_at = bw_monotonic();
 }
 
 static void *worker_main(void *arg)
@@ -508,8 +621,15 @@ static void *worker_main(void *arg)
     worker_lower_priority();
     pthread_mutex_lock(&pool->mu);
     for (;;) {
-        while (!pool->head && !pool->shutdown)
-            pthread_cond_wait(&pool->work, &pool->mu);
+        if (!pool->head && !pool->shutdown) {
+            pool->sleepers++;
+            pthread_mutex_unlock(&pool->mu);
+            wakefd_take(pool->wake_r);
+            pthread_mutex_lock(&pool->mu);
+            pool->sleepers--;
+            pool->tokens--;
+            continue;
+        }
         if (!pool->head) /* shutdown with nothing left */
             break;
         bw_job *job = pool->head;
@@ -530,6 +650,7 @@ static void *worker_main(void *arg)
 
         int failed = run_block(job, b);
         block_done(pool, job, failed);
+        bw_pool_yield_point();
 
         pthread_mutex_lock(&pool->mu);
     }
@@ -547,13 +668,15 @@ bw_pool *bw_pool_new(int nthreads)
     if (!pool)
         return NULL;
     pthread_mutex_init(&pool->mu, NULL);
-    pthread_cond_init(&pool->work, NULL);
     pthread_cond_init(&pool->idle, NULL);
     pool->clock = monotonic_clock;
+    pool->wake_r = pool->wake_w = -1;
     if (nthreads > 0) {
         pool->threads = calloc((size_t)nthreads, sizeof *pool->threads);
-        if (!pool->threads) {
+        if (!pool->threads || wakefd_open(&pool->wake_r, &pool->wake_w, 1) != 0) {
+            int err = errno ? errno : ENOMEM;
             bw_pool_free(pool);
+            errno = err;
             return NULL;
         }
         for (int i = 0; i < nthreads; i++) {
@@ -602,14 +725,15 @@ void bw_pool_free(bw_pool *pool)
     while (pool->live > 0)
         pthread_cond_wait(&pool->idle, &pool->mu);
     pool->shutdown = 1;
-    pthread_cond_broadcast(&pool->work);
+    size_t wake = wake_count_locked(pool, (size_t)pool->nthreads);
     pthread_mutex_unlock(&pool->mu);
+    wake_idle(pool, wake);
     for (int i = 0; i < pool->nthreads; i++)
         pthread_join(pool->threads[i], NULL);
+    wakefd_close(pool->wake_r, pool->wake_w);
     free(pool->threads);
     free(pool->all);
     pthread_mutex_destroy(&pool->mu);
-    pthread_cond_destroy(&pool->work);
     pthread_cond_destroy(&pool->idle);
     free(pool);
 }
@@ -680,6 +804,7 @@ static void pool_submit(bw_pool *pool, bw_job *job, bw_channel *channel, int her
     pool->all[pool->nall++] = job;
     pool->live++;
     job->next_block = 0;
-    pool_enqueue_locked(pool, job);
+    size_t wake = pool_enqueue_locked(pool, job);
     pthread_mutex_unlock(&pool->mu);
+    wake_idle(pool, wake);
 }

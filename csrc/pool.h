@@ -112,6 +112,12 @@ void bw_pool_cancel_all(bw_pool *pool);
  * tests drive a pool with a clock of their own. */
 void bw_pool_set_clock(bw_pool *pool, bw_clock_fn clock, void *ctx);
 
+/* Called by a block function between pieces of its work (each well under BW_YIELD_EVERY,
+ * pool.c): on a worker thread that has worked that long since it last yielded, hands the
+ * core to any thread waiting for it (an event loop sharing the core wakes up in time).
+ * Does nothing on other threads (inline jobs).  Workers also call it between blocks. */
+void bw_pool_yield_point(void);
+
 /* Job ------------------------------------------------------------------------------------- */
 /* A new job with one reference, owned by the caller; ctx is taken (freed with ctx_free even
  * if this fails).  NULL on allocation failure. */

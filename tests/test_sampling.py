@@ -1,6 +1,7 @@
 """Draws: reproducibility across threads, batches, calls and every bit of the seed;
 correctness by KS tests and exact quantiles."""
 
+import asyncio
 import time
 
 import numpy as np
@@ -182,3 +183,68 @@ def test_lognormal_and_compound_draws_match_their_exact_cdf_at_quantiles():
             if model.startswith("compound"):
                 f, s = post.frequency.sample_sync(n), post.severity.sample_sync(n)
                 assert stats.ks_2samp(d, f * s).pvalue > 1e-3
+
+
+# -- draw blocks in pieces, completions without a lock ---------------------------------------
+# A draw block is drawn in pieces of about 4,096 numbers with a yield point between them
+# (csrc/draw_jobs.c), and finished jobs reach the event loop through a lock-free inbox
+# (csrc/pool.c). The pieces must change no bit; the inbox must deliver every job once.
+
+PIECES = {   # model -> (fit arguments of _core.Core.fit, {part name: numbers per draw})
+    "beta-binomial": (dict(successes=30, trials=100), {"rate": 1}),
+    "compound-beta-lognormal": (dict(successes=40, trials=100, values=np.linspace(0.5, 3, 40)),
+                                {"revenue": 1, "frequency": 1, "severity": 1}),
+    "normal-mixture": (dict(values=np.r_[np.linspace(-6, -4, 60), np.linspace(4, 6, 60)],
+                            options=((2,), 1e-8, 200)), {"mean": 1, "predictive": 1}),
+    "dirichlet-multinomial": (dict(values=np.array([3.0, 0.0, 12.0])), {"shares": 3}),
+}
+
+
+@pytest.mark.parametrize("model", sorted(PIECES))
+def test_pieces_of_a_draw_block_change_no_bit(model):
+    """Draws made by the workers (blocks cut in pieces, on two threads, from an odd start)
+    equal the same positions drawn in one call on this thread (``sample_now``)."""
+    from bayesworker import _core
+    row = next(m for m in _core.MODELS if m["name"] == model)
+    kw, parts = PIECES[model]
+    prior = tuple(v for _, v in row["prior"])
+    if row["prior_per_category"]:
+        prior = prior * len(kw["values"])
+    core = _core.Core(2, 31)
+    try:
+        fit = core.fit(model, prior, **kw)
+        assert fit.wait(60) and fit.status == "ok", fit.exception
+        post = fit.result
+        for name, width in parts.items():
+            part = row["part_codes"][row["parts"].index(name)]
+            # two blocks and then some, so blocks and pieces end off each other's bounds
+            n = 2 * _core.SAMPLE_BLOCK // width + 4097
+            start = 4099
+            pooled = np.empty(n * width)
+            job = core.sample(post, part, pooled, None, start)
+            assert job.wait(60) and job.status == "ok", job.exception
+            whole = np.empty((start + n) * width)      # positions 0 .. start+n-1, one call
+            core.sample_now(post, part, whole)
+            assert np.isfinite(pooled).all()
+            np.testing.assert_array_equal(pooled, whole[start * width:], err_msg=name)
+    finally:
+        core.close()
+
+
+def test_many_completions_at_once_each_reach_their_future():
+    """300 sampling jobs finish on two threads while the loop drains their completions:
+    each future gets its own job's draws, once (their concatenation is the stream)."""
+    n, count = 3000, 300
+
+    async def go():
+        async with bw.InferenceWorker(threads=2, seed=12) as w:
+            post = (await w.run_inference("beta-binomial", MODELS["beta-binomial"])).posterior
+            parts = await asyncio.gather(*(post.sample(n) for _ in range(count)))
+            return parts, await post.sample(5)
+
+    parts, tail = run(go())
+    assert [p.size for p in parts] == [n] * count
+    with bw.InferenceWorker(threads=2, seed=12) as w:
+        post = w.run_inference_sync("beta-binomial", MODELS["beta-binomial"]).posterior
+        whole = post.sample_sync(n * count + 5)
+    np.testing.assert_array_equal(np.concatenate(parts + [tail]), whole)
