@@ -330,12 +330,14 @@ static int make_edges(const double *x, const int *keep, int n, double lo, double
         }
         s[m++] = s[k];
     }
-    for (int k = 1; k + 2 < m; k++) {
+    for (int k = 0; k + 1 < m && m > 2; k++) {
         double w = s[k + 1].x - s[k].x;
-        if (s[k].keep || s[k + 1].keep || !(w < 0.25 * (s[k].x - s[k - 1].x)) ||
-            !(w < 0.25 * (s[k + 2].x - s[k + 1].x)))
+        double wl = k > 0 ? s[k].x - s[k - 1].x : INFINITY;
+        double wr = k + 2 < m ? s[k + 2].x - s[k + 1].x : INFINITY;
+        if (s[k].keep || s[k + 1].keep || !(w < 0.5 * fmin(wl, wr)))
             continue;
-        s[k].x = 0.5 * (s[k].x + s[k + 1].x);
+        /* the first and last edges stay (they bound the tables) */
+        s[k].x = k == 0 ? s[k].x : k + 2 == m ? s[k + 1].x : 0.5 * (s[k].x + s[k + 1].x);
         memmove(s + k + 1, s + k + 2, (size_t)(m - k - 2) * sizeof s[0]);
         m--;
     }
@@ -1182,21 +1184,22 @@ static void grid_integrand(const cmp_ctx *C, double u, const double *F, const do
     for (int j = 0; j < n; j++) {
         pre[j + 1] = pre[j] * A[j];
         tpre[j + 1] = tpre[j] * At[j];
-        lpre[j + 1] = lpre[j] + (Bt[j] <= 0.5 ? log1p(-Bt[j]) : 0.0);
+        lpre[j + 1] = lpre[j] + (n > 2 && Bt[j] <= 0.5 ? log1p(-Bt[j]) : 0.0);
         bpre[j + 1] = fmax(bpre[j], Bt[j]);
     }
     suf[n] = tsuf[n] = 1.0, lsuf[n] = bsuf[n] = 0.0;
     for (int j = n - 1; j >= 0; j--) {
         suf[j] = suf[j + 1] * A[j];
         tsuf[j] = tsuf[j + 1] * At[j];
-        lsuf[j] = lsuf[j + 1] + (Bt[j] <= 0.5 ? log1p(-Bt[j]) : 0.0);
+        lsuf[j] = lsuf[j + 1] + (n > 2 && Bt[j] <= 0.5 ? log1p(-Bt[j]) : 0.0);
         bsuf[j] = fmax(bsuf[j + 1], Bt[j]);
     }
     for (int i = 0; i < n; i++) {
         double *o = out + NCOMP * i;
         /* 1 - prod_{j != i} A'_j without cancellation when every B'_j is small */
-        double others = fmax(bpre[i], bsuf[i + 1]) <= 0.5 ? -expm1(lpre[i] + lsuf[i + 1])
-                                                         : 1.0 - tpre[i] * tsuf[i + 1];
+        double others = n == 2 ? Bt[1 - i]
+                        : fmax(bpre[i], bsuf[i + 1]) <= 0.5 ? -expm1(lpre[i] + lsuf[i + 1])
+                                                           : 1.0 - tpre[i] * tsuf[i + 1];
         o[C_BEST] = d[i] * pre[i] * suf[i + 1];
         o[C_LOSS] = At[i] * others * jac;
         o[C_BEAT] = i == c ? 0.0 : d[i] * A[c];
