@@ -41,6 +41,7 @@
 #define MAX_PANELS 180          /* the shared grid and every private table */
 #define Z95 1.6448536269514722  /* the 0.95 quantile of N(0, 1) */
 #define MASS_TOL 1e-12          /* |F(first edge) + int density + S(last edge) - 1| */
+#define MASS_TOL_PRIV 1e-9      /* the same for private tables (products, lognormal means) */
 #define EDGE_TOL 1e-14          /* the most mass a table may leave beyond each end */
 
 static const double q_levels[NQ] = {1e-15, 1e-9, 1e-4, 0.05, 0.5, 0.95, 1.0 - 1e-4,
@@ -453,6 +454,7 @@ typedef struct {
     const lnm_t *L;
     double u;
     int tails;                  /* 0: density; 1: lower tail and density; 2: upper tail */
+    int cached;                 /* the initial nodes are L's (its panels) */
 } lnm_ctx;
 
 static void lnm_f(void *vctx, double w, int node, double *out)
@@ -460,7 +462,7 @@ static void lnm_f(void *vctx, double w, int node, double *out)
     const lnm_ctx *cx = vctx;
     const lnm_t *L = cx->L;
     double r, c, pw;
-    if (node >= 0)
+    if (node >= 0 && cx->cached)
         r = L->r[node], c = L->c[node], pw = L->pw[node];
     else
         lnm_node(L, w, &r, &c, &pw);
@@ -477,27 +479,56 @@ static void lnm_f(void *vctx, double w, int node, double *out)
     out[1] = dens;
 }
 
-/* The density of u = log V (tails: and F, S) at u. */
+static int lnm_quad(lnm_ctx *cx, const double *edges, int npanels, double *res)
+{
+    double err;
+    int st = bw_quad_gk(lnm_f, cx, cx->tails ? 2 : 1, edges, npanels, 1e-12, 1e-300, res,
+                        &err);
+    return st && !(err <= 1e-9 * fabs(res[0]) + 1e-300) ? st : BW_OK;
+}
+
+/* The density of u = log V (F != NULL: and F, S) at u.  Below m, over L's panels in w;
+ * above, z = A e^(w/2) - B e^(-w/2) increases with w and the integrand lives where |z| is
+ * moderate, a window that narrows far out (where G = beta / (2 (u - m)) is deep in its
+ * lower tail): there the window is integrated alone, and the tails are the mass of w on
+ * either side of it (Phi(z) is 0 or 1 there to 1e-23). */
+#define LNM_ZW 10.0
 static int lnm_eval(const lnm_t *L, double u, double *F, double *S, double *d)
 {
-    lnm_ctx cx = {L, u, 0};
-    double res[2], err;
+    lnm_ctx cx = {L, u, 0, 1};
+    double res[2] = {0.0, 0.0};
     int st;
-    if (!F) {
-        st = bw_quad_gk(lnm_f, &cx, 1, L->edges, NQ - 1, 1e-12, 1e-300, res, &err);
-        *d = res[0];
-        return st && !(err <= 1e-9 * res[0]) ? st : BW_OK;
+    if (!(u > L->m)) {
+        if (!F)
+            return lnm_quad(&cx, L->edges, NQ - 1, d);
+        cx.tails = 1;
+        st = lnm_quad(&cx, L->edges, NQ - 1, res);
+        *F = fmin(fmax(res[0], 0.0), 1.0);
+        *S = 1.0 - *F;
+        *d = fmax(res[1], 0.0);
+        return st;
     }
-    /* the smaller tail directly: below the centre (z < 0 at the median of G) the lower */
-    double r, c, pw;
-    lnm_node(L, log(L->alpha), &r, &c, &pw);
-    cx.tails = (u - L->m) * r - c < 0.0 ? 1 : 2;
-    st = bw_quad_gk(lnm_f, &cx, 2, L->edges, NQ - 1, 1e-12, 1e-300, res, &err);
-    double tail = fmin(fmax(res[0], 0.0), 1.0);
-    *F = cx.tails == 1 ? tail : 1.0 - tail;
-    *S = cx.tails == 1 ? 1.0 - tail : tail;
+    static const double zs[] = {-LNM_ZW, -4.0, -1.5, 0.0, 1.5, 4.0, LNM_ZW};
+    enum { NW = sizeof zs / sizeof zs[0] };
+    double A = (u - L->m) * sqrt(L->kappa / L->beta), B = 0.5 * sqrt(L->kappa * L->beta);
+    double w[NW];
+    for (int k = 0; k < NW; k++)
+        w[k] = 2.0 * log((zs[k] + sqrt(zs[k] * zs[k] + 4.0 * A * B)) / (2.0 * A));
+    cx.cached = 0;
+    if (!F)
+        return lnm_quad(&cx, w, NW - 1, d);
+    double below, above, lo_in, hi_in;
+    bw_gamma_inc(L->alpha, exp(w[0]), &below, &lo_in);
+    bw_gamma_inc(L->alpha, exp(w[NW - 1]), &hi_in, &above);
+    cx.tails = 1;
+    st = lnm_quad(&cx, w, NW - 1, res);
+    *F = fmin(res[0] + above, 1.0);
     *d = fmax(res[1], 0.0);
-    return st && !(err <= 1e-9 * tail + 1e-300) ? st : BW_OK;
+    cx.tails = 2;
+    if (!st)
+        st = lnm_quad(&cx, w, NW - 1, res);
+    *S = fmin(res[0] + below, 1.0);
+    return st;
 }
 
 /* Positions in u beyond its quantiles at q_levels: both parts of u = m + s/2 + sqrt(s /
@@ -764,13 +795,15 @@ static double dist_log_mean(const bw_dist *d)
 /* Private tables                                                                            */
 /* ---------------------------------------------------------------------------------------- */
 
-/* A distribution in u = log t to tabulate: its density, and its tails at the ends. */
-typedef int (*point_fn)(void *ctx, double u, double *F, double *S, double *d);
+/* A distribution in u = log t to tabulate: its density (to tol absolute, where that
+ * matters), and its tails at the ends (F != NULL). */
+typedef int (*point_fn)(void *ctx, double u, double tol, double *F, double *S, double *d);
 
 /* Tabulate a distribution on panels from the positions x[0 .. NQ) (its quantile levels, or
  * beyond them): the ends moved out until the mass beyond each is below EDGE_TOL, the tails
- * split (make_edges), the density at every node; the panels halved while the mass misses 1
- * by more than MASS_TOL (at most 3 times).  Cancellation is checked per panel. */
+ * split (make_edges), the density at every node (to 1e-10 over its panel's width); the
+ * panels halved while the mass misses 1 by more than MASS_TOL_PRIV (at most 3 times).
+ * Cancellation is checked per panel. */
 static int tab_build(const cmp_ctx *C, table_t *T, const double *x, point_fn f, void *ctx)
 {
     double pos[NQ], e[MAX_PANELS + 1], F0, S0, FP, SP, d;
@@ -780,13 +813,13 @@ static int tab_build(const cmp_ctx *C, table_t *T, const double *x, point_fn f, 
     double spread = pos[Q95] - pos[Q05];
     int st = BW_OK;
     for (int k = 0; k < 40 && !st; k++) {
-        st = f(ctx, pos[0], &F0, &S0, &d);
+        st = f(ctx, pos[0], 0.0, &F0, &S0, &d);
         if (st || F0 <= EDGE_TOL)
             break;
         pos[0] -= spread * (double)(1 << (k < 20 ? k : 20));
     }
     for (int k = 0; k < 40 && !st; k++) {
-        st = f(ctx, pos[NQ - 1], &FP, &SP, &d);
+        st = f(ctx, pos[NQ - 1], 0.0, &FP, &SP, &d);
         if (st || SP <= EDGE_TOL)
             break;
         pos[NQ - 1] += spread * (double)(1 << (k < 20 ? k : 20));
@@ -799,15 +832,16 @@ static int tab_build(const cmp_ctx *C, table_t *T, const double *x, point_fn f, 
         for (int p = 0; p < T->P && !st; p++) {
             if (cancelled(C->job))
                 return BW_E_CANCELLED;
+            double tol = 1e-10 / (T->e[p + 1] - T->e[p]);
             for (int j = 0; j < GK && !st; j++) {
                 int k = p * GK + j;
-                st = f(ctx, node_u(T, k), NULL, NULL, &T->v[3 * k + 2]);
+                st = f(ctx, node_u(T, k), tol, NULL, NULL, &T->v[3 * k + 2]);
             }
         }
         if (st)
             return st;
         tab_integrate(T, F0, SP);
-        if (T->mass_err <= MASS_TOL) {
+        if (T->mass_err <= MASS_TOL_PRIV) {
             tab_settle(T);
             return BW_OK;
         }
@@ -822,8 +856,9 @@ static int tab_build(const cmp_ctx *C, table_t *T, const double *x, point_fn f, 
     return BW_E_NUMERIC;
 }
 
-static int factor_point(void *ctx, double u, double *F, double *S, double *d)
+static int factor_point(void *ctx, double u, double tol, double *F, double *S, double *d)
 {
+    (void)tol;
     const factor_t *f = ctx;
     if (f->lnm)
         return lnm_eval(f->lnm, u, F, S, d);
@@ -880,19 +915,27 @@ static int zn_ensure(const panel_rule *r, znodes_t *zn, const table_t *T, int L,
  * the base sum plus the sum over the other nodes with the fine weights. */
 typedef struct {
     int L, n;
-    const double *u;            /* the nodes of level L */
+    const double *u;            /* node j of level L is u[j * stride] */
+    int stride;
     const double *wf, *wb;      /* the weights of levels L and L - 1 */
     double ratio;
 } zsum_t;
 
-static void zsum_init(zsum_t *z, const zweights_t *zw, int L, const double *u)
+/* Level L (<= zn->level) of the nodes zn. */
+static void zsum_init(zsum_t *z, const zweights_t *zw, int L, const znodes_t *zn)
 {
     z->L = L;
     z->n = 2 * zn_half(L) + 1;
-    z->u = u;
+    z->stride = 1 << (zn->level - L);
+    z->u = zn->u + (zn_half(zn->level) - zn_half(L) * z->stride);
     z->wf = zw->w[L];
     z->wb = zw->w[L - 1];
     z->ratio = zw->sum[L - 1] / zw->sum[L];
+}
+
+static double zsum_u(const zsum_t *z, int j)
+{
+    return z->u[j * z->stride];
 }
 
 /* The index in the base rule of fine node j, or -1. */
@@ -911,46 +954,60 @@ typedef struct {
     const cmp_ctx *C;
     arm_t *a;
     int over;                   /* the factor summed over (its quantile nodes) */
-    double dscale;              /* about the density's peak */
     int status;
 } conv_ctx;
 
-static int conv_point(void *ctx, double u, double *F, double *S, double *d)
+/* The sums of level L over the quantile nodes of factor `over` (out: F, S, density; the
+ * tails only if tails); returns how far the base sum is from the fine one, in units of
+ * the tolerance (<= 1: certified). */
+static double conv_level(conv_ctx *cx, int over, int L, double u, double tol, int tails,
+                         double *out, int *st)
 {
-    conv_ctx *cx = ctx;
-    factor_t *fa = &cx->a->fac[cx->over];
-    const table_t *tb = &cx->a->fac[1 - cx->over].tab;
+    factor_t *fa = &cx->a->fac[over];
+    const table_t *tb = &cx->a->fac[1 - over].tab;
     const panel_rule *r = &cx->C->rule;
-    for (int L = 1; L < ZLEVELS; L++) {
-        int st = zn_ensure(r, &fa->zn, &fa->tab, L, 0);
-        if (st)
-            return st;
-        zsum_t z;
-        zsum_init(&z, &cx->C->zw, L, fa->zn.u);
-        double fine[3] = {0.0, 0.0, 0.0}, base[3] = {0.0, 0.0, 0.0}, Fb, Sb, db;
-        for (int j = 0; j < z.n; j++) {
-            tab_eval(r, tb, u - z.u[j], F ? &Fb : NULL, F ? &Sb : NULL, &db);
-            int b = zsum_base(&z, j);
-            fine[2] += z.wf[j] * db;
+    *st = zn_ensure(r, &fa->zn, &fa->tab, L, 0);
+    if (*st)
+        return INFINITY;
+    zsum_t z;
+    zsum_init(&z, &cx->C->zw, L, &fa->zn);
+    double fine[3] = {0.0, 0.0, 0.0}, base[3] = {0.0, 0.0, 0.0}, v[3];
+    for (int j = 0; j < z.n; j++) {
+        tab_eval(r, tb, u - zsum_u(&z, j), tails ? &v[0] : NULL, tails ? &v[1] : NULL, &v[2]);
+        int b = zsum_base(&z, j);
+        for (int m = tails ? 0 : 2; m < 3; m++) {
+            fine[m] += z.wf[j] * v[m];
             if (b >= 0)
-                base[2] += z.wb[b] * db;
-            if (F) {
-                fine[0] += z.wf[j] * Fb, fine[1] += z.wf[j] * Sb;
-                if (b >= 0)
-                    base[0] += z.wb[b] * Fb, base[1] += z.wb[b] * Sb;
-            }
-        }
-        int ok = fabs(fine[2] - base[2]) <= 1e-11 * cx->dscale + 1e-9 * fine[2];
-        if (F)
-            ok = ok && fabs(fine[0] - base[0]) <= 1e-13 + 1e-9 * fmin(fine[0], fine[1]);
-        if (ok || L == ZLEVELS - 1) {
-            *d = fine[2];
-            if (F)
-                *F = fine[0], *S = fine[1];
-            return ok ? BW_OK : BW_E_NUMERIC;
+                base[m] += z.wb[b] * v[m];
         }
     }
-    return BW_E_NUMERIC;
+    memcpy(out, fine, sizeof fine);
+    return tails ? fabs(fine[0] - base[0]) / (1e-13 + 1e-8 * fmin(fine[0], fine[1]))
+                 : fabs(fine[2] - base[2]) / (tol + 1e-8 * fine[2] + 1e-300);
+}
+
+/* The density of log X at u (F != NULL: and its tails), certified: over the narrower
+ * factor's nodes, else the other's, then the finer levels of the better of the two. */
+static int conv_point(void *ctx, double u, double tol, double *F, double *S, double *d)
+{
+    conv_ctx *cx = ctx;
+    double out[2][3], ex[2];
+    int st = BW_OK, pick = cx->over;
+    ex[0] = conv_level(cx, pick, 1, u, tol, F != NULL, out[0], &st);
+    if (!st && ex[0] > 1.0) {
+        ex[1] = conv_level(cx, 1 - pick, 1, u, tol, F != NULL, out[1], &st);
+        if (ex[1] < ex[0]) {
+            pick = 1 - pick;
+            memcpy(out[0], out[1], sizeof out[0]);
+            ex[0] = ex[1];
+        }
+    }
+    for (int L = 2; !st && ex[0] > 1.0 && L < ZLEVELS; L++)
+        ex[0] = conv_level(cx, pick, L, u, tol, F != NULL, out[0], &st);
+    *d = out[0][2];
+    if (F)
+        *F = out[0][0], *S = out[0][1];
+    return st ? st : ex[0] > 1.0 ? BW_E_NUMERIC : BW_OK;
 }
 
 /* Phase 1 for a compound arm: its factors' tables, then its own on positions beyond its
@@ -968,9 +1025,8 @@ static int compound_build(const cmp_ctx *C, arm_t *a)
     double x[NQ];
     for (int k = 0; k < NQ; k++)
         x[k] = q0[k] + q1[k];
-    conv_ctx cx = {C, a, 0, 0.0, BW_OK};
+    conv_ctx cx = {C, a, 0, BW_OK};
     cx.over = q0[Q95] - q0[Q05] <= q1[Q95] - q1[Q05] ? 0 : 1;
-    cx.dscale = 1.0 / (x[Q95] - x[Q05]);
     return tab_build(C, &a->own, x, conv_point, &cx);
 }
 
@@ -1355,37 +1411,53 @@ static int grid_pass(cmp_ctx *C)
 /* ======================================================================================== */
 
 /* The lift's distribution function as a trapezoidal sum over the normal scores of one arm
- * ("over", its quantile nodes) of the other's tails at shifted points:
+ * (its quantile nodes) of the other's tails at shifted points:
  *   relative (v = log r):  P(log X_i - log X_c <= v) = E_c[F_i(v + U_c)] = E_i[S_c(U_i - v)]
  *   absolute (v = d):      P(X_i - X_c <= d)         = E_c[F_i(d + X_c)] = E_i[S_c(X_i - d)]
  * summed by the rules of two levels (base, and fine = base and the nodes between): their
- * difference certifies the base sum, and the level is raised until it does. */
+ * difference certifies the base sum, and the level is raised until it does.  The sum runs
+ * over the narrower arm; for an absolute lift of positive arms over the control when
+ * d >= 0 and over the arm when d < 0, so that the shifted point stays positive (where it
+ * crosses 0 the summand has a kink, y^a for a tail like y^a, and the sums converge
+ * slowly). */
 typedef struct {
-    const cmp_ctx *C;
     const arm_t *over, *other;
-    int over_control, relative;
     zsum_t z;
     znodes_t local;             /* nodes of levels beyond the arm's own (owned) */
+} lift_side;
+
+typedef struct {
+    const cmp_ctx *C;
+    int relative, by_sign, side;        /* side 0: over the control; 1: over the arm */
+    lift_side sd[2];
     int upper;                  /* the tail solved for */
     double target;              /* log of its target */
     double last_v, last[2];     /* the last base sum: where, tail and density */
+    double tol;                 /* absolute tolerance of the sums (more for larger tails) */
 } lift_ctx;
+
+static int lift_side_at(const lift_ctx *L, double v)
+{
+    return L->by_sign ? v < 0.0 : L->side;
+}
 
 /* The lower (or upper) tail of the lift at v and its density: by the base rule (odd = 0)
  * or over the fine rule's other nodes (odd = 1, with the fine weights). */
 static void lift_sums(lift_ctx *L, double v, int odd, double *out)
 {
     const cmp_ctx *C = L->C;
+    int side = lift_side_at(L, v), over_c = side == 0;
+    const lift_side *sd = &L->sd[side];
     double acc[2] = {0.0, 0.0};
-    for (int j = 0; j < L->z.n; j++) {
-        int b = zsum_base(&L->z, j);
+    for (int j = 0; j < sd->z.n; j++) {
+        int b = zsum_base(&sd->z, j);
         if ((b < 0) != odd)
             continue;
-        double u = L->z.u[j], x, jac = 1.0, F, S, d;
+        double u = zsum_u(&sd->z, j), x, jac = 1.0, F, S, d;
         if (L->relative) {
-            x = L->over_control ? v + u : u - v;
+            x = over_c ? v + u : u - v;
         } else {
-            double t = C->logmode ? exp(u) : u, y = L->over_control ? v + t : t - v;
+            double t = C->logmode ? exp(u) : u, y = over_c ? v + t : t - v;
             x = y;
             if (C->logmode) {
                 x = y > 0.0 ? log(y) : -INFINITY;
@@ -1395,12 +1467,12 @@ static void lift_sums(lift_ctx *L, double v, int odd, double *out)
         if (x == -INFINITY) {
             F = 0.0, S = 1.0, d = 0.0;
         } else {
-            arm_at(C, L->other, x, 0, &F, &S, &d);
+            arm_at(C, sd->other, x, 0, &F, &S, &d);
             d = isfinite(jac) ? d * jac : 0.0;
         }
         /* over the control: F_i is the lower tail; over the arm: S_c is */
-        double tail = (L->upper != 0) == (L->over_control != 0) ? S : F;
-        double w = odd ? L->z.wf[j] : L->z.wb[b];
+        double tail = (L->upper != 0) == over_c ? S : F;
+        double w = odd ? sd->z.wf[j] : sd->z.wb[b];
         acc[0] += w * tail, acc[1] += w * d;
     }
     out[0] = acc[0], out[1] = acc[1];
@@ -1409,9 +1481,10 @@ static void lift_sums(lift_ctx *L, double v, int odd, double *out)
 /* The fine sums at the last base sum's point. */
 static void lift_fine(lift_ctx *L, double *fine)
 {
+    double ratio = L->sd[lift_side_at(L, L->last_v)].z.ratio;
     lift_sums(L, L->last_v, 1, fine);
-    fine[0] = fmin(fmax(fine[0] + L->z.ratio * L->last[0], 0.0), 1.0);
-    fine[1] += L->z.ratio * L->last[1];
+    fine[0] = fmin(fmax(fine[0] + ratio * L->last[0], 0.0), 1.0);
+    fine[1] += ratio * L->last[1];
 }
 
 static int lift_root_g(void *vctx, double v, double *g, double *dg)
@@ -1427,25 +1500,26 @@ static int lift_root_g(void *vctx, double v, double *g, double *dg)
     return BW_OK;
 }
 
-/* Raise the rules one level (the nodes of the new level from the arm's table). */
+/* Raise the rules of the last sum's side one level (the new nodes from its arm's table). */
 static int lift_raise(lift_ctx *L)
 {
-    int next = L->z.L + 1;
+    lift_side *sd = &L->sd[lift_side_at(L, L->last_v)];
+    int next = sd->z.L + 1;
     if (next >= ZLEVELS)
         return BW_E_NUMERIC;
-    const arm_t *a = L->over;
+    const arm_t *a = sd->over;
     const table_t *T = a->how == ARM_TABLE ? a->priv : &a->grid;
-    int st = zn_ensure(&L->C->rule, &L->local, T, next,
+    int st = zn_ensure(&L->C->rule, &sd->local, T, next,
                        a->how == ARM_TABLE && !L->C->logmode);
     if (!st)
-        zsum_init(&L->z, &L->C->zw, next, L->local.u);
+        zsum_init(&sd->z, &L->C->zw, next, &sd->local);
     return st;
 }
 
-/* Is the base sum certified by the fine one? */
-static int lift_certified(const double *base, const double *fine)
+/* Is the base sum certified by the fine one?  (To the accuracy of the arms' tables.) */
+static int lift_certified(const lift_ctx *L, const double *fine)
 {
-    return fabs(base[0] - fine[0]) <= 1e-12 + 1e-10 * fine[0];
+    return fabs(L->last[0] - fine[0]) <= L->tol * (1.0 + 100.0 * fine[0]);
 }
 
 /* The quantile with lower tail p (upper tail q = 1 - p) of the lift, from v0 by Newton
@@ -1463,7 +1537,7 @@ static int lift_quantile(lift_ctx *L, double p, double q, double v0, double step
             return st;
         double fine[2];
         lift_fine(L, fine);
-        if (lift_certified(L->last, fine)) {
+        if (lift_certified(L, fine)) {
             if (fine[1] > 0.0)
                 *v = L->last_v + (L->upper ? fine[0] - tgt : tgt - fine[0]) / fine[1];
             return BW_OK;
@@ -1484,7 +1558,7 @@ static int lift_tail(lift_ctx *L, double v, int upper, double *tail)
         lift_sums(L, v, 0, L->last);
         L->last_v = v;
         lift_fine(L, fine);
-        if (lift_certified(L->last, fine)) {
+        if (lift_certified(L, fine)) {
             *tail = fine[0];
             return BW_OK;
         }
@@ -1521,11 +1595,18 @@ static void lift_setup(lift_ctx *L, const cmp_ctx *C, int i, int relative)
     memset(L, 0, sizeof *L);
     L->C = C;
     L->relative = relative;
-    L->over_control = over_control(C, i, relative);
-    L->over = L->over_control ? c : a;
-    L->other = L->over_control ? a : c;
-    L->local.level = -1;
-    zsum_init(&L->z, &C->zw, 1, L->over->zn.u);
+    L->by_sign = !relative && C->logmode;
+    L->side = !over_control(C, i, relative);
+    for (int s = 0; s < 2; s++) {
+        lift_side *sd = &L->sd[s];
+        sd->over = s ? a : c;
+        sd->other = s ? c : a;
+        sd->local.level = -1;
+        if (sd->over->zn.level >= 1)
+            zsum_init(&sd->z, &C->zw, 1, &sd->over->zn);
+    }
+    /* private tables (compound products, lognormal means) are accurate to about 1e-10 */
+    L->tol = a->how == ARM_TABLE || c->how == ARM_TABLE ? 1e-10 : 1e-12;
 }
 
 /* Mean, median and the central intervals of the lift of arm i (relative or absolute),
@@ -1576,7 +1657,8 @@ static int arm_lift(cmp_ctx *C, int i, int relative)
         }
         st = lift_tail(&L, x, R->higher, &out->above[k][kind]);
     }
-    free(L.local.u);
+    free(L.sd[0].local.u);
+    free(L.sd[1].local.u);
     return st;
 }
 
@@ -1710,10 +1792,13 @@ static int cmp_finish(bw_job *job)
             bw_fail(&job->err, BW_E_NUMERIC, "the arms' distributions are degenerate");
             return -1;
         }
+        /* the arms whose quantile nodes the lifts sum over: both, for absolute lifts of
+         * positive arms (lift_side_at) */
         for (int i = 0; i < n && (C->req.nlevels || C->req.nthresholds); i++) {
             for (int rel = 0; rel <= C->logmode && i != C->req.control; rel++) {
-                int oc = over_control(C, i, rel);
-                C->arm[oc ? C->req.control : i].lift_over = 1;
+                int oc = over_control(C, i, rel), both = !rel && C->logmode;
+                C->arm[oc || both ? C->req.control : i].lift_over = 1;
+                C->arm[!oc || both ? i : C->req.control].lift_over = 1;
             }
         }
         C->phase = 2;
