@@ -79,7 +79,8 @@ static void rule_init(panel_rule *r)
 typedef struct {
     int P;                      /* panels */
     double *e;                  /* P + 1 edges */
-    double *v;                  /* F, S, density at node k: v[3k], v[3k + 1], v[3k + 2] */
+    double *v;                  /* per panel p, its nodes' F, S and density in three columns:
+                                 * v[(3 p + c) GK + j], c = COL_F, COL_S, COL_D (tab_at) */
     double *Fe, *Se;            /* F and S at the edges */
     double mass_err;            /* |F(e[0]) + int density + S(e[P]) - 1| */
     double *mem;                /* the allocation holding all of the above */
@@ -109,6 +110,20 @@ static int table_alloc(table_t *T, int P, const double *edges)
     return BW_OK;
 }
 
+enum { COL_F, COL_S, COL_D };
+
+/* Column c of panel p (its GK nodes). */
+static double *tab_col(const table_t *T, int p, int c)
+{
+    return T->v + (size_t)(3 * p + c) * GK;
+}
+
+/* Value c at node k (panel k / GK, node k % GK). */
+static double *tab_at(const table_t *T, int k, int c)
+{
+    return tab_col(T, k / GK, c) + k % GK;
+}
+
 static double node_u(const table_t *T, int k)
 {
     return bw_gk_node(T->e, k);
@@ -134,16 +149,17 @@ static void tab_integrate(table_t *T, double F0, double SP)
 {
     int P = T->P;
     double left = F0, right = SP;
-    /* within each panel: the integral up to each node into the F slot, the panel's total
+    /* within each panel: the integral up to each node into the F column, the panel's total
      * into Fe[p + 1] for now */
     for (int p = 0; p < P; p++) {
-        double h = 0.5 * (T->e[p + 1] - T->e[p]), *row = T->v + 3 * (size_t)p * GK;
+        double h = 0.5 * (T->e[p + 1] - T->e[p]), *Fc = tab_col(T, p, COL_F);
+        const double *dc = tab_col(T, p, COL_D);
         for (int j = 0; j <= GK; j++) {
             double acc = 0.0;
             for (int k = 0; k < GK; k++)
-                acc += cmp_rule_W[j][k] * row[3 * k + 2];
+                acc += cmp_rule_W[j][k] * dc[k];
             if (j < GK)
-                row[3 * j] = h * acc;
+                Fc[j] = h * acc;
             else
                 T->Fe[p + 1] = h * acc;
         }
@@ -151,18 +167,18 @@ static void tab_integrate(table_t *T, double F0, double SP)
     /* S from the right, with the panels' totals */
     T->Se[P] = SP;
     for (int p = P - 1; p >= 0; p--) {
-        double *row = T->v + 3 * (size_t)p * GK, tot = T->Fe[p + 1];
+        double *Fc = tab_col(T, p, COL_F), *Sc = tab_col(T, p, COL_S), tot = T->Fe[p + 1];
         for (int j = 0; j < GK; j++)
-            row[3 * j + 1] = right + (tot - row[3 * j]);
+            Sc[j] = right + (tot - Fc[j]);
         right += tot;
         T->Se[p] = right;
     }
     /* F from the left */
     T->Fe[0] = F0;
     for (int p = 0; p < P; p++) {
-        double *row = T->v + 3 * (size_t)p * GK;
+        double *Fc = tab_col(T, p, COL_F);
         for (int j = 0; j < GK; j++)
-            row[3 * j] += left;
+            Fc[j] += left;
         left += T->Fe[p + 1];
         T->Fe[p + 1] = left;
     }
@@ -171,26 +187,48 @@ static void tab_integrate(table_t *T, double F0, double SP)
 
 static void tab_settle(table_t *T)
 {
-    for (size_t k = 0; k < (size_t)T->P * GK; k++)
-        tails_pair(&T->v[3 * k], &T->v[3 * k + 1]);
+    for (int k = 0; k < T->P * GK; k++)
+        tails_pair(tab_at(T, k, COL_F), tab_at(T, k, COL_S));
     for (int p = 0; p <= T->P; p++)
         tails_pair(&T->Fe[p], &T->Se[p]);
 }
 
-/* F, S and the density at u, interpolated on the panel holding it (F = S = NULL: the
- * density alone); outside the panels the tails are 0 and 1. */
-static void tab_eval(const panel_rule *r, const table_t *T, double u, double *F, double *S,
-                     double *d)
+/* The barycentric weights bary_k / (y - x_k) of the panel's nodes at y in [-1, 1] into w,
+ * their sum into *den; returns the node y falls on (then w is not set), or -1. */
+static int bary_weights(const panel_rule *r, double y, double *w, double *den)
 {
-    int P = T->P, m0 = F ? 0 : 2;
-    *d = 0.0;
-    if (!(u > T->e[0]) || !(u < T->e[P])) {
-        int above = u >= T->e[P];
-        if (F)
-            *F = above, *S = !above;
-        return;
-    }
-    int lo = 0, hi = P;
+    double dl[GK], sum = 0.0;
+    int hit = -1;
+    for (int k = 0; k < GK; k++)
+        dl[k] = y - r->x[k];
+    for (int k = 0; k < GK; k++)
+        if (dl[k] == 0.0)
+            hit = k;
+    if (hit >= 0)
+        return hit;
+    for (int k = 0; k < GK; k++)
+        w[k] = r->bary[k] / dl[k];
+    for (int k = 0; k < GK; k++)
+        sum += w[k];
+    *den = sum;
+    return -1;
+}
+
+/* The interpolant of a column at the point of bary_weights. */
+static double bary_value(const double *w, double den, int hit, const double *col)
+{
+    if (hit >= 0)
+        return col[hit];
+    double acc = 0.0;
+    for (int k = 0; k < GK; k++)
+        acc += w[k] * col[k];
+    return acc / den;
+}
+
+/* The panel of T holding u (e[0] < u < e[P]) and u's position y in it. */
+static int tab_find(const table_t *T, double u, double *y)
+{
+    int lo = 0, hi = T->P;
     while (hi - lo > 1) {
         int mid = (lo + hi) / 2;
         if (T->e[mid] <= u)
@@ -198,26 +236,45 @@ static void tab_eval(const panel_rule *r, const table_t *T, double u, double *F,
         else
             hi = mid;
     }
-    const double *row = T->v + 3 * (size_t)lo * GK;
     double c = 0.5 * (T->e[lo] + T->e[lo + 1]), h = 0.5 * (T->e[lo + 1] - T->e[lo]);
-    double y = (u - c) / h, num[3] = {0.0, 0.0, 0.0}, den = 0.0;
-    for (int k = 0; k < GK; k++) {
-        if (y == r->x[k]) {
-            if (F)
-                *F = row[3 * k], *S = row[3 * k + 1];
-            *d = row[3 * k + 2];
-            return;
-        }
-        double w = r->bary[k] / (y - r->x[k]);
-        den += w;
-        for (int m = m0; m < 3; m++)
-            num[m] += w * row[3 * k + m];
+    *y = (u - c) / h;
+    return lo;
+}
+
+/* F, S and the density at u, interpolated on the panel holding it (F = S = NULL: the
+ * density alone); outside the panels the tails are 0 and 1. */
+static void tab_eval(const panel_rule *r, const table_t *T, double u, double *F, double *S,
+                     double *d)
+{
+    *d = 0.0;
+    if (!(u > T->e[0]) || !(u < T->e[T->P])) {
+        int above = u >= T->e[T->P];
+        if (F)
+            *F = above, *S = !above;
+        return;
     }
+    double y, w[GK], den = 1.0;
+    int p = tab_find(T, u, &y), hit = bary_weights(r, y, w, &den);
     if (F) {
-        *F = fmin(fmax(num[0] / den, 0.0), 1.0);
-        *S = fmin(fmax(num[1] / den, 0.0), 1.0);
+        *F = fmin(fmax(bary_value(w, den, hit, tab_col(T, p, COL_F)), 0.0), 1.0);
+        *S = fmin(fmax(bary_value(w, den, hit, tab_col(T, p, COL_S)), 0.0), 1.0);
     }
-    *d = fmax(num[2] / den, 0.0);
+    *d = fmax(bary_value(w, den, hit, tab_col(T, p, COL_D)), 0.0);
+}
+
+/* One tail (COL_F or COL_S) and the density at u (tab_eval for a single tail). */
+static void tab_tail(const panel_rule *r, const table_t *T, double u, int col, double *t,
+                     double *d)
+{
+    *d = 0.0;
+    if (!(u > T->e[0]) || !(u < T->e[T->P])) {
+        *t = (u >= T->e[T->P]) == (col == COL_F);
+        return;
+    }
+    double y, w[GK], den = 1.0;
+    int p = tab_find(T, u, &y), hit = bary_weights(r, y, w, &den);
+    *t = fmin(fmax(bary_value(w, den, hit, tab_col(T, p, col)), 0.0), 1.0);
+    *d = fmax(bary_value(w, den, hit, tab_col(T, p, COL_D)), 0.0);
 }
 
 /* The u where T's lower tail (upper = 0) or upper tail (upper = 1) is p: the panel and the
@@ -240,37 +297,43 @@ static double tab_quantile(const panel_rule *r, const table_t *T, double p, int 
         else
             hi = mid;
     }
-    const double *row = T->v + 3 * (size_t)lo * GK;
+    const double *tc = tab_col(T, lo, upper ? COL_S : COL_F), *dc = tab_col(T, lo, COL_D);
     double c = 0.5 * (T->e[lo] + T->e[lo + 1]), h = 0.5 * (T->e[lo + 1] - T->e[lo]);
-    /* the bracketing nodes (the panel's ends as nodes -1 and +1) */
-    double ya = -1.0, yb = 1.0, ta = tail_e[lo], tb = tail_e[lo + 1];
+    /* the bracketing nodes (the panel's ends as nodes -1 and +1), with the slopes of the
+     * log tail there */
+    double ya = -1.0, yb = 1.0, ta = tail_e[lo], tb = tail_e[lo + 1], ga = NAN, gb = NAN;
     for (int k = 0; k < GK; k++) {
-        double t = row[3 * k + upper];
-        if (sg * (t - p) <= 0.0)
-            ya = r->x[k], ta = t;
-        else {
-            yb = r->x[k], tb = t;
+        if (sg * (tc[k] - p) <= 0.0) {
+            ya = r->x[k], ta = tc[k], ga = sg * dc[k] * h / ta;
+        } else {
+            yb = r->x[k], tb = tc[k], gb = sg * dc[k] * h / tb;
             break;
         }
     }
-    /* start by interpolating log tails linearly (exact for an exponential tail) */
+    /* start from the cubic Hermite interpolant of the log tail, else its chord */
     double y = ya + (yb - ya) * 0.5;
-    if (ta > 0.0 && tb > 0.0 && ta != tb)
-        y = ya + (yb - ya) * (log(p) - log(ta)) / (log(tb) - log(ta));
-    for (int it = 0; it < 40; it++) {
-        double num[2] = {0.0, 0.0}, den = 0.0, t = NAN, dd = 0.0;
-        for (int k = 0; k < GK; k++) {
-            if (y == r->x[k]) {
-                t = row[3 * k + upper], dd = row[3 * k + 2];
-                break;
+    if (ta > 0.0 && tb > 0.0 && ta != tb) {
+        double la = log(ta), lb = log(tb), lp = log(p), dy = yb - ya, s = (lp - la) / (lb - la);
+        y = ya + dy * s;
+        if (isfinite(ga) && isfinite(gb)) {
+            /* one Newton step on the Hermite cubic in s from the chord's root */
+            double m0 = ga * dy / (lb - la), m1 = gb * dy / (lb - la);
+            for (int it = 0; it < 2; it++) {
+                double s2 = s * s, s3 = s2 * s;
+                double hv = (-2 * s3 + 3 * s2) + m0 * (s3 - 2 * s2 + s) + m1 * (s3 - s2);
+                double hd = (-6 * s2 + 6 * s) + m0 * (3 * s2 - 4 * s + 1) + m1 * (3 * s2 - 2 * s);
+                double sn = hd > 0.0 ? s - (hv - (lp - la) / (lb - la)) / hd : s;
+                if (!(sn > 0.0 && sn < 1.0))
+                    break;
+                s = sn;
             }
-            double w = r->bary[k] / (y - r->x[k]);
-            den += w;
-            num[0] += w * row[3 * k + upper];
-            num[1] += w * row[3 * k + 2];
+            y = ya + dy * s;
         }
-        if (isnan(t))
-            t = num[0] / den, dd = num[1] / den;
+    }
+    for (int it = 0; it < 40; it++) {
+        double w[GK], den = 1.0;
+        int hit = bary_weights(r, y, w, &den);
+        double t = bary_value(w, den, hit, tc), dd = bary_value(w, den, hit, dc);
         if (sg * (t - p) <= 0.0)
             ya = y;
         else
@@ -625,6 +688,8 @@ typedef struct {
     table_t grid;               /* on the shared grid */
     znodes_t zn;                /* quantile nodes for the lifts */
     int lift_over;              /* some lift is summed over its quantile nodes */
+    int bfast;                  /* a beta arm with a, b >= 10: bk holds the constants of */
+    double bk[3];               /* its density (beta_density) */
     int status;                 /* the first failure of its blocks */
     bw_error err;
 } arm_t;
@@ -637,13 +702,13 @@ typedef struct {
     int logmode;                /* u = log t (every arm positive), else u = t */
     int nedges;
     double edges[MAX_PANELS + 1];
-    arm_t arm[BW_CMP_MAX_ARMS];
     int nlift, lift_arm[BW_CMP_MAX_ARMS];      /* phase 3: the arms with lift blocks */
     zweights_t zw;
     int int_status;             /* phase 3 integrals */
     bw_error int_err;
     double best_raw[BW_CMP_MAX_ARMS], perr[BW_CMP_MAX_ARMS];
     bw_cmp_result res;
+    arm_t arm[];                /* req.narms of them */
 } cmp_ctx;
 
 static int has_kind(const bw_quantity *q, int kind)
@@ -654,10 +719,43 @@ static int has_kind(const bw_quantity *q, int kind)
     return 0;
 }
 
+/* The constants of a Beta(a, b) density in log t for a, b >= 10 (bw_beta_logkernel's
+ * Stirling form): the part not depending on t, log(a / n), log(b / n). */
+static void beta_consts(arm_t *a)
+{
+    double pa = a->q.f[0].p[0], pb = a->q.f[0].p[1], n = pa + pb;
+    a->bfast = a->how == ARM_CLOSED && a->q.f[0].kind == BW_KIND_BETA && pa >= 10.0 &&
+               pb >= 10.0;
+    if (a->bfast) {
+        a->bk[0] = 0.5 * log((pa / n) * pb) - 0.91893853320467274178 - bw_stirlerr(pa) -
+                   bw_stirlerr(pb) + bw_stirlerr(n);
+        a->bk[1] = log(pa / n);
+        a->bk[2] = log(pb / n);
+    }
+}
+
+/* The density of log t at u = log t of a beta arm with bfast set: t^a (1 - t)^(b - 1) / B,
+ * as a log1pmx (t / t0) + b log1pmx ((1 - t) / (1 - t0)) plus constants, t0 = a / n. */
+static double beta_density(const arm_t *a, double u)
+{
+    if (!(u < 0.0))
+        return 0.0;
+    double pa = a->q.f[0].p[0], pb = a->q.f[0].p[1], t = exp(u), y = -expm1(u);
+    double ly = t > 0.5 ? log(y) : log1p(-t);
+    double dx = fma(t, pb, -y * pa) / pa, dy = fma(y, pa, -t * pb) / pb;
+    double tx = dx > -0.5 ? pa * bw_log1pmx(dx) : pa * (u - a->bk[1]) - pa * dx;
+    double ty = dy > -0.5 ? pb * bw_log1pmx(dy) : pb * (ly - a->bk[2]) - pb * dy;
+    return exp(tx + ty + a->bk[0] - ly);
+}
+
 /* F, S and the density in the grid's variable u, exactly (closed forms, or the nested
  * quadrature of bw_tails_pdf).  F = S = NULL: the density alone. */
 static int arm_exact(const arm_t *a, int logmode, double u, double *F, double *S, double *d)
 {
+    if (!F && logmode && a->bfast) {
+        *d = beta_density(a, u);
+        return BW_OK;
+    }
     double t = logmode ? exp(u) : u, lt = logmode ? u : NAN;
     if (a->positive && !logmode) {
         if (!(u > 0.0)) {
@@ -683,13 +781,14 @@ static int arm_exact(const arm_t *a, int logmode, double u, double *F, double *S
     return st;
 }
 
-/* The arm at the grid position u: exactly (exact = 1, closed forms) or from its tables. */
+/* The arm at the grid position u: exactly (exact = 1, closed forms and the nested
+ * quadrature of the last resort) or from its tables. */
 static int arm_at(const cmp_ctx *C, const arm_t *a, double u, int exact, double *F,
                   double *S, double *d)
 {
-    if (a->how == ARM_EXACT || (exact && a->how == ARM_CLOSED))
+    if (exact && a->how != ARM_TABLE)
         return arm_exact(a, C->logmode, u, F, S, d);
-    if (a->how == ARM_CLOSED) {
+    if (a->how != ARM_TABLE) {
         tab_eval(&C->rule, &a->grid, u, F, S, d);
         return BW_OK;
     }
@@ -704,6 +803,23 @@ static int arm_at(const cmp_ctx *C, const arm_t *a, double u, int exact, double 
         *d /= u;
     }
     return BW_OK;
+}
+
+/* One tail (COL_F or COL_S) of the arm and its density at the grid position u, from its
+ * tables. */
+static void arm_tail(const cmp_ctx *C, const arm_t *a, double u, int col, double *t,
+                     double *d)
+{
+    if (a->how != ARM_TABLE) {
+        tab_tail(&C->rule, &a->grid, u, col, t, d);
+    } else if (C->logmode) {
+        tab_tail(&C->rule, a->priv, u, col, t, d);
+    } else if (!(u > 0.0)) {
+        *t = col == COL_S, *d = 0.0;
+    } else {
+        tab_tail(&C->rule, a->priv, log(u), col, t, d);
+        *d /= u;
+    }
 }
 
 /* E[1/V] of the data-scale lognormal mean V = exp(mu + s/2):
@@ -791,6 +907,91 @@ static double dist_log_mean(const bw_dist *d)
     }
 }
 
+/* psi'(x) and psi''(x), x > 0: raised to x >= 8 (psi'(x) = psi'(x + 1) + 1/x^2,
+ * psi''(x) = psi''(x + 1) - 2/x^3), then their asymptotic series. */
+static void psi12(double x, double *p1, double *p2)
+{
+    double s1 = 0.0, s2 = 0.0;
+    for (; x < 8.0; x += 1.0)
+        s1 += 1.0 / (x * x), s2 -= 2.0 / (x * x * x);
+    double i1 = 1.0 / x, i2 = i1 * i1;
+    *p1 = s1 + i1 + i2 * (0.5 + i1 * (1.0 / 6 + i2 * (-1.0 / 30 + i2 * (1.0 / 42 + i2 * (
+                    -1.0 / 30 + i2 * 5.0 / 66)))));
+    *p2 = s2 - i2 * (1.0 + i1 + i2 * (0.5 + i2 * (-1.0 / 6 + i2 * (1.0 / 6 + i2 * (
+                    -3.0 / 10 + i2 * 5.0 / 6)))));
+}
+
+/* Positions of the quantile levels of a closed-form distribution, in log t (positive kinds)
+ * or t: the panels' edges need no more than a position near each level.  Positive kinds
+ * are log-concave in log t with known cumulants of log t (differences of polygammas); when
+ * these are close to a normal's (shape parameters >= 10, skewness below 0.5):
+ * Cornish-Fisher positions of the bulk levels, Newton steps on the log of the exact tail
+ * for the two outermost levels (the ends of the tables, which must hold all but 1e-15 of
+ * the mass; log-concave: they converge from either side) to within a thousandth of the sd,
+ * and the levels between linearly in the normal score.  Otherwise the exact quantiles. */
+static int closed_positions(const bw_dist *f, double *qu)
+{
+    double a = f->p[0], b = f->p[1], k1 = 0.0, k2 = 0.0, k3 = 0.0, p1a, p2a, p1b, p2b;
+    if (f->kind != BW_KIND_NIG_MEAN) {
+        psi12(a, &p1a, &p2a);
+        if (f->kind == BW_KIND_BETA) {
+            psi12(a + b, &p1b, &p2b);
+            k1 = psi(a) - psi(a + b), k2 = p1a - p1b, k3 = p2a - p2b;
+        } else {
+            k1 = f->kind == BW_KIND_GAMMA ? psi(a) - log(b) : log(b) - psi(a);
+            k2 = p1a;
+            k3 = f->kind == BW_KIND_GAMMA ? p2a : -p2a;
+        }
+    }
+    double sd = sqrt(k2), gam = k3 / (k2 * sd), z[NQ];
+    if (f->kind == BW_KIND_NIG_MEAN || !(fabs(gam) < 0.5) || a < 10.0 ||
+        (f->kind == BW_KIND_BETA && b < 10.0)) {
+        /* far from normal in log t (or Student t): the exact quantiles */
+        bw_quantity one = {1, {*f, *f}};
+        for (int k = 0; k < NQ; k++) {
+            int st = bw_quantile(&one, q_levels[k], &qu[k]);
+            if (f->kind != BW_KIND_NIG_MEAN)
+                qu[k] = qu[k] > 0.0 ? log(qu[k]) : NAN;
+            if (st || !isfinite(qu[k]))
+                return st ? st : BW_E_NUMERIC;
+        }
+        return BW_OK;
+    }
+    for (int k = 0; k < NQ; k++) {
+        double p = q_levels[k], q = 1.0 - p;
+        z[k] = k < NQ / 2 ? bw_norm_quantile(p) : -bw_norm_quantile(q);
+        qu[k] = k1 + sd * (z[k] + (z[k] * z[k] - 1.0) * gam / 6.0);
+        /* h = +-(log tail - log target), increasing in u, inside a bracket [lo, hi] */
+        double lo = -INFINITY, hi = INFINITY, walk = sd;
+        for (int it = 0; it < 60 && (k == 0 || k == NQ - 1); it++) {
+            double F, S, d, u = qu[k];
+            closed_eval(f, exp(u), u, &F, &S, &d);
+            double t = k ? S : F, h = (log(t) - log(k ? q : p)) * (k ? -1.0 : 1.0);
+            if (h > 0.0)
+                hi = u;
+            else
+                lo = u;
+            double un = u - h * t / d;
+            if (!(un > lo && un < hi)) {        /* out of the bracket or of the support */
+                un = isfinite(lo) && isfinite(hi) ? 0.5 * (lo + hi) : h > 0.0 ? u - walk
+                                                                                 : u + walk;
+                walk *= 2.0;
+            }
+            qu[k] = un;
+            if (fabs(un - u) <= 1e-3 * sd)
+                break;
+        }
+    }
+    /* the levels between the bulk and the ends linearly in z (a Cornish-Fisher expansion
+     * this far out need not even be monotone) */
+    for (int k = 1; k < Q05; k++) {
+        qu[k] = qu[0] + (qu[Q05] - qu[0]) * (z[k] - z[0]) / (z[Q05] - z[0]);
+        qu[NQ - 1 - k] = qu[NQ - 1] + (qu[Q95] - qu[NQ - 1]) * (z[NQ - 1 - k] - z[NQ - 1]) /
+                                          (z[Q95] - z[NQ - 1]);
+    }
+    return BW_OK;
+}
+
 /* ---------------------------------------------------------------------------------------- */
 /* Private tables                                                                            */
 /* ---------------------------------------------------------------------------------------- */
@@ -835,7 +1036,7 @@ static int tab_build(const cmp_ctx *C, table_t *T, const double *x, point_fn f, 
             double tol = 1e-10 / (T->e[p + 1] - T->e[p]);
             for (int j = 0; j < GK && !st; j++) {
                 int k = p * GK + j;
-                st = f(ctx, node_u(T, k), tol, NULL, NULL, &T->v[3 * k + 2]);
+                st = f(ctx, node_u(T, k), tol, NULL, NULL, tab_at(T, k, COL_D));
             }
         }
         if (st)
@@ -866,8 +1067,8 @@ static int factor_point(void *ctx, double u, double tol, double *F, double *S, d
     return BW_OK;
 }
 
-/* A factor's table in log t: closed forms on their exact quantiles, or the lognormal mean
- * on positions beyond its quantiles. */
+/* A factor's table in log t: closed forms on positions near their quantiles, or the
+ * lognormal mean on positions beyond its quantiles. */
 static int factor_build(const cmp_ctx *C, factor_t *f)
 {
     int st = BW_OK;
@@ -879,12 +1080,7 @@ static int factor_build(const cmp_ctx *C, factor_t *f)
         if (!st)
             st = lnm_positions(f->lnm, f->qu);
     } else {
-        bw_quantity one = {1, {f->d, f->d}};
-        for (int k = 0; k < NQ && !st; k++) {
-            double t;
-            st = bw_quantile(&one, q_levels[k], &t);
-            f->qu[k] = t > 0.0 ? log(t) : NAN;
-        }
+        st = closed_positions(&f->d, f->qu);
     }
     return st ? st : tab_build(C, &f->tab, f->qu, factor_point, f);
 }
@@ -1007,7 +1203,9 @@ static int conv_point(void *ctx, double u, double tol, double *F, double *S, dou
     *d = out[0][2];
     if (F)
         *F = out[0][0], *S = out[0][1];
-    return st ? st : ex[0] > 1.0 ? BW_E_NUMERIC : BW_OK;
+    /* a point a little short of its tolerance at the finest level stays: the mass check of
+     * the whole table decides */
+    return st ? st : ex[0] > 100.0 ? BW_E_NUMERIC : BW_OK;
 }
 
 /* Phase 1 for a compound arm: its factors' tables, then its own on positions beyond its
@@ -1034,22 +1232,10 @@ static int compound_build(const cmp_ctx *C, arm_t *a)
 /* Phase 1                                                                                   */
 /* ---------------------------------------------------------------------------------------- */
 
-/* The arm's exact quantiles at q_levels in its variable (NaN where not finite; the central
- * ones must be). */
+/* The arm's quantile positions at q_levels in its variable (closed_positions). */
 static int closed_quantiles(arm_t *a)
 {
-    for (int k = 0; k < NQ; k++) {
-        double x;
-        int sk = bw_quantile(&a->q, q_levels[k], &x);
-        if (!sk && isfinite(x) && (!a->positive || x > 0.0)) {
-            a->qu[k] = a->positive ? log(x) : x;
-        } else {
-            a->qu[k] = NAN;
-            if (k >= Q05 && k <= Q95)
-                return sk ? sk : BW_E_NUMERIC;
-        }
-    }
-    return BW_OK;
+    return closed_positions(&a->q.f[0], a->qu);
 }
 
 /* A private table for an arm without closed forms: its factor's (the lognormal mean) or
@@ -1103,6 +1289,7 @@ static int arm_prepare(const cmp_ctx *C, arm_t *a, int index)
             st = BW_OK;
         }
     }
+    beta_consts(a);
     if (!st && a->how != ARM_TABLE) {
         st = closed_quantiles(a);
         if (!st && a->heavy)
@@ -1138,11 +1325,12 @@ static int arm_tabulate(const cmp_ctx *C, arm_t *a)
     for (int p = 0; p < P && !st; p++) {
         if (cancelled(C->job))
             return BW_E_CANCELLED;
+        double *Fc = tab_col(T, p, COL_F), *Sc = tab_col(T, p, COL_S);
+        double *dc = tab_col(T, p, COL_D);
         for (int j = 0; j < GK && !st; j++) {
-            int k = p * GK + j;
-            double *v = T->v + 3 * (size_t)k;
-            st = exact ? arm_exact(a, C->logmode, node_u(T, k), NULL, NULL, &v[2])
-                       : arm_at(C, a, node_u(T, k), 0, &v[0], &v[1], &v[2]);
+            double u = node_u(T, p * GK + j);
+            st = exact ? arm_exact(a, C->logmode, u, NULL, NULL, &dc[j])
+                       : arm_at(C, a, u, 0, &Fc[j], &Sc[j], &dc[j]);
         }
     }
     if (!exact) {
@@ -1165,10 +1353,10 @@ static int arm_tabulate(const cmp_ctx *C, arm_t *a)
     tab_integrate(T, F0, SP);
     if (T->mass_err > MASS_TOL) {
         for (int k = 0; k < P * GK && !st; k++) {
-            double *v = T->v + 3 * (size_t)k;
             if (k % GK == 0 && cancelled(C->job))
                 return BW_E_CANCELLED;
-            st = arm_exact(a, C->logmode, node_u(T, k), &v[0], &v[1], &v[2]);
+            st = arm_exact(a, C->logmode, node_u(T, k), tab_at(T, k, COL_F),
+                           tab_at(T, k, COL_S), tab_at(T, k, COL_D));
         }
         for (int p = 0; p <= P && !st; p++)
             st = arm_exact(a, C->logmode, T->e[p], &T->Fe[p], &T->Se[p], &dd);
@@ -1215,7 +1403,6 @@ static void grid_integrand(const cmp_ctx *C, double u, const double *F, const do
     const bw_cmp_request *R = &C->req;
     int n = R->narms, c = R->control;
     double A[BW_CMP_MAX_ARMS], At[BW_CMP_MAX_ARMS], Bt[BW_CMP_MAX_ARMS];
-    double pre[BW_CMP_MAX_ARMS + 1], suf[BW_CMP_MAX_ARMS + 1];
     double tpre[BW_CMP_MAX_ARMS + 1], tsuf[BW_CMP_MAX_ARMS + 1];
     double lpre[BW_CMP_MAX_ARMS + 1], lsuf[BW_CMP_MAX_ARMS + 1];
     double bpre[BW_CMP_MAX_ARMS + 1], bsuf[BW_CMP_MAX_ARMS + 1];
@@ -1236,16 +1423,14 @@ static void grid_integrand(const cmp_ctx *C, double u, const double *F, const do
         At[j] = R->higher ? Fj : Sj;
         Bt[j] = R->higher ? Sj : Fj;
     }
-    pre[0] = tpre[0] = 1.0, lpre[0] = bpre[0] = 0.0;
+    tpre[0] = 1.0, lpre[0] = bpre[0] = 0.0;
     for (int j = 0; j < n; j++) {
-        pre[j + 1] = pre[j] * A[j];
         tpre[j + 1] = tpre[j] * At[j];
         lpre[j + 1] = lpre[j] + (n > 2 && Bt[j] <= 0.5 ? log1p(-Bt[j]) : 0.0);
         bpre[j + 1] = fmax(bpre[j], Bt[j]);
     }
-    suf[n] = tsuf[n] = 1.0, lsuf[n] = bsuf[n] = 0.0;
+    tsuf[n] = 1.0, lsuf[n] = bsuf[n] = 0.0;
     for (int j = n - 1; j >= 0; j--) {
-        suf[j] = suf[j + 1] * A[j];
         tsuf[j] = tsuf[j + 1] * At[j];
         lsuf[j] = lsuf[j + 1] + (n > 2 && Bt[j] <= 0.5 ? log1p(-Bt[j]) : 0.0);
         bsuf[j] = fmax(bsuf[j + 1], Bt[j]);
@@ -1256,7 +1441,12 @@ static void grid_integrand(const cmp_ctx *C, double u, const double *F, const do
         double others = n == 2 ? Bt[1 - i]
                         : fmax(bpre[i], bsuf[i + 1]) <= 0.5 ? -expm1(lpre[i] + lsuf[i + 1])
                                                            : 1.0 - tpre[i] * tsuf[i + 1];
-        o[C_BEST] = d[i] * pre[i] * suf[i + 1];
+        /* prod_{j != i} A_j in arm order, so that identical arms get identical shares */
+        double best = 1.0;
+        for (int j = 0; j < n; j++)
+            if (j != i)
+                best *= A[j];
+        o[C_BEST] = d[i] * best;
         o[C_LOSS] = At[i] * others * jac;
         o[C_BEAT] = i == c ? 0.0 : d[i] * A[c];
         o[C_BEATC] = i == c ? 0.0 : d[c] * A[i];
@@ -1280,8 +1470,9 @@ static int grid_panel(const cmp_ctx *C, gpanel *pp, int first, double *work)
         for (int a = 0; a < n && !st; a++) {
             const arm_t *A = &C->arm[a];
             if (first >= 0) {
-                const double *v = A->grid.v + 3 * ((size_t)first * GK + (size_t)j);
-                F[a] = v[0], S[a] = v[1], d[a] = v[2];
+                int k = first * GK + j;
+                F[a] = *tab_at(&A->grid, k, COL_F), S[a] = *tab_at(&A->grid, k, COL_S);
+                d[a] = *tab_at(&A->grid, k, COL_D);
             } else {
                 st = arm_at(C, A, u, 1, &F[a], &S[a], &d[a]);
             }
@@ -1429,6 +1620,8 @@ typedef struct {
 typedef struct {
     const cmp_ctx *C;
     int relative, by_sign, side;        /* side 0: over the control; 1: over the arm */
+    int gk;                     /* the sums never certified (a kink: a density that does not
+                                 * vanish at the end of its support): adaptive quadrature */
     lift_side sd[2];
     int upper;                  /* the tail solved for */
     double target;              /* log of its target */
@@ -1441,47 +1634,86 @@ static int lift_side_at(const lift_ctx *L, double v)
     return L->by_sign ? v < 0.0 : L->side;
 }
 
-/* The lower (or upper) tail of the lift at v and its density: by the base rule (odd = 0)
- * or over the fine rule's other nodes (odd = 1, with the fine weights). */
-static void lift_sums(lift_ctx *L, double v, int odd, double *out)
+/* The other arm's tail (the lift's lower or upper tail given the summed arm at u) and its
+ * density with respect to the lift at v. */
+static void lift_point(const lift_ctx *L, const lift_side *sd, int over_c, double v, double u,
+                       double *tail, double *d)
 {
     const cmp_ctx *C = L->C;
+    double x, jac = 1.0;
+    if (L->relative) {
+        x = over_c ? v + u : u - v;
+    } else {
+        double t = C->logmode ? exp(u) : u, y = over_c ? v + t : t - v;
+        x = y;
+        if (C->logmode) {
+            x = y > 0.0 ? log(y) : -INFINITY;
+            jac = y > 0.0 ? 1.0 / y : 0.0;
+        }
+    }
+    /* over the control: F_i is the lower tail; over the arm: S_c is */
+    int col = (L->upper != 0) == over_c ? COL_S : COL_F;
+    if (x == -INFINITY) {
+        *tail = col == COL_S, *d = 0.0;
+        return;
+    }
+    arm_tail(C, sd->other, x, col, tail, d);
+    *d = isfinite(jac) ? *d * jac : 0.0;
+}
+
+typedef struct {
+    const lift_ctx *L;
+    const lift_side *sd;
+    int over_c;
+    double v;
+} lift_gk_ctx;
+
+static void lift_gk_f(void *vctx, double u, int node, double *out)
+{
+    const lift_gk_ctx *g = vctx;
+    const table_t *T = &g->sd->over->grid;
+    double dens, tail, d;
+    if (node >= 0)
+        dens = *tab_at(T, node, COL_D);
+    else
+        tab_eval(&g->L->C->rule, T, u, NULL, NULL, &dens);
+    lift_point(g->L, g->sd, g->over_c, g->v, u, &tail, &d);
+    out[0] = dens * tail, out[1] = dens * d;
+}
+
+/* The lower (or upper) tail of the lift at v and its density: by the base rule (odd = 0)
+ * or over the fine rule's other nodes (odd = 1, with the fine weights); in gk mode by
+ * adaptive quadrature over the summed arm's grid table (odd: nothing more). */
+static int lift_sums(lift_ctx *L, double v, int odd, double *out)
+{
     int side = lift_side_at(L, v), over_c = side == 0;
     const lift_side *sd = &L->sd[side];
     double acc[2] = {0.0, 0.0};
+    if (L->gk) {
+        const table_t *T = &sd->over->grid;
+        lift_gk_ctx g = {L, sd, over_c, v};
+        double err;
+        int st = odd ? BW_OK : bw_quad_gk(lift_gk_f, &g, 2, T->e, T->P, 1e-12, 1e-16, acc,
+                                          &err);
+        out[0] = acc[0], out[1] = acc[1];
+        return st && !(err <= 1e-9 * acc[0] + 1e-12) ? st : BW_OK;
+    }
     for (int j = 0; j < sd->z.n; j++) {
         int b = zsum_base(&sd->z, j);
         if ((b < 0) != odd)
             continue;
-        double u = zsum_u(&sd->z, j), x, jac = 1.0, F, S, d;
-        if (L->relative) {
-            x = over_c ? v + u : u - v;
-        } else {
-            double t = C->logmode ? exp(u) : u, y = over_c ? v + t : t - v;
-            x = y;
-            if (C->logmode) {
-                x = y > 0.0 ? log(y) : -INFINITY;
-                jac = y > 0.0 ? 1.0 / y : 0.0;
-            }
-        }
-        if (x == -INFINITY) {
-            F = 0.0, S = 1.0, d = 0.0;
-        } else {
-            arm_at(C, sd->other, x, 0, &F, &S, &d);
-            d = isfinite(jac) ? d * jac : 0.0;
-        }
-        /* over the control: F_i is the lower tail; over the arm: S_c is */
-        double tail = (L->upper != 0) == over_c ? S : F;
-        double w = odd ? sd->z.wf[j] : sd->z.wb[b];
+        double tail, d, w = odd ? sd->z.wf[j] : sd->z.wb[b];
+        lift_point(L, sd, over_c, v, zsum_u(&sd->z, j), &tail, &d);
         acc[0] += w * tail, acc[1] += w * d;
     }
     out[0] = acc[0], out[1] = acc[1];
+    return BW_OK;
 }
 
-/* The fine sums at the last base sum's point. */
+/* The fine sums at the last base sum's point (gk mode: the same). */
 static void lift_fine(lift_ctx *L, double *fine)
 {
-    double ratio = L->sd[lift_side_at(L, L->last_v)].z.ratio;
+    double ratio = L->gk ? 1.0 : L->sd[lift_side_at(L, L->last_v)].z.ratio;
     lift_sums(L, L->last_v, 1, fine);
     fine[0] = fmin(fmax(fine[0] + ratio * L->last[0], 0.0), 1.0);
     fine[1] += ratio * L->last[1];
@@ -1492,7 +1724,9 @@ static int lift_root_g(void *vctx, double v, double *g, double *dg)
     lift_ctx *L = vctx;
     if (cancelled(L->C->job))
         return BW_E_CANCELLED;
-    lift_sums(L, v, 0, L->last);
+    int st = lift_sums(L, v, 0, L->last);
+    if (st)
+        return st;
     L->last_v = v;
     double t = fmin(fmax(L->last[0], 0.0), 1.0), lt = log(t);
     *g = L->upper ? L->target - lt : lt - L->target;
@@ -1505,8 +1739,13 @@ static int lift_raise(lift_ctx *L)
 {
     lift_side *sd = &L->sd[lift_side_at(L, L->last_v)];
     int next = sd->z.L + 1;
-    if (next >= ZLEVELS)
-        return BW_E_NUMERIC;
+    if (next >= ZLEVELS) {
+        /* no level certifies: a kink in the summand; adaptive quadrature instead */
+        if (L->gk || sd->over->grid.P > 150)
+            return BW_E_NUMERIC;
+        L->gk = 1;
+        return BW_OK;
+    }
     const arm_t *a = sd->over;
     const table_t *T = a->how == ARM_TABLE ? a->priv : &a->grid;
     int st = zn_ensure(&L->C->rule, &sd->local, T, next,
@@ -1555,14 +1794,16 @@ static int lift_tail(lift_ctx *L, double v, int upper, double *tail)
     L->upper = upper;
     for (;;) {
         double fine[2];
-        lift_sums(L, v, 0, L->last);
+        int st = lift_sums(L, v, 0, L->last);
+        if (st)
+            return st;
         L->last_v = v;
         lift_fine(L, fine);
         if (lift_certified(L, fine)) {
             *tail = fine[0];
             return BW_OK;
         }
-        int st = lift_raise(L);
+        st = lift_raise(L);
         if (st)
             return st;
     }
@@ -1686,7 +1927,7 @@ static void factor_free(factor_t *f)
 static void cmp_free(void *p)
 {
     cmp_ctx *C = p;
-    for (int i = 0; i < BW_CMP_MAX_ARMS; i++) {
+    for (int i = 0; i < C->req.narms; i++) {
         arm_t *a = &C->arm[i];
         factor_free(&a->fac[0]);
         factor_free(&a->fac[1]);
@@ -1852,7 +2093,7 @@ int bw_compare_check(const bw_cmp_request *req, bw_error *err)
 
 bw_job *bw_compare_job(const bw_cmp_request *req)
 {
-    cmp_ctx *C = calloc(1, sizeof *C);
+    cmp_ctx *C = calloc(1, sizeof *C + (size_t)req->narms * sizeof C->arm[0]);
     if (!C)
         return NULL;
     C->req = *req;
