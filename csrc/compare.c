@@ -688,6 +688,7 @@ typedef struct {
     table_t grid;               /* on the shared grid */
     znodes_t zn;                /* quantile nodes for the lifts */
     int lift_over;              /* some lift is summed over its quantile nodes */
+    double own_lo, own_hi;      /* its range (first and last quantile positions) on the grid */
     int bfast;                  /* a beta arm with a, b >= 10: bk holds the constants of */
     double bk[3];               /* its density (beta_density) */
     int status;                 /* the first failure of its blocks */
@@ -1459,8 +1460,10 @@ static void grid_integrand(const cmp_ctx *C, double u, const double *F, const do
 
 /* One panel of the pass: every component's Kronrod sum and QUADPACK's error estimate
  * (asc min(1, (200 |K - G| / asc)^1.5), floored at a few ulps of the absolute integral).
- * first >= 0: the panel is initial panel `first` of the grid (the arms' tables there). */
-static int grid_panel(const cmp_ctx *C, gpanel *pp, int first, double *work)
+ * first >= 0: the panel is initial panel `first` of the grid (the arms' tables there, but
+ * with exact = 2 not where it leaves an arm's own range: the tables keep only absolute
+ * accuracy far beyond an arm's own tails). */
+static int grid_panel(const cmp_ctx *C, gpanel *pp, int first, int exact, double *work)
 {
     int n = C->req.narms, nc = NCOMP * n, st = BW_OK;
     double F[BW_CMP_MAX_ARMS], S[BW_CMP_MAX_ARMS], d[BW_CMP_MAX_ARMS];
@@ -1469,7 +1472,9 @@ static int grid_panel(const cmp_ctx *C, gpanel *pp, int first, double *work)
         double u = bw_gk_node(ends, j);
         for (int a = 0; a < n && !st; a++) {
             const arm_t *A = &C->arm[a];
-            if (first >= 0) {
+            /* exact = 2: the arms evaluated exactly where the panel leaves their own range */
+            int outside = !(pp->a >= A->own_lo && pp->b <= A->own_hi);
+            if (first >= 0 && !(exact == 2 && outside)) {
                 int k = first * GK + j;
                 F[a] = *tab_at(&A->grid, k, COL_F), S[a] = *tab_at(&A->grid, k, COL_S);
                 d[a] = *tab_at(&A->grid, k, COL_D);
@@ -1514,7 +1519,7 @@ static double comp_tol(int k, double value)
 /* The pass: the initial panels from the tables, then the panel of the largest error
  * relative to its tolerance bisected (the arms evaluated exactly at the new nodes) until
  * every component meets its tolerance. */
-static int grid_pass(cmp_ctx *C)
+static int grid_pass(cmp_ctx *C, int exact)
 {
     const bw_cmp_request *R = &C->req;
     int n = R->narms, nc = NCOMP * n, P0 = C->nedges - 1, cap = P0 + 200, st = BW_OK;
@@ -1535,7 +1540,7 @@ static int grid_pass(cmp_ctx *C)
             break;
         }
         pan[np].a = C->edges[np], pan[np].b = C->edges[np + 1];
-        st = grid_panel(C, &pan[np], np, work);
+        st = grid_panel(C, &pan[np], np, exact, work);
     }
     while (!st) {
         memset(tot, 0, 2 * (size_t)nc * sizeof *tot);
@@ -1561,9 +1566,9 @@ static int grid_pass(cmp_ctx *C)
         double a = pan[wp].a, b = pan[wp].b, m = 0.5 * (a + b);
         pan[wp].b = m;
         pan[np].a = m, pan[np].b = b;
-        st = grid_panel(C, &pan[wp], -1, work);
+        st = grid_panel(C, &pan[wp], -1, exact, work);
         if (!st)
-            st = grid_panel(C, &pan[np++], -1, work);
+            st = grid_panel(C, &pan[np++], -1, exact, work);
     }
     if (st == BW_E_NUMERIC) {
         /* out of panels: good enough if every component meets its target */
@@ -1572,6 +1577,16 @@ static int grid_pass(cmp_ctx *C)
             if (etot[k] > 100.0 * comp_tol(k, tot[k]))
                 st = BW_E_NUMERIC;
     }
+    /* a loss so small that it lies where some arm is beyond its own 1e-15 tails (arms far
+     * apart): again with those arms exact there */
+    double t0 = C->edges[0], t1 = C->edges[P0];
+    double width = C->logmode ? exp(t1) - exp(t0) : t1 - t0;
+    for (int k = 0; k < nc && !st && exact < 2; k++)
+        if ((k % NCOMP == C_LOSS || k % NCOMP == C_LOSSVS) && tot[k] < 1e-11 * width) {
+            free(pan);
+            free(mem);
+            return grid_pass(C, 2);
+        }
     if (!st) {
         int c = R->control;
         for (int i = 0; i < n; i++) {
@@ -1952,7 +1967,7 @@ static int cmp_block(bw_job *job, size_t b)
 {
     cmp_ctx *C = job->ctx;
     if (C->phase == 3 && C->req.full && b == 0) {
-        int st = grid_pass(C);
+        int st = grid_pass(C, 1);
         if (st) {
             C->int_status = st;
             bw_fail(&C->int_err, st, "%s", phase_failure(st, 3));
@@ -1992,12 +2007,14 @@ static int grid_make(cmp_ctx *C)
     for (int i = 0; i < n; i++)
         C->logmode &= C->arm[i].positive;
     for (int i = 0; i < n; i++) {
-        const arm_t *a = &C->arm[i];
+        arm_t *a = &C->arm[i];
         for (int k = 0; k < NQ; k++) {
             double x = a->qu[k];
             qs[m] = a->positive && !C->logmode ? exp(x) : x;
             keep[m++] = 0;
         }
+        a->own_lo = isfinite(qs[m - NQ]) ? qs[m - NQ] : -INFINITY;
+        a->own_hi = isfinite(qs[m - 1]) ? qs[m - 1] : INFINITY;
         qs[m] = a->heavy ? (C->logmode ? log(a->trunc) : a->trunc) : NAN;
         keep[m++] = 1;
         lo = fmin(lo, qs[m - 1 - NQ + Q05]);
