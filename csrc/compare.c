@@ -2118,6 +2118,8 @@ bw_job *bw_compare_job(const bw_cmp_request *req)
     rule_init(&C->rule);
     zweights_init(&C->zw);
     C->res.narms = req->narms;
+    C->res.nlevels = req->nlevels;
+    C->res.nthresholds = req->nthresholds;
     for (int i = 0; i < req->narms; i++) {
         C->arm[i].q = req->arm[i];
         fill_nan(&C->res.arm[i]);

@@ -57,6 +57,7 @@ typedef struct {
 
 typedef struct {
     int narms;
+    int nlevels, nthresholds;   /* those of the request: the filled rows of lift and above */
     bw_cmp_arm arm[BW_CMP_MAX_ARMS];
     double error;               /* bound on the numerical error of the probabilities */
 } bw_cmp_result;

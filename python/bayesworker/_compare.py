@@ -44,7 +44,10 @@ def _stored(proxy: Any) -> dict | None:
 def quantity_of(proxy: Any) -> str:
     """The quantity a proxy reports on, from its factors' kinds in the C store; arms of
     one comparison must share it."""
-    post = _stored(proxy)
+    return _quantity(proxy, _stored(proxy))
+
+
+def _quantity(proxy: Any, post: dict | None) -> str:
     parts = post.get("parts") if post else None
     if not parts or not 0 <= proxy._part < len(parts) or "factors" not in parts[proxy._part]:
         return getattr(proxy, "model_type", "")
@@ -56,8 +59,9 @@ def quantity_of(proxy: Any) -> str:
 
 
 def _arms(worker: Any, arms: Mapping[str, Any], control: str | None
-          ) -> tuple[tuple[str, ...], list[tuple[int, int]], int]:
-    """Names, (post_id, part) pairs and the control's index, or a clear error."""
+          ) -> tuple[tuple[str, ...], list[tuple[int, int]], int, dict[str, float | None]]:
+    """Names, (post_id, part) pairs, the control's index and the arms' user counts (one
+    look at the C store per arm), or a clear error."""
     if not isinstance(arms, Mapping):
         raise ModelError(f"arms must be a dict {{name: posterior proxy}}, not "
                          f"{type(arms).__name__}")
@@ -72,6 +76,7 @@ def _arms(worker: Any, arms: Mapping[str, Any], control: str | None
     if control not in arms:
         raise ModelError(f"control = {control!r} is not one of the arms {list(names)}")
     kinds: dict[str, list[str]] = {}
+    users: dict[str, float | None] = {}
     for name, proxy in arms.items():
         handle = getattr(proxy, "_handle", None)
         if handle is None or not hasattr(proxy, "_part"):
@@ -82,13 +87,15 @@ def _arms(worker: Any, arms: Mapping[str, Any], control: str | None
         if handle.gone is not None:
             raise DisposedError(f"arm {name!r}: posterior {handle.id} is gone: "
                                 f"{handle.gone}")
-        kinds.setdefault(quantity_of(proxy), []).append(name)
+        post = _stored(proxy)
+        kinds.setdefault(_quantity(proxy, post), []).append(name)
+        users[name] = _users(proxy, post)
     if len(kinds) > 1:
         detail = "; ".join(f"{k}: {v}" for k, v in kinds.items())
         raise ModelError(f"the arms report on different quantities ({detail}); compare "
                          f"arms of one quantity")
     pairs = [(arms[n]._handle.id, arms[n]._part) for n in names]
-    return names, pairs, names.index(control)
+    return names, pairs, names.index(control), users
 
 
 def _call(worker: Any, pairs: list, ci: int, higher: bool, levels: tuple,
@@ -115,7 +122,7 @@ def compare_request(worker: Any, arms: Mapping[str, Any], control: str | None,
                     higher_is_better: bool, timeout: float | None,
                     on_progress: Callable | None) -> Request:
     """The request of ``worker.compare``: its value is a :class:`Comparison`."""
-    names, pairs, ci = _arms(worker, arms, control)
+    names, pairs, ci, counts = _arms(worker, arms, control)
     higher = bool(higher_is_better)
     figures = yield _call(worker, pairs, ci, higher, (DEFAULT_LEVEL,), (), True, timeout,
                           on_progress)
@@ -126,7 +133,6 @@ def compare_request(worker: Any, arms: Mapping[str, Any], control: str | None,
         return worker._bridge.run_sync(_one(_call(worker, pairs, ci, higher, levels,
                                                   thresholds, False, timeout, None)))
 
-    counts = {n: _users(arms[n]) for n in names}
     return Comparison(names, names[ci], higher, figures, more, counts)
 
 
@@ -134,10 +140,9 @@ def _one(call: Call) -> Request:
     return (yield call)
 
 
-def _users(proxy: Any) -> float | None:
-    """The users behind an arm (the statistic named "trials" or "users" of its model), or
-    None."""
-    post = _stored(proxy)
+def _users(proxy: Any, post: dict | None) -> float | None:
+    """The users behind an arm (the statistic named "trials" or "users" of its model, from
+    its stored posterior ``post``), or None."""
     if post is None or proxy._part not in (0, _core.PART_FREQUENCY):
         return None
     names = next((r["stats"] for r in _core.MODELS if r["code"] == post["model"]), ())
