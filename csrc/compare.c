@@ -361,20 +361,35 @@ static double tail_width(double bulk, double dist)
     return fmax(bulk, 2.0 * dist);
 }
 
-/* Edges from positions x[0 .. n) (non-finite skipped): sorted, without near-duplicates;
- * an interior edge closer to its neighbour than a quarter of the panels on both sides of
- * the pair merges with it into their midpoint (keep marks positions that must stay edges:
- * kinks); then the panels beyond the bulk [lo, hi] are split, from the end nearer the bulk
- * out, so that none is much wider than max(hi - lo, twice its distance to the bulk)
- * (algebraic tails get geometric panels).  At most cap panels.  Returns how many edges
- * (< 2: degenerate). */
+/* Edges from positions x[0 .. n) (non-finite skipped), sorted, without near-duplicates,
+ * the positions of narm arms' quantile levels qa[narm][NQ] (ascending, NaN skipped) giving
+ * each arm's own panels: a position closer to the last edge kept than half the narrowest
+ * own panel holding it is dropped (many similar arms do not multiply the panels; each arm
+ * keeps panels about as narrow as its own), unless keep marks it (a kink).  The first and
+ * last positions stay.  Then the panels beyond the bulk [lo, hi] are split, from the end
+ * nearer the bulk out, so that none is much wider than max(hi - lo, twice its distance to
+ * the bulk) (algebraic tails get geometric panels).  At most cap panels.  Returns how many
+ * edges (< 2: degenerate). */
 typedef struct {
     double x;
     int keep;
 } edge_pos;
 
-static int make_edges(const double *x, const int *keep, int n, double lo, double hi,
-                      double *edges, int cap)
+/* Half the narrowest own panel (of the arms' quantile positions qa) holding x, or 0. */
+static double own_half_width(const double *qa, int narm, double x)
+{
+    double w = INFINITY;
+    for (int j = 0; j < narm; j++) {
+        const double *q = qa + (size_t)j * NQ;
+        for (int k = 0; k + 1 < NQ; k++)
+            if (q[k] <= x && x < q[k + 1])
+                w = fmin(w, q[k + 1] - q[k]);
+    }
+    return isfinite(w) ? 0.5 * w : 0.0;
+}
+
+static int make_edges(const double *x, const int *keep, int n, const double *qa, int narm,
+                      double lo, double hi, double *edges, int cap)
 {
     edge_pos s[BW_CMP_MAX_ARMS * (NQ + 1)];
     int ns = 0, m = 0;
@@ -388,22 +403,19 @@ static int make_edges(const double *x, const int *keep, int n, double lo, double
             s[b - 1] = tmp;
         }
     for (int k = 0; k < ns; k++) {
+        int last = k == ns - 1;
         if (m > 0 && !(s[k].x - s[m - 1].x > 1e-12 * fmax(1.0, fabs(s[k].x)))) {
             s[m - 1].keep |= s[k].keep;
             continue;
         }
-        s[m++] = s[k];
-    }
-    for (int k = 0; k + 1 < m && m > 2; k++) {
-        double w = s[k + 1].x - s[k].x;
-        double wl = k > 0 ? s[k].x - s[k - 1].x : INFINITY;
-        double wr = k + 2 < m ? s[k + 2].x - s[k + 1].x : INFINITY;
-        if (s[k].keep || s[k + 1].keep || !(w < 0.5 * fmin(wl, wr)))
+        if (m > 0 && !last && !s[k].keep &&
+            s[k].x - s[m - 1].x < own_half_width(qa, narm, s[k].x))
             continue;
-        /* the first and last edges stay (they bound the tables) */
-        s[k].x = k == 0 ? s[k].x : k + 2 == m ? s[k + 1].x : 0.5 * (s[k].x + s[k + 1].x);
-        memmove(s + k + 1, s + k + 2, (size_t)(m - k - 2) * sizeof s[0]);
-        m--;
+        /* the last position stays; the one kept before it goes if too close */
+        if (last && m > 1 && !s[m - 1].keep &&
+            s[k].x - s[m - 1].x < own_half_width(qa, narm, s[m - 1].x))
+            m--;
+        s[m++] = s[k];
     }
     double bulk = hi - lo;
     int e = 0, split = isfinite(bulk) && bulk > 0.0;
@@ -1028,7 +1040,7 @@ static int tab_build(const cmp_ctx *C, table_t *T, const double *x, point_fn f, 
     }
     if (st || F0 > EDGE_TOL || SP > EDGE_TOL)
         return st ? st : BW_E_NUMERIC;
-    int ne = make_edges(pos, NULL, NQ, pos[Q05], pos[Q95], e, MAX_PANELS / 4);
+    int ne = make_edges(pos, NULL, NQ, pos, 1, pos[Q05], pos[Q95], e, MAX_PANELS / 4);
     for (int round = 0; ne >= 2; round++) {
         st = table_alloc(T, ne - 1, e);
         for (int p = 0; p < T->P && !st; p++) {
@@ -2002,7 +2014,8 @@ static int cmp_block(bw_job *job, size_t b)
 static int grid_make(cmp_ctx *C)
 {
     int n = C->req.narms, m = 0, keep[BW_CMP_MAX_ARMS * (NQ + 1)];
-    double qs[BW_CMP_MAX_ARMS * (NQ + 1)], lo = INFINITY, hi = -INFINITY;
+    double qs[BW_CMP_MAX_ARMS * (NQ + 1)], qa[BW_CMP_MAX_ARMS * NQ];
+    double lo = INFINITY, hi = -INFINITY;
     C->logmode = 1;
     for (int i = 0; i < n; i++)
         C->logmode &= C->arm[i].positive;
@@ -2010,7 +2023,7 @@ static int grid_make(cmp_ctx *C)
         arm_t *a = &C->arm[i];
         for (int k = 0; k < NQ; k++) {
             double x = a->qu[k];
-            qs[m] = a->positive && !C->logmode ? exp(x) : x;
+            qs[m] = qa[i * NQ + k] = a->positive && !C->logmode ? exp(x) : x;
             keep[m++] = 0;
         }
         a->own_lo = isfinite(qs[m - NQ]) ? qs[m - NQ] : -INFINITY;
@@ -2020,7 +2033,7 @@ static int grid_make(cmp_ctx *C)
         lo = fmin(lo, qs[m - 1 - NQ + Q05]);
         hi = fmax(hi, qs[m - 1 - NQ + Q95]);
     }
-    C->nedges = make_edges(qs, keep, m, lo, hi, C->edges, MAX_PANELS);
+    C->nedges = make_edges(qs, keep, m, qa, n, lo, hi, C->edges, MAX_PANELS);
     return C->nedges >= 2;
 }
 
