@@ -375,14 +375,15 @@ typedef struct {
     int keep;
 } edge_pos;
 
-/* Half the narrowest own panel (of the arms' quantile positions qa) holding x, or 0. */
+/* Half the narrowest own panel (of the arms' quantile positions qa) holding or touching
+ * x, or 0. */
 static double own_half_width(const double *qa, int narm, double x)
 {
     double w = INFINITY;
     for (int j = 0; j < narm; j++) {
         const double *q = qa + (size_t)j * NQ;
         for (int k = 0; k + 1 < NQ; k++)
-            if (q[k] <= x && x < q[k + 1])
+            if (q[k] <= x && x <= q[k + 1])
                 w = fmin(w, q[k + 1] - q[k]);
     }
     return isfinite(w) ? 0.5 * w : 0.0;
@@ -682,12 +683,11 @@ typedef struct {
     znodes_t zn;
 } factor_t;
 
-enum { ARM_CLOSED = 1, ARM_TABLE = 2, ARM_EXACT = 3 };
+enum { ARM_CLOSED = 1, ARM_TABLE = 2 };
 
 typedef struct {
     bw_quantity q;
-    int how;                    /* ARM_CLOSED: closed forms (kind); ARM_TABLE: a private
-                                 * table; ARM_EXACT: nested quadrature (a last resort) */
+    int how;                    /* ARM_CLOSED: closed forms; ARM_TABLE: a private table */
     int positive;               /* the arm is > 0 */
     int heavy;                  /* infinite mean: losses use it truncated at `trunc` */
     double trunc;
@@ -761,13 +761,13 @@ static double beta_density(const arm_t *a, double u)
     return exp(tx + ty + a->bk[0] - ly);
 }
 
-/* F, S and the density in the grid's variable u, exactly (closed forms, or the nested
- * quadrature of bw_tails_pdf).  F = S = NULL: the density alone. */
-static int arm_exact(const arm_t *a, int logmode, double u, double *F, double *S, double *d)
+/* F, S and the density of a closed-form arm in the grid's variable u, exactly.  F = S =
+ * NULL: the density alone. */
+static void arm_exact(const arm_t *a, int logmode, double u, double *F, double *S, double *d)
 {
     if (!F && logmode && a->bfast) {
         *d = beta_density(a, u);
-        return BW_OK;
+        return;
     }
     double t = logmode ? exp(u) : u, lt = logmode ? u : NAN;
     if (a->positive && !logmode) {
@@ -775,37 +775,25 @@ static int arm_exact(const arm_t *a, int logmode, double u, double *F, double *S
             if (F)
                 *F = 0.0, *S = 1.0;
             *d = 0.0;
-            return BW_OK;
+            return;
         }
         lt = log(u);
     }
-    int st = BW_OK;
-    if (a->how == ARM_CLOSED) {
-        closed_eval(&a->q.f[0], t, lt, F, S, d);
-    } else {
-        double Fv, Sv, pdf;
-        st = F ? bw_tails_pdf(&a->q, t, &Fv, &Sv, &pdf) : bw_pdf(&a->q, t, &pdf);
-        *d = a->positive ? pdf * t : pdf;
-        if (F)
-            *F = Fv, *S = Sv;
-    }
+    closed_eval(&a->q.f[0], t, lt, F, S, d);
     if (a->positive && !logmode)
         *d /= u;
-    return st;
 }
 
-/* The arm at the grid position u: exactly (exact = 1, closed forms and the nested
- * quadrature of the last resort) or from its tables. */
-static int arm_at(const cmp_ctx *C, const arm_t *a, double u, int exact, double *F,
-                  double *S, double *d)
+/* The arm at the grid position u: exactly (exact = 1, closed forms) or from its tables. */
+static void arm_at(const cmp_ctx *C, const arm_t *a, double u, int exact, double *F,
+                   double *S, double *d)
 {
-    if (exact && a->how != ARM_TABLE)
-        return arm_exact(a, C->logmode, u, F, S, d);
-    if (a->how != ARM_TABLE) {
-        tab_eval(&C->rule, &a->grid, u, F, S, d);
-        return BW_OK;
-    }
-    if (C->logmode) {
+    if (a->how == ARM_CLOSED) {
+        if (exact)
+            arm_exact(a, C->logmode, u, F, S, d);
+        else
+            tab_eval(&C->rule, &a->grid, u, F, S, d);
+    } else if (C->logmode) {
         tab_eval(&C->rule, a->priv, u, F, S, d);
     } else if (!(u > 0.0)) {
         if (F)
@@ -815,7 +803,6 @@ static int arm_at(const cmp_ctx *C, const arm_t *a, double u, int exact, double 
         tab_eval(&C->rule, a->priv, log(u), F, S, d);
         *d /= u;
     }
-    return BW_OK;
 }
 
 /* One tail (COL_F or COL_S) of the arm and its density at the grid position u, from its
@@ -1162,7 +1149,7 @@ static int zsum_base(const zsum_t *z, int j)
 typedef struct {
     const cmp_ctx *C;
     arm_t *a;
-    int over;                   /* the factor summed over (its quantile nodes) */
+    int over;                   /* the factor summed over first (its quantile nodes) */
     int status;
 } conv_ctx;
 
@@ -1195,8 +1182,10 @@ static double conv_level(conv_ctx *cx, int over, int L, double u, double tol, in
                  : fabs(fine[2] - base[2]) / (tol + 1e-8 * fine[2] + 1e-300);
 }
 
-/* The density of log X at u (F != NULL: and its tails), certified: over the narrower
- * factor's nodes, else the other's, then the finer levels of the better of the two. */
+/* The density of log X at u (F != NULL: and its tails), certified: over the frequency's
+ * nodes (log P <= 0 has no heavy tail: summing over a heavy-tailed factor's sparse tail
+ * nodes can miss a narrow summand at every level alike), else the severity's, then the
+ * finer levels of the better of the two. */
 static int conv_point(void *ctx, double u, double tol, double *F, double *S, double *d)
 {
     conv_ctx *cx = ctx;
@@ -1237,7 +1226,6 @@ static int compound_build(const cmp_ctx *C, arm_t *a)
     for (int k = 0; k < NQ; k++)
         x[k] = q0[k] + q1[k];
     conv_ctx cx = {C, a, 0, BW_OK};
-    cx.over = q0[Q95] - q0[Q05] <= q1[Q95] - q1[Q05] ? 0 : 1;
     return tab_build(C, &a->own, x, conv_point, &cx);
 }
 
@@ -1281,8 +1269,7 @@ static int arm_prepare(const cmp_ctx *C, arm_t *a, int index)
 {
     const bw_quantity *q = &a->q;
     a->positive = !has_kind(q, BW_KIND_NIG_MEAN);
-    a->how = q->nfactors == 1 && q->f[0].kind != BW_KIND_NIG_LNMEAN ? ARM_CLOSED
-             : a->positive ? ARM_TABLE : ARM_EXACT;
+    a->how = q->nfactors == 1 && q->f[0].kind != BW_KIND_NIG_LNMEAN ? ARM_CLOSED : ARM_TABLE;
     a->zn.level = -1;
     for (int k = 0; k < q->nfactors; k++)
         if (q->f[k].kind == BW_KIND_NIG_MEAN && q->f[k].p[2] <= 0.5)
@@ -1292,15 +1279,11 @@ static int arm_prepare(const cmp_ctx *C, arm_t *a, int index)
     a->heavy = has_kind(q, BW_KIND_NIG_LNMEAN) || isinf(a->mean);
     if (!st && a->how == ARM_TABLE) {
         st = private_build(C, a);
-        if (st == BW_E_CANCELLED)
-            return bw_fail(&a->err, st, "cancelled");
-        if (st == BW_E_NOMEM)
-            return bw_fail(&a->err, st, "out of memory");
-        if (st) {
-            /* no table to full accuracy: the exact tails (slow, but right) */
-            a->how = ARM_EXACT;
-            st = BW_OK;
-        }
+        if (st == BW_E_CANCELLED || st == BW_E_NOMEM)
+            return bw_fail(&a->err, st, st == BW_E_NOMEM ? "out of memory" : "cancelled");
+        if (st)
+            return bw_fail(&a->err, st, "arm %d: its distribution could not be tabulated to "
+                           "the promised accuracy", index);
     }
     beta_consts(a);
     if (!st && a->how != ARM_TABLE) {
@@ -1326,58 +1309,53 @@ static int arm_prepare(const cmp_ctx *C, arm_t *a, int index)
 /* Phase 2: the arms on the shared grid                                                      */
 /* ======================================================================================== */
 
-/* Closed forms (and the exact fallback): the density at every node, then F by integrating
- * it from the first edge and S from the last, anchored at the exact tails there.  Falls
- * back to the exact F and S at every node where the mass misses 1 by more than MASS_TOL.
- * Private tables: interpolated. */
+/* Closed forms: the density at every node, then F by integrating it from the first edge and
+ * S from the last, anchored at the exact tails there; the exact F and S at every node
+ * where the mass misses 1 by more than MASS_TOL.  Private tables: interpolated. */
 static int arm_tabulate(const cmp_ctx *C, arm_t *a)
 {
     table_t *T = &a->grid;
     int st = table_alloc(T, C->nedges - 1, C->edges), P = T->P;
-    int exact = a->how != ARM_TABLE;
-    for (int p = 0; p < P && !st; p++) {
+    if (st)
+        return st;
+    int closed = a->how == ARM_CLOSED;
+    for (int p = 0; p < P; p++) {
         if (cancelled(C->job))
             return BW_E_CANCELLED;
         double *Fc = tab_col(T, p, COL_F), *Sc = tab_col(T, p, COL_S);
         double *dc = tab_col(T, p, COL_D);
-        for (int j = 0; j < GK && !st; j++) {
+        for (int j = 0; j < GK; j++) {
             double u = node_u(T, p * GK + j);
-            st = exact ? arm_exact(a, C->logmode, u, NULL, NULL, &dc[j])
-                       : arm_at(C, a, u, 0, &Fc[j], &Sc[j], &dc[j]);
+            if (closed)
+                arm_exact(a, C->logmode, u, NULL, NULL, &dc[j]);
+            else
+                arm_at(C, a, u, 0, &Fc[j], &Sc[j], &dc[j]);
         }
-    }
-    if (!exact) {
-        for (int p = 0; p <= P && !st; p++) {
-            double d;
-            st = arm_at(C, a, T->e[p], 0, &T->Fe[p], &T->Se[p], &d);
-        }
-        T->mass_err = a->priv->mass_err;
-        if (!st)
-            tab_settle(T);
-        return st;
     }
     double F0 = 0.0, S0, FP, SP = 0.0, dd;
-    if (!st)
-        st = arm_exact(a, C->logmode, T->e[0], &F0, &S0, &dd);
-    if (!st)
-        st = arm_exact(a, C->logmode, T->e[P], &FP, &SP, &dd);
-    if (st)
-        return st;
+    if (!closed) {
+        for (int p = 0; p <= P; p++)
+            arm_at(C, a, T->e[p], 0, &T->Fe[p], &T->Se[p], &dd);
+        T->mass_err = a->priv->mass_err;
+        tab_settle(T);
+        return BW_OK;
+    }
+    arm_exact(a, C->logmode, T->e[0], &F0, &S0, &dd);
+    arm_exact(a, C->logmode, T->e[P], &FP, &SP, &dd);
     tab_integrate(T, F0, SP);
     if (T->mass_err > MASS_TOL) {
-        for (int k = 0; k < P * GK && !st; k++) {
+        for (int k = 0; k < P * GK; k++) {
             if (k % GK == 0 && cancelled(C->job))
                 return BW_E_CANCELLED;
-            st = arm_exact(a, C->logmode, node_u(T, k), tab_at(T, k, COL_F),
-                           tab_at(T, k, COL_S), tab_at(T, k, COL_D));
+            arm_exact(a, C->logmode, node_u(T, k), tab_at(T, k, COL_F), tab_at(T, k, COL_S),
+                      tab_at(T, k, COL_D));
         }
-        for (int p = 0; p <= P && !st; p++)
-            st = arm_exact(a, C->logmode, T->e[p], &T->Fe[p], &T->Se[p], &dd);
+        for (int p = 0; p <= P; p++)
+            arm_exact(a, C->logmode, T->e[p], &T->Fe[p], &T->Se[p], &dd);
         T->mass_err = 0.0;
     }
-    if (!st)
-        tab_settle(T);
-    return st;
+    tab_settle(T);
+    return BW_OK;
 }
 
 /* Phase 2 for one arm: its grid table, then (lifts asked for) its quantile nodes. */
@@ -1475,14 +1453,14 @@ static void grid_integrand(const cmp_ctx *C, double u, const double *F, const do
  * first >= 0: the panel is initial panel `first` of the grid (the arms' tables there, but
  * with exact = 2 not where it leaves an arm's own range: the tables keep only absolute
  * accuracy far beyond an arm's own tails). */
-static int grid_panel(const cmp_ctx *C, gpanel *pp, int first, int exact, double *work)
+static void grid_panel(const cmp_ctx *C, gpanel *pp, int first, int exact, double *work)
 {
-    int n = C->req.narms, nc = NCOMP * n, st = BW_OK;
+    int n = C->req.narms, nc = NCOMP * n;
     double F[BW_CMP_MAX_ARMS], S[BW_CMP_MAX_ARMS], d[BW_CMP_MAX_ARMS];
     double ends[2] = {pp->a, pp->b}, h = 0.5 * (pp->b - pp->a);
     for (int j = 0; j < GK; j++) {
         double u = bw_gk_node(ends, j);
-        for (int a = 0; a < n && !st; a++) {
+        for (int a = 0; a < n; a++) {
             const arm_t *A = &C->arm[a];
             /* exact = 2: the arms evaluated exactly where the panel leaves their own range */
             int outside = !(pp->a >= A->own_lo && pp->b <= A->own_hi);
@@ -1491,7 +1469,7 @@ static int grid_panel(const cmp_ctx *C, gpanel *pp, int first, int exact, double
                 F[a] = *tab_at(&A->grid, k, COL_F), S[a] = *tab_at(&A->grid, k, COL_S);
                 d[a] = *tab_at(&A->grid, k, COL_D);
             } else {
-                st = arm_at(C, A, u, 1, &F[a], &S[a], &d[a]);
+                arm_at(C, A, u, 1, &F[a], &S[a], &d[a]);
             }
         }
         grid_integrand(C, u, F, S, d, work + (size_t)j * nc);
@@ -1516,7 +1494,6 @@ static int grid_panel(const cmp_ctx *C, gpanel *pp, int first, int exact, double
         pp->val[k] = K * h;
         pp->err[k] = fmax(err, 4.0 * DBL_EPSILON * kabs * fabs(h));
     }
-    return st;
 }
 
 /* Tolerance of component k (of arm k / NCOMP): probabilities absolute, losses relative. */
@@ -1552,7 +1529,7 @@ static int grid_pass(cmp_ctx *C, int exact)
             break;
         }
         pan[np].a = C->edges[np], pan[np].b = C->edges[np + 1];
-        st = grid_panel(C, &pan[np], np, exact, work);
+        grid_panel(C, &pan[np], np, exact, work);
     }
     while (!st) {
         memset(tot, 0, 2 * (size_t)nc * sizeof *tot);
@@ -1578,9 +1555,8 @@ static int grid_pass(cmp_ctx *C, int exact)
         double a = pan[wp].a, b = pan[wp].b, m = 0.5 * (a + b);
         pan[wp].b = m;
         pan[np].a = m, pan[np].b = b;
-        st = grid_panel(C, &pan[wp], -1, exact, work);
-        if (!st)
-            st = grid_panel(C, &pan[np++], -1, exact, work);
+        grid_panel(C, &pan[wp], -1, exact, work);
+        grid_panel(C, &pan[np++], -1, exact, work);
     }
     if (st == BW_E_NUMERIC) {
         /* out of panels: good enough if every component meets its target */
