@@ -715,7 +715,8 @@ typedef struct {
     int logmode;                /* u = log t (every arm positive), else u = t */
     int nedges;
     double edges[MAX_PANELS + 1];
-    int nlift, lift_arm[BW_CMP_MAX_ARMS];      /* phase 3: the arms with lift blocks */
+    int nlift, lift_arm[BW_CMP_MAX_ARMS];      /* phase 3: the arms with lifts */
+    int nunits, per;            /* the units of the phase (cmp_unit), per block */
     zweights_t zw;
     int int_status;             /* phase 3 integrals */
     bw_error int_err;
@@ -1570,7 +1571,8 @@ static int grid_pass(cmp_ctx *C, int exact)
     double t0 = C->edges[0], t1 = C->edges[P0];
     double width = C->logmode ? exp(t1) - exp(t0) : t1 - t0;
     for (int k = 0; k < nc && !st && exact < 2; k++)
-        if ((k % NCOMP == C_LOSS || k % NCOMP == C_LOSSVS) && tot[k] < 1e-11 * width) {
+        if ((k % NCOMP == C_LOSS || (k % NCOMP == C_LOSSVS && k / NCOMP != R->control)) &&
+            tot[k] < 1e-11 * width) {
             free(pan);
             free(mem);
             return grid_pass(C, 2);
@@ -1610,10 +1612,10 @@ static int grid_pass(cmp_ctx *C, int exact)
  *   absolute (v = d):      P(X_i - X_c <= d)         = E_c[F_i(d + X_c)] = E_i[S_c(X_i - d)]
  * summed by the rules of two levels (base, and fine = base and the nodes between): their
  * difference certifies the base sum, and the level is raised until it does.  The sum runs
- * over the narrower arm; for an absolute lift of positive arms over the control when
- * d >= 0 and over the arm when d < 0, so that the shifted point stays positive (where it
- * crosses 0 the summand has a kink, y^a for a tail like y^a, and the sums converge
- * slowly). */
+ * over the narrower arm; for an absolute lift of positive arms whose distribution function
+ * starts slowly (slow_start) over the control when d >= 0 and over the arm when d < 0, so
+ * that the shifted point stays positive (where it crosses 0 the summand has a kink, y^a
+ * for a tail like y^a, and the sums converge slowly). */
 typedef struct {
     const arm_t *over, *other;
     zsum_t z;
@@ -1824,6 +1826,21 @@ static void centre_spread(const arm_t *a, int logs, double *m, double *s)
     *s = (q[2] - q[0]) / (2.0 * Z95);
 }
 
+/* Does the arm's distribution function start at 0 slower than t^10 (a beta or gamma shape
+ * below 10, also as a compound's frequency)?  Then an absolute lift's summand has a kink
+ * where the shifted point crosses 0 (lift_side_at). */
+static int slow_start(const arm_t *a)
+{
+    const bw_dist *f = &a->q.f[0];
+    return (f->kind == BW_KIND_BETA || f->kind == BW_KIND_GAMMA) && f->p[0] < 10.0;
+}
+
+/* Are the absolute lifts of arm i summed by the sign of the shift (lift_side_at)? */
+static int by_sign(const cmp_ctx *C, int i)
+{
+    return C->logmode && (slow_start(&C->arm[i]) || slow_start(&C->arm[C->req.control]));
+}
+
 /* Is the lift of arm i summed over the control's quantile nodes (the narrower arm)? */
 static int over_control(const cmp_ctx *C, int i, int relative)
 {
@@ -1839,7 +1856,7 @@ static void lift_setup(lift_ctx *L, const cmp_ctx *C, int i, int relative)
     memset(L, 0, sizeof *L);
     L->C = C;
     L->relative = relative;
-    L->by_sign = !relative && C->logmode;
+    L->by_sign = !relative && by_sign(C, i);
     L->side = !over_control(C, i, relative);
     for (int s = 0; s < 2; s++) {
         lift_side *sd = &L->sd[s];
@@ -1951,39 +1968,56 @@ static const char *phase_failure(int st, int phase)
                       : "an integral of the comparison did not reach its tolerance";
 }
 
-static int cmp_block(bw_job *job, size_t b)
+/* Unit u of the current phase: an arm (phases 1 and 2), the integrals (phase 3, unit 0 when
+ * asked for) or an arm's lifts. */
+static void cmp_unit(cmp_ctx *C, int u)
 {
-    cmp_ctx *C = job->ctx;
-    if (C->phase == 3 && C->req.full && b == 0) {
+    if (C->phase == 3 && C->req.full && u == 0) {
         int st = grid_pass(C, 1);
         if (st) {
             C->int_status = st;
             bw_fail(&C->int_err, st, "%s", phase_failure(st, 3));
         }
+        return;
+    }
+    int i = C->phase == 3 ? C->lift_arm[u - (C->req.full ? 1 : 0)] : u, st = BW_OK;
+    arm_t *a = &C->arm[i];
+    if (a->status)
+        return;
+    if (C->phase == 1) {
+        if (arm_prepare(C, a, i))
+            a->status = a->err.status;
+        return;
+    }
+    if (C->phase == 2) {
+        st = arm_phase2(C, a);
+    } else {
+        if (C->logmode)
+            st = arm_lift(C, i, 1);
+        if (!st)
+            st = arm_lift(C, i, 0);
+    }
+    if (st)
+        a->status = st, bw_fail(&a->err, st, "arm %d: %s", i, phase_failure(st, C->phase));
+}
+
+/* A block: units [b per, (b + 1) per) of the phase (per = 1, or all of them for a small
+ * comparison: one thread, no hand-over between phases). */
+static int cmp_block(bw_job *job, size_t b)
+{
+    cmp_ctx *C = job->ctx;
+    for (int u = (int)b * C->per; u < ((int)b + 1) * C->per && u < C->nunits; u++) {
+        cmp_unit(C, u);
         atomic_fetch_add(&job->phase, 1);
-        return 0;
     }
-    if (C->phase == 3)
-        b = (size_t)C->lift_arm[b - (C->req.full ? 1 : 0)];
-    arm_t *a = &C->arm[b];
-    int st = BW_OK;
-    if (!a->status) {
-        if (C->phase == 1) {
-            if (arm_prepare(C, a, (int)b))
-                a->status = a->err.status;
-        } else if (C->phase == 2) {
-            st = arm_phase2(C, a);
-        } else {
-            if (C->logmode)
-                st = arm_lift(C, (int)b, 1);
-            if (!st)
-                st = arm_lift(C, (int)b, 0);
-        }
-        if (st)
-            a->status = st, bw_fail(&a->err, st, "arm %zu: %s", b, phase_failure(st, C->phase));
-    }
-    atomic_fetch_add(&job->phase, 1);
     return 0;
+}
+
+/* The blocks of a phase of nunits units. */
+static size_t cmp_blocks(cmp_ctx *C, int nunits)
+{
+    C->nunits = nunits;
+    return (size_t)((nunits + C->per - 1) / C->per);
 }
 
 /* Phase 1 done: the shared grid from every arm's quantiles and truncation point. */
@@ -2043,12 +2077,13 @@ static int cmp_finish(bw_job *job)
          * positive arms (lift_side_at) */
         for (int i = 0; i < n && (C->req.nlevels || C->req.nthresholds); i++) {
             for (int rel = 0; rel <= C->logmode && i != C->req.control; rel++) {
-                int oc = over_control(C, i, rel), both = !rel && C->logmode;
+                int oc = over_control(C, i, rel), both = !rel && by_sign(C, i);
                 C->arm[oc || both ? C->req.control : i].lift_over = 1;
                 C->arm[!oc || both ? i : C->req.control].lift_over = 1;
             }
         }
         C->phase = 2;
+        job->nblocks = cmp_blocks(C, n);
         return BW_JOB_AGAIN;
     }
     if (C->phase == 2) {
@@ -2057,7 +2092,7 @@ static int cmp_finish(bw_job *job)
         for (int i = 0; i < n && (C->req.nlevels || C->req.nthresholds); i++)
             if (i != C->req.control)
                 C->lift_arm[C->nlift++] = i;
-        job->nblocks = (size_t)(C->nlift + (C->req.full ? 1 : 0));
+        job->nblocks = cmp_blocks(C, C->nlift + (C->req.full ? 1 : 0));
         if (job->nblocks == 0)
             return 0;
         return BW_JOB_AGAIN;
@@ -2113,7 +2148,12 @@ bw_job *bw_compare_job(const bw_cmp_request *req)
         C->arm[i].q = req->arm[i];
         fill_nan(&C->res.arm[i]);
     }
-    bw_job *job = bw_job_new((size_t)req->narms, cmp_block, cmp_finish, C, cmp_free);
+    /* a few closed-form arms are quicker on one thread than handed between threads */
+    int small = req->narms <= 3;
+    for (int i = 0; i < req->narms; i++)
+        small &= req->arm[i].nfactors == 1 && req->arm[i].f[0].kind != BW_KIND_NIG_LNMEAN;
+    C->per = small ? BW_CMP_MAX_ARMS + 1 : 1;
+    bw_job *job = bw_job_new(cmp_blocks(C, req->narms), cmp_block, cmp_finish, C, cmp_free);
     if (job) {
         C->job = job;
         /* progress: one step per block of each phase (an arm, the integrals, a lift) and
