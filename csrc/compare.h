@@ -84,6 +84,7 @@ typedef struct {
 
 typedef struct {
     int narms;
+    int nlevels, nthresholds;   /* those of the request: the filled rows of lift and above */
     bw_cmp_arm arm[BW_CMP_MAX_ARMS];
     double error;               /* exact: a bound on the numerical error of the
                                  * probabilities; Monte Carlo: their largest standard error */

@@ -759,6 +759,8 @@ bw_job *bw_compare_mc_job(const bw_cmp_request *req)
     C->lifts = R->nlevels > 0;
     C->relok = 1;
     C->res.narms = R->narms;
+    C->res.nlevels = R->nlevels;
+    C->res.nthresholds = R->nthresholds;
     C->res.draws = C->n;
     for (int i = 0; i < R->narms; i++)
         arm_init(C, i);

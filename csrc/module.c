@@ -469,7 +469,7 @@ static PyObject *compare_dict(const bw_cmp_result *r)
     static const char *const kinds[2] = {"relative", "absolute"};
     for (int k = 0; k < 2; k++) {
         w->open(w, kinds[k], 1);                 /* per level: per figure: per arm */
-        for (int l = 0; l < BW_CMP_MAX_LEVELS; l++) {
+        for (int l = 0; l < r->nlevels; l++) {
             w->open(w, NULL, 1);
             for (int f = 0; f < 4; f++)
                 CMP_COLUMN(NULL, r->arm[i].lift[l][k][f]);
@@ -481,7 +481,7 @@ static PyObject *compare_dict(const bw_cmp_result *r)
         char key[32];
         snprintf(key, sizeof key, "%sabove_%s", k < 2 ? "" : "se_", kinds[k % 2]);
         w->open(w, key, 1);                      /* per threshold: per arm */
-        for (int t = 0; t < BW_CMP_MAX_THRESHOLDS; t++)
+        for (int t = 0; t < r->nthresholds; t++)
             CMP_COLUMN(NULL, k < 2 ? r->arm[i].above[t][k] : r->arm[i].se_above[t][k % 2]);
         w->close(w);
     }

@@ -60,14 +60,15 @@ def _label(factors: tuple) -> str:
         kinds[0], "mean value")
 
 
-def _source(name: str, proxy: Any, category: Any) -> tuple[str, tuple]:
+def _source(name: str, proxy: Any, category: Any, post: dict | None = None
+            ) -> tuple[str, tuple]:
     """The quantity arm ``name`` reports on and how the core reads it: ``(post_id, part)``
     for a conjugate part; ``(post_id, part, factors)`` for a part the store describes but
     keeps in no conjugate payload (a dirichlet category's Beta, a compound mixture's
     conversion rate), exact; ``(post_id, part, flags)`` for a part with no tractable
     integrals (a mixture's mean or revenue), drawn: the comparison is Monte Carlo."""
     pid, part = proxy._handle.id, proxy._part
-    post = _stored(proxy) or {}
+    post = (_stored(proxy) if post is None else post) or {}
     if post.get("dirichlet") is not None:
         return _category(name, proxy, post, category)
     parts, mixture = post.get("parts") or (), post.get("mixture")
@@ -117,9 +118,9 @@ def _draws(draws: Any) -> int:
 
 
 def _arms(worker: Any, arms: Mapping[str, Any], control: str | None, category: Any = None
-          ) -> tuple[tuple[str, ...], list[tuple], int]:
-    """Names, the core's arms (see :func:`_source`) and the control's index, or a clear
-    error."""
+          ) -> tuple[tuple[str, ...], list[tuple], int, dict[str, float | None]]:
+    """Names, the core's arms (see :func:`_source`), the control's index and the arms'
+    user counts (one look at the C store per arm), or a clear error."""
     if not isinstance(arms, Mapping):
         raise ModelError(f"arms must be a dict {{name: posterior proxy}}, not "
                          f"{type(arms).__name__}")
@@ -135,6 +136,7 @@ def _arms(worker: Any, arms: Mapping[str, Any], control: str | None, category: A
         raise ModelError(f"control = {control!r} is not one of the arms {list(names)}")
     kinds: dict[str, list[str]] = {}
     sources = []
+    users: dict[str, float | None] = {}
     for name, proxy in arms.items():
         handle = getattr(proxy, "_handle", None)
         if handle is None or not hasattr(proxy, "_part"):
@@ -145,9 +147,11 @@ def _arms(worker: Any, arms: Mapping[str, Any], control: str | None, category: A
         if handle.gone is not None:
             raise DisposedError(f"arm {name!r}: posterior {handle.id} is gone: "
                                 f"{handle.gone}")
-        quantity, source = _source(name, proxy, category)
+        post = _stored(proxy)
+        quantity, source = _source(name, proxy, category, post)
         kinds.setdefault(quantity, []).append(name)
         sources.append(source)
+        users[name] = _users(proxy, post)
     if category is not None and not any(k.startswith("share of category") for k in kinds):
         raise ModelError(f"category = {category!r} picks a category of dirichlet-multinomial "
                          f"arms, and none of the arms {list(names)} is one")
@@ -155,7 +159,7 @@ def _arms(worker: Any, arms: Mapping[str, Any], control: str | None, category: A
         detail = "; ".join(f"{k}: {v}" for k, v in kinds.items())
         raise ModelError(f"the arms report on different quantities ({detail}); compare "
                          f"arms of one quantity")
-    return names, sources, names.index(control)
+    return names, sources, names.index(control), users
 
 
 def _call(worker: Any, pairs: list, ci: int, higher: bool, levels: tuple,
@@ -184,7 +188,7 @@ def compare_request(worker: Any, arms: Mapping[str, Any], control: str | None,
                     category: Any = None) -> Request:
     """The request of ``worker.compare``: its value is a :class:`Comparison`."""
     n = _draws(draws)
-    names, pairs, ci = _arms(worker, arms, control, category)
+    names, pairs, ci, counts = _arms(worker, arms, control, category)
     higher = bool(higher_is_better)
     figures = yield _call(worker, pairs, ci, higher, (DEFAULT_LEVEL,), (), True, timeout,
                           on_progress, n)
@@ -195,7 +199,6 @@ def compare_request(worker: Any, arms: Mapping[str, Any], control: str | None,
         return worker._bridge.run_sync(_one(_call(worker, pairs, ci, higher, levels,
                                                   thresholds, False, timeout, None, n)))
 
-    counts = {n: _users(arms[n]) for n in names}
     return Comparison(names, names[ci], higher, figures, more, counts)
 
 
@@ -203,10 +206,9 @@ def _one(call: Call) -> Request:
     return (yield call)
 
 
-def _users(proxy: Any) -> float | None:
-    """The users behind an arm (the statistic named "trials" or "users" of its model), or
-    None."""
-    post = _stored(proxy)
+def _users(proxy: Any, post: dict | None) -> float | None:
+    """The users behind an arm (the statistic named "trials" or "users" of its model, from
+    its stored posterior ``post``), or None."""
     if post is None or proxy._part not in (0, _core.PART_FREQUENCY):
         return None
     names = next((r["stats"] for r in _core.MODELS if r["code"] == post["model"]), ())
