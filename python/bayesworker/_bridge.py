@@ -280,13 +280,6 @@ class Handle:
         return Call(SAMPLING, here=lambda: core.reserve(post_id, part, n), handle=self,
                     label=label)
 
-    def cached_intervals(self, part: int, label: str | None = None) -> Call:
-        """The intervals of ``part`` at the cached levels, computed here: its value is
-        ``((level, lo, hi), ...)`` (a conjugate fit leaves them for their first use)."""
-        core, post_id = self.bridge.core, self.id
-        return Call(INTERVAL, here=lambda: core.cached_intervals(post_id, part), handle=self,
-                    label=label)
-
     def interval(self, part: int, level: float, *, timeout: float | None = None,
                  label: str | None = None) -> Call:
         """The central interval of ``part`` at ``level``: its value is ``(lo, hi)``."""

@@ -242,7 +242,6 @@ class Core:
         level: mean, median, lo, hi), above_relative / above_absolute (per threshold),
         error."""
         ...
-    def cached_intervals(self, post_id: int, part: int) -> tuple[tuple[float, float, float], ...]: ...
     def get(self, post_id: int) -> dict[str, Any]:
         """The stored posterior: id, model (code), model_type (name), created,
         last_access, fit_seconds, bytes (its record: sized for its family), then what its
