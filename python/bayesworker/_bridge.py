@@ -212,8 +212,8 @@ class Handle:
     refuses to touch the parent's store) and at interpreter shutdown.
 
     Its operations: :meth:`check` (DisposedError if gone), :attr:`gone` (why, or None),
-    :meth:`dispose`, and the calls of requests on it: :meth:`draws`, :meth:`reserve`,
-    :meth:`interval`.
+    :meth:`dispose`, the calls of requests on it: :meth:`draws`, :meth:`reserve`,
+    :meth:`interval`, and :meth:`interval_here`, an interval computed at once.
     """
 
     __slots__ = ("bridge", "id", "reason", "__weakref__")
@@ -279,6 +279,15 @@ class Handle:
         core, post_id = self.bridge.core, self.id
         return Call(SAMPLING, here=lambda: core.reserve(post_id, part, n), handle=self,
                     label=label)
+
+    def interval_here(self, part: int, level: float, label: str | None = None) -> Any:
+        """``(lo, hi)``: what :meth:`interval`'s call computes here, computed at once (no
+        request to drive); a refusal is mapped as :meth:`Bridge.user_error` maps it."""
+        try:
+            return self.bridge.core.interval_now(self.id, part, level)
+        except Exception as exc:
+            raise self.bridge.user_error(Call(INTERVAL, handle=self, label=label),
+                                         exc) from None
 
     def interval(self, part: int, level: float, *, timeout: float | None = None,
                  label: str | None = None) -> Call:

@@ -228,11 +228,15 @@ class PosteriorProxy(Distribution):
         conjugate fit each on its first use (one C call of a few microseconds). Any other
         level is computed exactly on this thread (milliseconds at most) and cached.
         """
-        if type(level) is float:        # a cached level: no request to drive
-            cached = self._intervals.get(level)
-            if cached is not None:
-                self._check()
-                return cached
+        if type(level) is float and 0.0 < level < 1.0:    # no request to drive
+            self._check()
+            cache = self._intervals
+            cached = cache.get(level)
+            if cached is None:          # computed here at once, as _levels would
+                handle, label = self._handle, self.model_type
+                cached = _cached(cache, level, [handle.interval_here(part, level, label)
+                                                for part in self._interval_parts()])
+            return cached
         return self._handle.bridge.run_here(
             self._levels(None, self._interval_parts(), level))
 
