@@ -1270,46 +1270,6 @@ static PyObject *Core_interval_now(CoreObject *self, PyObject *args)
     return Py_BuildValue("(dd)", out[0], out[1]);
 }
 
-/* The cached intervals of a conjugate posterior's part, computed now if its fit left them
- * for their first use (bw_conj_summarise): ((level, lo, hi), ...) at bw_cached_levels. */
-static PyObject *Core_cached_intervals(CoreObject *self, PyObject *args)
-{
-    unsigned long long id;
-    int part;
-    if (!PyArg_ParseTuple(args, "Ki", &id, &part) || core_check_open(self) < 0)
-        return NULL;
-    bw_record *post = posterior_copy(self, id);
-    if (!post)
-        return NULL;
-    if (post->family->summarise != bw_conj_summarise || part < 0 ||
-        part >= bw_conj(post)->nparts) {
-        PyErr_Format(PyExc_ValueError, "posterior %llu (%s) has no cached intervals of part %d",
-                     id, post->family->name, part);
-        free(post);
-        return NULL;
-    }
-    bw_part *p = &bw_conj(post)->part[part];
-    bw_error err;
-    int rc = 0;
-    if (p->ci_lazy) {
-        Py_BEGIN_ALLOW_THREADS
-        rc = bw_part_intervals(p, "", &err);
-        Py_END_ALLOW_THREADS
-    }
-    PyObject *rows = rc == 0 ? PyTuple_New(BW_NCACHED) : NULL;
-    for (int i = 0; rows && i < BW_NCACHED; i++) {
-        PyObject *row = Py_BuildValue("(ddd)", bw_cached_levels[i], p->ci[i][0], p->ci[i][1]);
-        if (!row)
-            Py_CLEAR(rows);
-        else
-            PyTuple_SET_ITEM(rows, i, row);
-    }
-    free(post);
-    if (rc != 0)
-        return raise_error(state_of_type(Py_TYPE(self)), &err);
-    return rows;
-}
-
 /* ======================================================================================== */
 /* Comparisons of arms                                                                      */
 /* ======================================================================================== */
@@ -1636,8 +1596,6 @@ static PyMethodDef Core_methods[] = {
     {"compare", (PyCFunction)(void (*)(void))Core_compare, METH_VARARGS | METH_KEYWORDS,
      "compare(arms, control, higher, levels, thresholds, full, channel, *, timeout=None, "
      "draws=0) -> Job whose result is a dict of the comparison's figures"},
-    {"cached_intervals", (PyCFunction)Core_cached_intervals, METH_VARARGS,
-     "cached_intervals(post_id, part) -> ((level, lo, hi), ...) at the cached levels"},
     {"get", (PyCFunction)Core_get, METH_O, "get(post_id) -> dict of the stored posterior"},
     {"touch", (PyCFunction)Core_touch, METH_O,
      "touch(post_id) -> bool: mark the posterior accessed; False if it is gone"},

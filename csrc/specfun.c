@@ -802,6 +802,21 @@ static double softplus(double t)
     return t > 0.0 ? t + log1p(exp(-t)) : log1p(exp(t));
 }
 
+/* The logs of x = 1 / (1 + e^-z) and y = 1 - x: -softplus(-z) and -softplus(z), bit for
+ * bit, from one exp and one log1p (the two share log1p(e^-|z|)). */
+static void logistic_logs(double z, double *lx, double *ly)
+{
+    if (z > 0.0) {
+        double l = log1p(exp(-z));
+        *lx = -l;
+        *ly = -(z + l);
+    } else {
+        double l = log1p(exp(z));
+        *lx = -(-z + l);
+        *ly = -l;
+    }
+}
+
 typedef struct {
     double a, b;
     int big;                /* a, b >= 10: bw_beta_logkernel's Stirling form, constant below */
@@ -828,7 +843,9 @@ static void beta_quad_f(void *vctx, double z, int node, double *out)
 {
     const beta_quad_ctx *c = vctx;
     (void)node;
-    double lx = -softplus(-z), ly = -softplus(z), x = exp(lx), y = exp(ly);
+    double lx, ly;
+    logistic_logs(z, &lx, &ly);
+    double x = exp(lx), y = exp(ly);
     if (!c->big || lx == -INFINITY || ly == -INFINITY) {
         out[0] = exp(bw_beta_logkernel(c->a, c->b, x, y, lx, ly));
         return;
@@ -854,7 +871,9 @@ static double beta_tail_quad(double a, double b, double lx, double ly, int upper
     double z = lx - ly, D = sqrt(1.0 / a + 1.0 / b), ze = z;
     for (int i = 0; i < 64; i++, D *= 2.0) {
         ze = upper ? z + D : z - D;
-        double ex = -softplus(-ze), ey = -softplus(ze), xe = exp(ex), ye = exp(ey);
+        double ex, ey;
+        logistic_logs(ze, &ex, &ey);
+        double xe = exp(ex), ye = exp(ey);
         double slope = upper ? b * xe - a * ye : a * ye - b * xe;
         if (slope > 0.0
             && bw_beta_logkernel(a, b, xe, ye, ex, ey) - log(slope) < lest - 41.5)

@@ -89,12 +89,12 @@ def test_an_overflowing_update_names_the_parameter_and_the_statistics(core):
 def test_a_summary_failure_names_the_summary_and_the_posterior(core):
     # a posterior that overflows no parameter but has none of its summaries: a Gamma of
     # shape 1e-300 and rate 1e300 (the rate's mean underflows to 0 ...)
-    # (a one-part fit leaves its cached intervals for their first use: they fail there)
+    # (a one-part fit leaves its intervals for their first use: they fail there)
     job = fit(core, POISSON, (1e-300, 1e300), [0.0])
     exc = job.exception
     if exc is None:
         with pytest.raises(bw.ModelError) as info:
-            core.cached_intervals(job.result, 0)
+            core.interval_now(job.result, 0, 0.95)
         exc = info.value
     assert isinstance(exc, bw.ModelError), job.status
     assert "of the posterior Gamma(shape" in str(exc) and "cannot be computed" in str(exc)

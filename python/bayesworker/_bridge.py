@@ -212,8 +212,8 @@ class Handle:
     refuses to touch the parent's store) and at interpreter shutdown.
 
     Its operations: :meth:`check` (DisposedError if gone), :attr:`gone` (why, or None),
-    :meth:`dispose`, and the calls of requests on it: :meth:`draws`, :meth:`reserve`,
-    :meth:`interval`.
+    :meth:`dispose`, the calls of requests on it: :meth:`draws`, :meth:`reserve`,
+    :meth:`interval`, and :meth:`interval_here`, an interval computed at once.
     """
 
     __slots__ = ("bridge", "id", "reason", "__weakref__")
@@ -226,6 +226,7 @@ class Handle:
     def __del__(self) -> None:
         try:
             self.bridge.core.remove(self.id)
+            self.bridge.unlist(self)
         except Exception:  # noqa: BLE001 - a finaliser never raises (interpreter shutdown)
             pass
 
@@ -279,12 +280,14 @@ class Handle:
         return Call(SAMPLING, here=lambda: core.reserve(post_id, part, n), handle=self,
                     label=label)
 
-    def cached_intervals(self, part: int, label: str | None = None) -> Call:
-        """The intervals of ``part`` at the cached levels, computed here: its value is
-        ``((level, lo, hi), ...)`` (a conjugate fit leaves them for their first use)."""
-        core, post_id = self.bridge.core, self.id
-        return Call(INTERVAL, here=lambda: core.cached_intervals(post_id, part), handle=self,
-                    label=label)
+    def interval_here(self, part: int, level: float, label: str | None = None) -> Any:
+        """``(lo, hi)``: what :meth:`interval`'s call computes here, computed at once (no
+        request to drive); a refusal is mapped as :meth:`Bridge.user_error` maps it."""
+        try:
+            return self.bridge.core.interval_now(self.id, part, level)
+        except Exception as exc:
+            raise self.bridge.user_error(Call(INTERVAL, handle=self, label=label),
+                                         exc) from None
 
     def interval(self, part: int, level: float, *, timeout: float | None = None,
                  label: str | None = None) -> Call:
@@ -338,7 +341,8 @@ class _Drive:
             self.bridge._submit(call, async_=self.finish is None)
             # keep only the calls not yet delivered (a long batched request must not hold
             # every batch it emitted): at most the current one and the one drawn ahead
-            self.started = [c for c in self.started if not c.delivered]
+            if self.started:
+                self.started = [c for c in self.started if not c.delivered]
             self.started.append(call)
 
     def advance(self, sent: Any = None) -> Call | Emit | None:
@@ -387,11 +391,15 @@ class Bridge:
         self._lock = threading.Lock()
         self._closed = False
         self._channels: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-        self._handles: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+        # post id -> weak reference to its Handle; a handle takes itself out when it goes
+        # (a plain dict of weakref.ref: a WeakValueDictionary costs microseconds per entry)
+        self._handles: dict[int, weakref.ref] = {}
         self._active = 0
         self._submits = 0
         self._current: Call | None = None
         self._last_progress: Progress = IDLE
+        self._last_instant: tuple[str, Any] | None = None   # (stage, job): the latest
+        # call if it was instant, its Progress made when read
 
     # -- state ---------------------------------------------------------------------------
     @property
@@ -412,6 +420,10 @@ class Bridge:
         job = current.job if current is not None else None
         if job is not None and not job.done:
             return Progress.of_job(current.stage, job)
+        last = self._last_instant
+        if last is not None:
+            self._last_progress = Progress.of_job(*last)
+            self._last_instant = None
         return self._last_progress
 
     @staticmethod
@@ -432,10 +444,18 @@ class Bridge:
     def handle(self, post_id: int) -> Handle:
         """The shared handle of a posterior (made on first use)."""
         with self._lock:
-            h = self._handles.get(post_id)
+            ref = self._handles.get(post_id)
+            h = ref() if ref is not None else None
             if h is None:
-                h = self._handles[post_id] = Handle(self, post_id)
+                h = Handle(self, post_id)
+                self._handles[post_id] = weakref.ref(h)
         return h
+
+    def unlist(self, handle: Handle) -> None:
+        """``handle`` is going (its finaliser): it is no longer the handle of its posterior."""
+        ref = self._handles.get(handle.id)
+        if ref is not None and ref() in (handle, None):
+            self._handles.pop(handle.id, None)
 
     def why_gone(self) -> str:
         """Why a posterior that is not in the store is gone, as far as the core knows."""
@@ -449,7 +469,8 @@ class Bridge:
     def forget(self, ids: list[int], reason: str) -> None:
         """Posteriors ``ids`` left the store: their handles say ``reason`` from now on."""
         for post_id in ids:
-            h = self._handles.get(post_id)
+            ref = self._handles.get(post_id)
+            h = ref() if ref is not None else None
             if h is not None and h.reason is None:
                 h.reason = reason
 
@@ -503,6 +524,22 @@ class Bridge:
         self._report(call)
         return call.result(call.job)
 
+    def _finish_instant(self, call: Call) -> Any:
+        """The value of an instant call: its job ran to its end on this thread when it was
+        submitted. Nothing is in flight, so nothing waits and ``is_running`` never counts
+        it; ``on_progress`` hears "started" and the end, as from any job, and ``progress``
+        shows the end (made only when read)."""
+        self.error = None
+        self._report(call, "started")
+        try:
+            value = self._deliver(call)
+        except Exception as exc:
+            self.error = exc
+            call.release()
+            raise
+        self._last_instant = call.stage, call.job
+        return value
+
     def _finish_here(self, call: Call) -> Any:
         """A call computed at once on this thread (short: not counted in is_running)."""
         self.error = None
@@ -552,7 +589,9 @@ class Bridge:
             while call is not None:
                 if isinstance(call, Emit):
                     raise TypeError("a request that emits values must be iterated")
-                call = drive.advance(await self._finish_async(call))
+                # an instant call is done: no coroutine to await (and so no suspension)
+                call = drive.advance(self._finish_instant(call) if call.instant
+                                     else await self._finish_async(call))
             return drive.value
 
     def iterate_async(self, request: Request) -> AsyncIterator[Any]:
@@ -600,6 +639,8 @@ class Bridge:
     def _finish_sync(self, call: Call) -> Any:
         if call.job is None:
             return self._finish_here(call)
+        if call.instant:
+            return self._finish_instant(call)
         with _Running(self, call):
             self._report(call, "started")
             try:
@@ -739,6 +780,7 @@ class _Running:
         if call.job is not None and bridge._current is call:
             bridge._current = None
             bridge._last_progress = Progress.of_job(call.stage, call.job)
+            bridge._last_instant = None
         if isinstance(exc, Exception):
             bridge.error = exc
         if not (call.delivered or call.orphan):

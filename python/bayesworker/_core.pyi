@@ -256,7 +256,6 @@ class Core:
         se_prob_beats, se_loss, se_loss_vs, se_mean, se_lift_mean_relative /
         _absolute, se_above_relative / _absolute; error; draws (0: exact)."""
         ...
-    def cached_intervals(self, post_id: int, part: int) -> tuple[tuple[float, float, float], ...]: ...
     def get(self, post_id: int) -> dict[str, Any]:
         """The stored posterior: id, model (code), model_type (name), created,
         last_access, fit_seconds, bytes (its record: sized for its family), then what its

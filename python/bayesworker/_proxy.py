@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from ._bridge import (INTERVAL, SAMPLING, Emit, Handle, Owner, Request, Start, one,
+from ._bridge import (INTERVAL, SAMPLING, Emit, Handle, Owner, Request, Start,
                       timeout_limit)
 from ._distribution import Distribution
 from ._progressbar import bar_over_batches, bar_over_batches_async, progress_listener
@@ -120,9 +120,8 @@ class PosteriorProxy(Distribution):
     @_cached_attribute
     def _intervals(self) -> dict[float, np.ndarray]:
         rows = self._entry["intervals"]
-        if rows is None:        # a one-part fit leaves them for now: one C call, all levels
-            rows = self._handle.bridge.run_here(one(
-                self._handle.cached_intervals(self._part, self.model_type)))
+        if rows is None:        # a one-part fit leaves every level to its first use
+            return {}
         return {level: _readonly(np.array([[lo, hi]], dtype=np.float64))
                 for level, lo, hi in rows}
 
@@ -207,7 +206,8 @@ class PosteriorProxy(Distribution):
                 timeout: float | None = None, *, row: bool = False) -> Request:
         """Request: the central intervals of ``parts`` at ``level`` as a read-only array of
         rows (``row``: the one row itself), from ``cache`` or computed and cached."""
-        level = validate_level(level)
+        if type(level) is not float or not 0.0 < level < 1.0:     # else nothing to check
+            level = validate_level(level)
         timeout_limit(timeout, INTERVAL)        # refused even when the level is cached
         self._check()
         if cache is None:
@@ -224,16 +224,19 @@ class PosteriorProxy(Distribution):
     def credible_interval(self, level: float = 0.95) -> np.ndarray:
         """Central credible interval at ``level`` in (0, 1), shape (k, 2).
 
-        0.95, 0.90 and 0.80 are cached: a one-part conjugate fit computes the three on
-        the first use of any interval (one C call, tens of microseconds), other models at
-        fit time. Any other level is computed exactly on this thread (milliseconds at
-        most) and cached.
+        0.95, 0.90 and 0.80 are cached: other models compute them at fit time, a one-part
+        conjugate fit each on its first use (one C call of a few microseconds). Any other
+        level is computed exactly on this thread (milliseconds at most) and cached.
         """
-        if type(level) is float:        # a cached level: no request to drive
-            cached = self._intervals.get(level)
-            if cached is not None:
-                self._check()
-                return cached
+        if type(level) is float and 0.0 < level < 1.0:    # no request to drive
+            self._check()
+            cache = self._intervals
+            cached = cache.get(level)
+            if cached is None:          # computed here at once, as _levels would
+                handle, label = self._handle, self.model_type
+                cached = _cached(cache, level, [handle.interval_here(part, level, label)
+                                                for part in self._interval_parts()])
+            return cached
         return self._handle.bridge.run_here(
             self._levels(None, self._interval_parts(), level))
 

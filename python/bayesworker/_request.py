@@ -31,6 +31,7 @@ import numpy as np
 
 from ._auto import choose
 from ._errors import DataError
+from ._results import filled
 from .models import AUTO, family, resolve_model_type
 
 __all__ = ["FitRequest", "prepare", "prepare_fit"]
@@ -116,7 +117,8 @@ def prepare(
         parsed = fam.parse(data, check_values)
     if fam.bind_prior is not None:
         full_prior = fam.bind_prior(full_prior, parsed)
-    return FitRequest(
+    return filled(                 # every field given: a frozen dataclass made at once
+        FitRequest,
         model=fam.name,
         counts=parsed.counts,
         values=parsed.values,

@@ -3,10 +3,25 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 # Sufficient statistics that count the observations, in the order they are looked for.
 _N_KEYS = ("n", "trials", "users", "exposure")
+
+T = TypeVar("T")
+
+
+def filled(cls: type[T], **values: Any) -> T:
+    """An instance of the frozen dataclass ``cls`` with ``values``, which must give every
+    field, made without the generated ``__init__`` (it sets each field through
+    ``object.__setattr__``: microseconds per instance on the path of every small fit).
+
+    >>> filled(InferenceResult, posterior=None, diagnostics=None).posterior is None
+    True
+    """
+    obj = object.__new__(cls)
+    obj.__dict__.update(values)
+    return obj
 
 
 @dataclass(frozen=True)

@@ -58,43 +58,62 @@ def core_table() -> Mapping[str, Any]:
     }
 
 
+@functools.cache
+def _rows() -> Mapping[str, Mapping[str, Any]]:
+    """The C table's rows by model name (read once: the table is the core's, fixed)."""
+    return {row["name"]: row for row in core_table()["models"]}
+
+
 def core_row(name: str) -> Mapping[str, Any]:
     """The C table row of the model ``name``; ``ModelError`` if the core has none."""
-    for row in core_table()["models"]:
-        if row["name"] == name:
-            return row
-    raise ModelError(f"model {name!r} has no row in the C core's table, so it cannot be "
-                     "fitted by this build")
+    row = _rows().get(name)
+    if row is None:
+        raise ModelError(f"model {name!r} has no row in the C core's table, so it cannot be "
+                         "fitted by this build")
+    return row
+
+
+@functools.cache
+def _prior_layout(name: str) -> tuple[tuple[tuple[str, ...], float], ...]:
+    """The prior of ``name`` as the C table states it: (key path, default) in fit order."""
+    return tuple((tuple(key.split(".")), default) for key, default in core_row(name)["prior"])
 
 
 def core_prior(name: str) -> dict[str, Any]:
-    """The default prior of ``name`` as the C table states it: flat, or nested by part.
+    """The default prior of ``name`` as the C table states it: flat, or nested by part
+    (a fresh dict each time).
 
     >>> core_prior("beta-binomial")
     {'alpha': 1.0, 'beta': 1.0}
     """
     out: dict[str, Any] = {}
-    for key, default in core_row(name)["prior"]:
-        part, _, sub = key.rpartition(".")
-        (out.setdefault(part, {}) if part else out)[sub] = default
+    for path, default in _prior_layout(name):
+        node = out
+        for k in path[:-1]:
+            node = node.setdefault(k, {})
+        node[path[-1]] = default
     return out
 
 
 def prior_tuple(name: str, prior: Mapping[str, Any]) -> tuple[float, ...]:
     """The numbers of a (validated) ``prior`` in the order the C fit of ``name`` takes."""
     out = []
-    for key, _ in core_row(name)["prior"]:
+    for path, _ in _prior_layout(name):
         node: Any = prior
-        for k in key.split("."):
+        for k in path:
             node = node[k]
         out.append(node)
     return tuple(out)
 
 
+@functools.cache
+def _stat_slots(name: str) -> tuple[tuple[int, str], ...]:
+    return tuple((i, k) for i, k in enumerate(core_row(name)["stats"]) if k is not None)
+
+
 def core_stats(name: str, stats: Sequence[float]) -> dict[str, float]:
     """The stored sufficient statistics of a posterior of ``name``, by their C names."""
-    names = core_row(name)["stats"]
-    return {k: stats[i] for i, k in enumerate(names) if k is not None}
+    return {k: stats[i] for i, k in _stat_slots(name)}
 
 
 def rule_code(name: str) -> int:
