@@ -1234,6 +1234,7 @@ long cv_dbg_slots, cv_dbg_adapt, cv_dbg_tails, cv_dbg_fallback, cv_dbg_refine;
 #define CV_INNER_REL 1e-15           /* error estimate of a table value taken as 0, relative */
 #define CV_TAB_TOL 1e-16             /* accepted error of a tail from its table values */
 #define CV_MAXSUB 1e6                /* subpanels per Y panel, at most */
+#define CV_KINK_B 40.0               /* b from which f_L's end at X = 1 is smooth enough */
 
 typedef struct {
     int panel;                       /* Y panel, and the subpanel in it */
@@ -1652,10 +1653,16 @@ static int cv_setup(cv_t *C, const bw_dist *X, const bw_dist *Y, double eps)
     }
     /* sd of l (delta method: Var X / E[X]^2), and the subpanel widths in v */
     double n = C->a + C->b, width = CV_WIDTH * sqrt(C->b / (C->a * (n + 1.0))) / C->sc;
+    double widest = 0.0;
     for (int k = 0; k < QE_PANELS; k++) {
         double w = C->e[k + 1] - C->e[k];
         C->h[k] = w / fmin(fmax(ceil(w / width), 1.0), CV_MAXSUB);
+        widest = fmax(widest, C->sc * C->h[k]);
     }
+    /* f_L ends at l = 0 (X = 1) like (-l)^(b-1): a subpanel across that end integrates a
+     * kink, harmless for large b or where no mass comes near X = 1, else not the table's */
+    if (C->b < CV_KINK_B && cv_ltail(C, -widest, 1) > 1e-20)
+        return BW_E_NUMERIC;
     return BW_OK;
 }
 
