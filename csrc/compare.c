@@ -361,15 +361,6 @@ static double tail_width(double bulk, double dist)
     return fmax(bulk, 2.0 * dist);
 }
 
-/* Edges from positions x[0 .. n) (non-finite skipped), sorted, without near-duplicates,
- * the positions of narm arms' quantile levels qa[narm][NQ] (ascending, NaN skipped) giving
- * each arm's own panels: a position closer to the last edge kept than half the narrowest
- * own panel holding it is dropped (many similar arms do not multiply the panels; each arm
- * keeps panels about as narrow as its own), unless keep marks it (a kink).  The first and
- * last positions stay.  Then the panels beyond the bulk [lo, hi] are split, from the end
- * nearer the bulk out, so that none is much wider than max(hi - lo, twice its distance to
- * the bulk) (algebraic tails get geometric panels).  At most cap panels.  Returns how many
- * edges (< 2: degenerate). */
 typedef struct {
     double x;
     int keep;
@@ -389,6 +380,15 @@ static double own_half_width(const double *qa, int narm, double x)
     return isfinite(w) ? 0.5 * w : 0.0;
 }
 
+/* Edges from positions x[0 .. n) (non-finite skipped), sorted, without near-duplicates,
+ * the positions of narm arms' quantile levels qa[narm][NQ] (ascending, NaN skipped) giving
+ * each arm's own panels: a position closer to the last edge kept than half the narrowest
+ * own panel holding it is dropped (many similar arms do not multiply the panels; each arm
+ * keeps panels about as narrow as its own), unless keep marks it (a kink).  The first and
+ * last positions stay.  Then the panels beyond the bulk [lo, hi] are split, from the end
+ * nearer the bulk out, so that none is much wider than max(hi - lo, twice its distance to
+ * the bulk) (algebraic tails get geometric panels).  At most cap panels.  Returns how many
+ * edges (< 2: degenerate). */
 static int make_edges(const double *x, const int *keep, int n, const double *qa, int narm,
                       double lo, double hi, double *edges, int cap)
 {
@@ -1415,16 +1415,24 @@ static void grid_integrand(const cmp_ctx *C, double u, const double *F, const do
         At[j] = R->higher ? Fj : Sj;
         Bt[j] = R->higher ? Sj : Fj;
     }
+    /* the logs only where some arm has every other B'_j small: the second largest is */
+    double b1 = -1.0, b2 = -1.0;
+    for (int j = 0; j < n; j++)
+        if (Bt[j] > b1)
+            b2 = b1, b1 = Bt[j];
+        else if (Bt[j] > b2)
+            b2 = Bt[j];
+    int logs = n > 2 && b2 <= 0.5;
     tpre[0] = 1.0, lpre[0] = bpre[0] = 0.0;
     for (int j = 0; j < n; j++) {
         tpre[j + 1] = tpre[j] * At[j];
-        lpre[j + 1] = lpre[j] + (n > 2 && Bt[j] <= 0.5 ? log1p(-Bt[j]) : 0.0);
+        lpre[j + 1] = lpre[j] + (logs && Bt[j] <= 0.5 ? log1p(-Bt[j]) : 0.0);
         bpre[j + 1] = fmax(bpre[j], Bt[j]);
     }
     tsuf[n] = 1.0, lsuf[n] = bsuf[n] = 0.0;
     for (int j = n - 1; j >= 0; j--) {
         tsuf[j] = tsuf[j + 1] * At[j];
-        lsuf[j] = lsuf[j + 1] + (n > 2 && Bt[j] <= 0.5 ? log1p(-Bt[j]) : 0.0);
+        lsuf[j] = lsuf[j + 1] + (logs && Bt[j] <= 0.5 ? log1p(-Bt[j]) : 0.0);
         bsuf[j] = fmax(bsuf[j + 1], Bt[j]);
     }
     for (int i = 0; i < n; i++) {
