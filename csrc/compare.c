@@ -1849,12 +1849,20 @@ static int by_sign(const cmp_ctx *C, int i)
     return C->logmode && (slow_start(&C->arm[i]) || slow_start(&C->arm[C->req.control]));
 }
 
-/* Is the lift of arm i summed over the control's quantile nodes (the narrower arm)? */
+/* Is the lift of arm i summed over the control's quantile nodes?  Over the narrower arm
+ * (in log t for relative lifts, in t for absolute ones), except that an absolute lift of
+ * positive arms keeps the relative lift's arm when their spreads in t are within a factor
+ * 2 (either serves; one arm's quantile nodes then do for both). */
 static int over_control(const cmp_ctx *C, int i, int relative)
 {
-    double m, sa, sc;
+    double m, sa, sc, la, lc;
     centre_spread(&C->arm[i], relative, &m, &sa);
     centre_spread(&C->arm[C->req.control], relative, &m, &sc);
+    if (!relative && C->logmode && sa < 2.0 * sc && sc < 2.0 * sa) {
+        centre_spread(&C->arm[i], 1, &m, &la);
+        centre_spread(&C->arm[C->req.control], 1, &m, &lc);
+        return !(la < lc);
+    }
     return !(sa < sc);
 }
 
