@@ -1,22 +1,27 @@
 /*
  * compare.c -- decisions between arms (compare.h): one job in three phases.
  *
- *   phase 1  one block per arm: its kind, quantiles, mean, E[1/X], E[log] of its factors
+ *   phase 1  per arm: its kind, quantile positions, mean, E[1/X], E[log] of its factors
  *            and, where the mean is infinite, its truncation point.  Arms without closed
  *            forms (the lognormal mean, compound products) get a private table here: the
  *            density of log X on panels from its quantiles (a compound's is the
  *            convolution of its factors' tables), F and S integrated from it;
- *   phase 2  one block per arm: its table on the shared grid (the union of all arms'
- *            quantiles): closed forms are evaluated at every node and F, S integrated
- *            from the density (exact anchors, a mass check, the exact tails as fallback);
- *            private tables are interpolated.  Then its quantile nodes for the lifts;
- *   phase 3  one block for P(best), P(beat control) and the expected losses of every arm
- *            together, in one adaptive Gauss-Kronrod pass over the shared grid (every
- *            integrand shares the nodes; each gets its own error estimate), and one block
- *            per arm for its lifts (quantiles by Newton on the lift's distribution
- *            function, a trapezoidal sum over normal scores, certified by a second rule).
+ *   phase 2  per arm: its table on the shared grid (the union of all arms' quantile
+ *            positions, thinned to about each arm's own panel widths): closed forms are
+ *            evaluated at every node and F, S integrated from the density (exact anchors,
+ *            a mass check, the exact tails where it fails); private tables are
+ *            interpolated.  Then its quantile nodes, if a lift sums over them;
+ *   phase 3  P(best), P(beat control) and the expected losses of every arm together, in
+ *            one adaptive Gauss-Kronrod pass over the shared grid (every integrand on the
+ *            same nodes, each with its own error estimate), and per arm its lifts
+ *            (quantiles by Newton on the lift's distribution function, a trapezoidal sum
+ *            over normal scores certified by the sum on twice the nodes).
  *
- * The integration variable u is log t when every arm is positive, t otherwise.
+ * Each unit of work (an arm, the pass, an arm's lifts) is a block of its phase, except
+ * that a comparison of up to three closed-form arms runs each phase as one block (quicker
+ * on one thread than handed between threads).  Loops check for cancellation at least once
+ * per panel; progress counts units.  The integration variable u is log t when every arm is
+ * positive, t otherwise.
  */
 #include <float.h>
 #include <math.h>
