@@ -424,40 +424,6 @@ def _beta_oracle(a1, b1, a2, b2):
     return p, loss1, loss2, lambda r: quad(lambda y: d1.pdf(y) * d2.cdf((1 + r) * y))
 
 
-def _compound_oracle(arm_a, arm_b, n=64):
-    """P(X_B > X_A) for compound-beta-lognormal arms given their posterior parameters, from
-    their structure alone: given P and sigma^2, log X is normal, so P(log X_B > log X_A) is a
-    normal probability averaged over (P_A, s_A, P_B, s_B): four-dimensional Gauss-Legendre
-    in the normal scores of each (scipy's exact beta and gamma quantiles)."""
-    from scipy import special
-
-    x, w = np.polynomial.legendre.leggauss(n)
-    z, wz = 9.0 * x, 9.0 * w * np.exp(-40.5 * x * x) / np.sqrt(2 * np.pi)
-
-    def logp(f):        # log of Beta(alpha, beta) at the normal scores z
-        lo = special.betaincinv(f["alpha"], f["beta"], special.ndtr(np.minimum(z, 0)))
-        hi = special.betainccinv(f["alpha"], f["beta"], special.ndtr(-np.maximum(z, 0)))
-        return np.log(np.where(z < 0, lo, hi))
-
-    def s(f):           # sigma^2 = beta / G, G ~ Gamma(alpha), at the normal scores z
-        g = np.where(z < 0, special.gammainccinv(f["alpha"], special.ndtr(np.minimum(z, 0))),
-                     special.gammaincinv(f["alpha"], special.ndtr(-np.maximum(z, 0))))
-        return f["beta"] / g
-
-    fa, va, fb, vb = (arm_a["frequency"], arm_a["severity"], arm_b["frequency"],
-                      arm_b["severity"])
-    d = logp(fb)[None, :] - logp(fa)[:, None]
-    ww = wz[:, None] * wz[None, :]
-    sa, sb = s(va), s(vb)
-    total = 0.0
-    for i in range(n):
-        mu = vb["mu"] - va["mu"] + (sb - sa[i]) / 2
-        tau = np.sqrt(sa[i] / va["kappa"] + sb / vb["kappa"])
-        total += wz[i] * np.sum(ww[:, :, None] * wz[None, None, :] *
-                                special.ndtr((d[:, :, None] + mu) / tau))
-    return float(total)
-
-
 def case_compare(repeat: int) -> None:
     """Decisions: worker.compare (exact quadrature) against NumPy draws and bayesian-testing,
     measured in this run, with each one's error against a 1e-12 oracle."""
@@ -561,7 +527,11 @@ def case_compare(repeat: int) -> None:
             row("  relative expected-loss error: bw vs bayesian-testing", e_loss,
                 statistics.median(abs(r["A"]["expected_loss"] / loss_a - 1) for r in runs),
                 "-", ">= 100x", "error")
-        oracle_f = _compound_oracle(few["A"].parameters, few["B"].parameters)
+        # the structure oracle of the tests (scipy's beta and gamma quantiles only)
+        sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
+                                        "tests"))
+        from test_compare import compound_oracle
+        oracle_f = compound_oracle(few["A"].parameters, few["B"].parameters)
         e_f = max(abs(w.compare_sync(few).prob_beats_control()["B"] - oracle_f), 1e-17)
         row("  few-converter compound |P(B > A) - oracle| vs the 1e-7 target", e_f, 1e-7,
             "-", ">= 1", "error")

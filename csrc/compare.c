@@ -1,22 +1,27 @@
 /*
  * compare.c -- decisions between arms (compare.h): one job in three phases.
  *
- *   phase 1  one block per arm: its kind, quantiles, mean, E[1/X], E[log] of its factors
+ *   phase 1  per arm: its kind, quantile positions, mean, E[1/X], E[log] of its factors
  *            and, where the mean is infinite, its truncation point.  Arms without closed
  *            forms (the lognormal mean, compound products) get a private table here: the
  *            density of log X on panels from its quantiles (a compound's is the
  *            convolution of its factors' tables), F and S integrated from it;
- *   phase 2  one block per arm: its table on the shared grid (the union of all arms'
- *            quantiles): closed forms are evaluated at every node and F, S integrated
- *            from the density (exact anchors, a mass check, the exact tails as fallback);
- *            private tables are interpolated.  Then its quantile nodes for the lifts;
- *   phase 3  one block for P(best), P(beat control) and the expected losses of every arm
- *            together, in one adaptive Gauss-Kronrod pass over the shared grid (every
- *            integrand shares the nodes; each gets its own error estimate), and one block
- *            per arm for its lifts (quantiles by Newton on the lift's distribution
- *            function, a trapezoidal sum over normal scores, certified by a second rule).
+ *   phase 2  per arm: its table on the shared grid (the union of all arms' quantile
+ *            positions, thinned to about each arm's own panel widths): closed forms are
+ *            evaluated at every node and F, S integrated from the density (exact anchors,
+ *            a mass check, the exact tails where it fails); private tables are
+ *            interpolated.  Then its quantile nodes, if a lift sums over them;
+ *   phase 3  P(best), P(beat control) and the expected losses of every arm together, in
+ *            one adaptive Gauss-Kronrod pass over the shared grid (every integrand on the
+ *            same nodes, each with its own error estimate), and per arm its lifts
+ *            (quantiles by Newton on the lift's distribution function, a trapezoidal sum
+ *            over normal scores certified by the sum on twice the nodes).
  *
- * The integration variable u is log t when every arm is positive, t otherwise.
+ * Each unit of work (an arm, the pass, an arm's lifts) is a block of its phase, except
+ * that a comparison of up to three closed-form arms runs each phase as one block (quicker
+ * on one thread than handed between threads).  Loops check for cancellation at least once
+ * per panel; progress counts units.  The integration variable u is log t when every arm is
+ * positive, t otherwise.
  */
 #include <float.h>
 #include <math.h>
@@ -361,15 +366,6 @@ static double tail_width(double bulk, double dist)
     return fmax(bulk, 2.0 * dist);
 }
 
-/* Edges from positions x[0 .. n) (non-finite skipped), sorted, without near-duplicates,
- * the positions of narm arms' quantile levels qa[narm][NQ] (ascending, NaN skipped) giving
- * each arm's own panels: a position closer to the last edge kept than half the narrowest
- * own panel holding it is dropped (many similar arms do not multiply the panels; each arm
- * keeps panels about as narrow as its own), unless keep marks it (a kink).  The first and
- * last positions stay.  Then the panels beyond the bulk [lo, hi] are split, from the end
- * nearer the bulk out, so that none is much wider than max(hi - lo, twice its distance to
- * the bulk) (algebraic tails get geometric panels).  At most cap panels.  Returns how many
- * edges (< 2: degenerate). */
 typedef struct {
     double x;
     int keep;
@@ -389,6 +385,15 @@ static double own_half_width(const double *qa, int narm, double x)
     return isfinite(w) ? 0.5 * w : 0.0;
 }
 
+/* Edges from positions x[0 .. n) (non-finite skipped), sorted, without near-duplicates,
+ * the positions of narm arms' quantile levels qa[narm][NQ] (ascending, NaN skipped) giving
+ * each arm's own panels: a position closer to the last edge kept than half the narrowest
+ * own panel holding it is dropped (many similar arms do not multiply the panels; each arm
+ * keeps panels about as narrow as its own), unless keep marks it (a kink).  The first and
+ * last positions stay.  Then the panels beyond the bulk [lo, hi] are split, from the end
+ * nearer the bulk out, so that none is much wider than max(hi - lo, twice its distance to
+ * the bulk) (algebraic tails get geometric panels).  At most cap panels.  Returns how many
+ * edges (< 2: degenerate). */
 static int make_edges(const double *x, const int *keep, int n, const double *qa, int narm,
                       double lo, double hi, double *edges, int cap)
 {
@@ -1415,16 +1420,24 @@ static void grid_integrand(const cmp_ctx *C, double u, const double *F, const do
         At[j] = R->higher ? Fj : Sj;
         Bt[j] = R->higher ? Sj : Fj;
     }
+    /* the logs only where some arm has every other B'_j small: the second largest is */
+    double b1 = -1.0, b2 = -1.0;
+    for (int j = 0; j < n; j++)
+        if (Bt[j] > b1)
+            b2 = b1, b1 = Bt[j];
+        else if (Bt[j] > b2)
+            b2 = Bt[j];
+    int logs = n > 2 && b2 <= 0.5;
     tpre[0] = 1.0, lpre[0] = bpre[0] = 0.0;
     for (int j = 0; j < n; j++) {
         tpre[j + 1] = tpre[j] * At[j];
-        lpre[j + 1] = lpre[j] + (n > 2 && Bt[j] <= 0.5 ? log1p(-Bt[j]) : 0.0);
+        lpre[j + 1] = lpre[j] + (logs && Bt[j] <= 0.5 ? log1p(-Bt[j]) : 0.0);
         bpre[j + 1] = fmax(bpre[j], Bt[j]);
     }
     tsuf[n] = 1.0, lsuf[n] = bsuf[n] = 0.0;
     for (int j = n - 1; j >= 0; j--) {
         tsuf[j] = tsuf[j + 1] * At[j];
-        lsuf[j] = lsuf[j + 1] + (n > 2 && Bt[j] <= 0.5 ? log1p(-Bt[j]) : 0.0);
+        lsuf[j] = lsuf[j + 1] + (logs && Bt[j] <= 0.5 ? log1p(-Bt[j]) : 0.0);
         bsuf[j] = fmax(bsuf[j + 1], Bt[j]);
     }
     for (int i = 0; i < n; i++) {
@@ -1841,12 +1854,20 @@ static int by_sign(const cmp_ctx *C, int i)
     return C->logmode && (slow_start(&C->arm[i]) || slow_start(&C->arm[C->req.control]));
 }
 
-/* Is the lift of arm i summed over the control's quantile nodes (the narrower arm)? */
+/* Is the lift of arm i summed over the control's quantile nodes?  Over the narrower arm
+ * (in log t for relative lifts, in t for absolute ones), except that an absolute lift of
+ * positive arms keeps the relative lift's arm when their spreads in t are within a factor
+ * 2 (either serves; one arm's quantile nodes then do for both). */
 static int over_control(const cmp_ctx *C, int i, int relative)
 {
-    double m, sa, sc;
+    double m, sa, sc, la, lc;
     centre_spread(&C->arm[i], relative, &m, &sa);
     centre_spread(&C->arm[C->req.control], relative, &m, &sc);
+    if (!relative && C->logmode && sa < 2.0 * sc && sc < 2.0 * sa) {
+        centre_spread(&C->arm[i], 1, &m, &la);
+        centre_spread(&C->arm[C->req.control], 1, &m, &lc);
+        return !(la < lc);
+    }
     return !(sa < sc);
 }
 

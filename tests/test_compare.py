@@ -1,8 +1,12 @@
 """worker.compare: exact comparisons of arms against independent oracles (scipy quadrature
-at tight tolerance, the closed beta-beta sum), symmetry, extremes and every bad input."""
+at tight tolerance, the closed beta-beta sum, and for lognormal means and compound products
+Gauss-Legendre over the normal scores of their parts: scipy's quantiles, nothing of
+bayesworker), symmetry, extremes, many arms, cancellation and every bad input."""
 
 import asyncio
 import math
+import pathlib
+import re
 
 import numpy as np
 import pytest
@@ -272,3 +276,235 @@ def test_compound_arms_against_quantile_oracle(worker):
                  (0.975, lift["interval"][1])):
         assert abs(expect(np.asarray(b.cdf((1 + r) * qa))) - q) < 1e-9
     assert cmp.error < 1e-9
+
+
+# -- the panel rule, many arms, kinks, far tails ------------------------------------------
+
+CSRC = pathlib.Path(__file__).resolve().parents[1] / "csrc"
+
+
+def test_panel_rule_table_is_exact():
+    """csrc/compare_rule.h: every entry recomputed in 40-digit arithmetic from the doubles
+    of the Gauss-Kronrod nodes (the integral of each Lagrange basis polynomial up to each
+    node, and the 10-point Gauss weights), to within an ulp."""
+    mp = pytest.importorskip("mpmath")
+    if not (CSRC / "compare_rule.h").exists():
+        pytest.skip("the C sources are not next to the tests")
+    text = (CSRC / "compare_rule.h").read_text()
+    blocks = re.findall(r"=\s*\{(.*?)\};", text, re.S)
+    table = [float(v) for v in re.findall(r"-?\d\.\d+(?:e-?\d+)?", blocks[0])]
+    g10 = [float(v) for v in re.findall(r"-?\d\.\d+(?:e-?\d+)?|\b0\.0\b", blocks[1])]
+    assert len(table) == 22 * 21 and len(g10) == 21
+    mp.mp.dps = 40
+    gk = [  # the nodes of specfun.c (gk_x), as the doubles they are
+          0.995657163025808080736, 0.973906528517171720078, 0.930157491355708226001,
+          0.865063366688984510732, 0.780817726586416897064, 0.679409568299024406234,
+          0.562757134668604683339, 0.433395394129247190799, 0.294392862701460198131,
+          0.148874338981631210885]
+    x = [mp.mpf(-v) for v in gk] + [mp.mpf(0)] + [mp.mpf(v) for v in reversed(gk)]
+
+    def basis_integral(nodes, k, hi):
+        # the Lagrange basis polynomial of node k, integrated from -1 to hi exactly
+        coef = [mp.mpf(1)]
+        for j, xj in enumerate(nodes):
+            if j != k:
+                coef = [mp.mpf(0)] + coef
+                for i in range(len(coef) - 1):
+                    coef[i] -= xj * coef[i + 1]
+        den = mp.fprod(nodes[k] - xj for j, xj in enumerate(nodes) if j != k)
+        return mp.fsum(c * (hi ** (i + 1) - (-1) ** (i + 1)) / (i + 1)
+                       for i, c in enumerate(coef)) / den
+    for j in range(22):
+        hi = x[j] if j < 21 else mp.mpf(1)
+        for k in range(21):
+            exact = basis_integral(x, k, hi)
+            assert abs(table[21 * j + k] - exact) <= 2 * abs(exact) * 2.0**-53 + 1e-300
+    odd = [x[j] for j in range(1, 21, 2)]
+    for j in range(21):
+        exact = basis_integral(odd, j // 2, mp.mpf(1)) if j % 2 else 0
+        assert abs(g10[j] - exact) <= 2 * abs(exact) * 2.0**-53
+
+
+def test_six_unequal_arms_prob_best_oracle(worker):
+    """P(best) of arms of very different sizes and means (the shared grid keeps each arm's
+    own panel widths) against scipy quadrature."""
+    spec = [(5, 40), (65, 1000), (700, 10000), (14, 300), (3000, 50000), (1, 30)]
+    arms = {f"a{i}": beta_arm(worker, s, n) for i, (s, n) in enumerate(spec)}
+    cmp = worker.compare_sync(arms, control="a1")
+    d = [stats.beta(s + 1, n - s + 1) for s, n in spec]
+    pts = sorted({float(q) for x in d for q in x.ppf([1e-6, 0.01, 0.5, 0.99, 1 - 1e-6])})
+    for i, name in enumerate(arms):
+        others = [d[j] for j in range(len(d)) if j != i]
+        oracle = quad(lambda t: d[i].pdf(t) * math.prod(o.cdf(t) for o in others), 0, 1, pts)
+        assert abs(cmp.prob_best()[name] - oracle) < 1e-9, name
+        loss = quad(lambda t: d[i].cdf(t) * (1 - math.prod(o.cdf(t) for o in others)), 0, 1,
+                    pts)
+        assert cmp.expected_loss()[name] == pytest.approx(loss, rel=1e-9), name
+    assert sum(cmp.prob_best().values()) == pytest.approx(1.0, abs=1e-13)
+    assert cmp.error < 1e-9
+
+
+def test_arms_whose_density_does_not_vanish_at_the_end(worker):
+    """Beta(1, 1) and Beta(2, 1) (no data): the densities are 1 and 2t up to t = 1, where
+    they stop; P(B > A) = 2/3 exactly, and the lift's interval ends against scipy."""
+    a = beta_arm(worker, 0, 0)
+    b = beta_arm(worker, 1, 1, prior={"alpha": 1, "beta": 1})
+    assert b.parameters == {"alpha": 2.0, "beta": 1.0}
+    cmp = worker.compare_sync({"A": a, "B": b})
+    assert abs(cmp.prob_beats_control()["B"] - 2 / 3) < 1e-9
+    A, B = stats.beta(1, 1), stats.beta(2, 1)
+    for rel in (True, False):
+        lift = cmp.lift(relative=rel)["B"]
+        for q, r in ((0.025, lift["interval"][0]), (0.975, lift["interval"][1])):
+            cdf = quad(lambda y: A.pdf(y) * B.cdf((1 + r) * y if rel else r + y), 0, 1,
+                       [0.25, 0.5, 0.75])
+            assert cdf == pytest.approx(q, abs=1e-9)
+
+
+def test_arms_far_apart_keep_relative_loss_accuracy(worker):
+    """Two arms 20 sd apart: P(beat) is 1 to all digits and the loss of the worse arm is
+    about 1e-43, relative to 1e-9 against Simpson's rule on a fine grid of the log
+    integrand (scipy's adaptive quadrature misses the narrow overlap)."""
+    a, b = beta_arm(worker, 19661, 70352), beta_arm(worker, 17499, 70352)
+    cmp = worker.compare_sync({"A": a, "B": b})
+    A, B = stats.beta(19662, 50692), stats.beta(17500, 52854)
+    x = np.linspace(B.mean(), A.mean(), 400_001)
+    ly = A.logcdf(x) + B.logsf(x)
+    top = ly.max()
+    oracle = math.exp(top) * integrate.simpson(np.exp(ly - top), x=x)
+    assert 1e-44 < oracle < 1e-42
+    assert cmp.expected_loss()["A"] == pytest.approx(oracle, rel=1e-9)
+    assert cmp.prob_beats_control()["B"] < 1e-30
+
+
+def test_exponential_arms_against_oracle(worker):
+    """The exponential model's mean (inverse gamma) against scipy quadrature."""
+    rng = np.random.default_rng(8)
+    e1 = worker.run_inference_sync("exponential", rng.exponential(3.0, 25)).posterior
+    e2 = worker.run_inference_sync("exponential", rng.exponential(3.6, 25)).posterior
+    cmp = worker.compare_sync({"A": e1, "B": e2})
+    d = [stats.invgamma(p["alpha"], scale=p["beta"]) for p in (e1.parameters, e2.parameters)]
+    pts = sorted(float(q) for x in d for q in x.ppf([1e-6, 0.05, 0.5, 0.95]))
+    oracle = quad(lambda t: d[1].pdf(t) * d[0].cdf(t), 0, float(d[1].isf(1e-14)), pts)
+    assert abs(cmp.prob_beats_control()["B"] - oracle) < 1e-9
+
+
+# -- lognormal means and compound products: oracles from their structure alone ----------
+
+def normal_scores(n=64, zmax=9.0):
+    """Gauss-Legendre nodes in the normal score z on [-zmax, zmax], weighted by phi."""
+    x, w = np.polynomial.legendre.leggauss(n)
+    return zmax * x, zmax * w * np.exp(-0.5 * (zmax * x) ** 2) / math.sqrt(2 * math.pi)
+
+
+def sigma2_at(sev, z):
+    """sigma^2 = beta / G, G ~ Gamma(alpha, 1), at normal scores z (increasing in z)."""
+    g = np.where(z < 0, special.gammainccinv(sev["alpha"], special.ndtr(np.minimum(z, 0))),
+                 special.gammaincinv(sev["alpha"], special.ndtr(-np.maximum(z, 0))))
+    return sev["beta"] / g
+
+
+def log_beta_at(freq, z):
+    """log of Beta(alpha, beta) at normal scores z, accurate in both tails."""
+    lo = special.betaincinv(freq["alpha"], freq["beta"], special.ndtr(np.minimum(z, 0)))
+    hi = special.betainccinv(freq["alpha"], freq["beta"], special.ndtr(-np.maximum(z, 0)))
+    return np.log(np.where(z < 0, lo, hi))
+
+
+def lognormal_oracle(sa, sb, c=0.0, n=96):
+    """P(log V_B - log V_A > c) for lognormal means V = exp(mu + sigma^2 / 2): given the two
+    sigma^2, log V_B - log V_A is normal; Gauss-Legendre over both normal scores."""
+    z, w = normal_scores(n)
+    s_a, s_b = sigma2_at(sa, z)[:, None], sigma2_at(sb, z)[None, :]
+    mu = sb["mu"] - sa["mu"] + (s_b - s_a) / 2 - c
+    tau = np.sqrt(s_a / sa["kappa"] + s_b / sb["kappa"])
+    return float(np.sum(w[:, None] * w[None, :] * special.ndtr(mu / tau)))
+
+
+def compound_oracle(pa, pb, c=0.0, n=64):
+    """P(log X_B - log X_A > c) for compound-beta-lognormal arms X = P V: given both
+    conversion rates and both sigma^2, the difference is normal; Gauss-Legendre over the
+    four normal scores (scipy's exact beta and gamma quantiles; nothing of bayesworker)."""
+    z, w = normal_scores(n)
+    fa, va, fb, vb = pa["frequency"], pa["severity"], pb["frequency"], pb["severity"]
+    d = log_beta_at(fb, z)[None, :] - log_beta_at(fa, z)[:, None] - c
+    ww = w[:, None] * w[None, :]
+    s_a, s_b = sigma2_at(va, z), sigma2_at(vb, z)
+    total = 0.0
+    for i in range(n):
+        mu = vb["mu"] - va["mu"] + (s_b - s_a[i]) / 2
+        tau = np.sqrt(s_a[i] / va["kappa"] + s_b / vb["kappa"])
+        total += w[i] * np.sum(ww[:, :, None] * w[None, None, :] *
+                               special.ndtr((d[:, :, None] + mu) / tau))
+    return float(total)
+
+
+def test_lognormal_arms_against_structure_oracle(worker):
+    rng = np.random.default_rng(21)
+    for n in (4, 40, 400):
+        l1 = worker.run_inference_sync("lognormal", rng.lognormal(1.0, 0.9, n)).posterior
+        l2 = worker.run_inference_sync("lognormal", rng.lognormal(1.1, 0.9, n)).posterior
+        cmp = worker.compare_sync({"A": l1, "B": l2})
+        pa, pb = l1.parameters, l2.parameters
+        assert abs(cmp.prob_beats_control()["B"] - lognormal_oracle(pa, pb)) < 1e-7, n
+        lift = cmp.lift()["B"]
+        for q, r in ((0.025, lift["interval"][0]), (0.5, lift["median"]),
+                     (0.975, lift["interval"][1])):
+            assert abs(lognormal_oracle(pa, pb, math.log1p(r)) - (1 - q)) < 1e-7, n
+        assert cmp.error < 1e-7
+
+
+@pytest.mark.parametrize("converters", [(2, 3), (5, 8)])
+def test_few_converter_compound_arms(worker, converters):
+    """Compound arms with 2 and 3 (or 5 and 8) converters in 200 users: the severity's
+    spread has so few values behind it that its upper quantiles lie beyond the double
+    range; the comparison is still finite and matches the structure oracle to 1e-7."""
+    arms = {}
+    for name, k, seed in zip("AB", converters, (1, 2)):
+        rng = np.random.default_rng(seed)
+        conv = np.zeros(200, bool)
+        conv[:k] = True
+        value = np.where(conv, rng.lognormal(3, 0.8, 200), 0.0)
+        arms[name] = worker.run_inference_sync("compound-beta-lognormal",
+                                               {"converted": conv, "value": value}).posterior
+    cmp = worker.compare_sync(arms)
+    pa, pb = arms["A"].parameters, arms["B"].parameters
+    assert abs(cmp.prob_beats_control()["B"] - compound_oracle(pa, pb)) < 1e-7
+    lift = cmp.lift()["B"]
+    assert all(math.isfinite(v) for v in (lift["median"], *lift["interval"]))
+    for q, r in ((0.025, lift["interval"][0]), (0.5, lift["median"]),
+                 (0.975, lift["interval"][1])):
+        assert abs(compound_oracle(pa, pb, math.log1p(r)) - (1 - q)) < 1e-7
+    assert all(math.isfinite(v) and v > 0 for v in cmp.expected_loss().values())
+    assert cmp.truncated == {"A": True, "B": True}
+    assert cmp.error < 1e-7
+
+
+# -- cancellation -------------------------------------------------------------------------
+
+def test_cancelling_a_comparison_under_way_stops_its_work():
+    """32 few-converter compound arms (each a table of its own): once the comparison's
+    progress moves, cancelling the awaiting task stops the C job (its loops check the flag
+    per panel), nothing stays live, and the worker goes on comparing."""
+    from support import quiet, run, until
+
+    async def go():
+        async with bw.InferenceWorker(threads=2, seed=7) as w:
+            rng = np.random.default_rng(7)
+            arms = {}
+            for i in range(32):
+                conv = np.zeros(200, bool)
+                conv[:2 + i % 5] = True
+                value = np.where(conv, rng.lognormal(3, 0.8, 200), 0.0)
+                arms[f"a{i}"] = (await w.run_inference(
+                    "compound-beta-lognormal", {"converted": conv, "value": value})).posterior
+            task = asyncio.ensure_future(w.compare(arms))
+            await until(lambda: w.progress.stage == "comparing" and
+                        0.0 < w.progress.fraction < 1.0, "the comparison to be under way")
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            await until(lambda: quiet(w), "the cancelled comparison to stop")
+            cmp = await w.compare({"A": arms["a0"], "B": arms["a1"]})
+            assert 0.0 < cmp.prob_beats_control()["B"] < 1.0
+    run(go())
