@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import bayesworker as bw
-from bayesworker import _core
+from bayesworker import ModelError, _core
 from support import BIMODAL, guarded, quiet, run, until
 
 scipy = pytest.importorskip("scipy")
@@ -265,6 +265,8 @@ def test_mixed_exact_and_drawn_arms(worker):
     cmp = worker.compare_sync({"mix": mix, "comp": comp})
     assert cmp.draws == N and cmp.truncated == {"mix": True, "comp": True}
     assert cmp.summary().loc["comp", "mean"] == comp.mean()[0]   # the exact arm's exact mean
+    with pytest.raises(ModelError, match="compound mixture's order value has none"):
+        cmp.decompose()
     rates = worker.compare_sync({"mix": mix.frequency, "comp": comp.frequency})
     assert rates.draws is None and rates.error < 1e-9
     assert rates.prob_beats_control()["comp"] == pytest.approx(0.5, abs=1e-12)

@@ -379,7 +379,11 @@ class Comparison:
         left out; see the README, "Comparing arms"."""
         conv, value = self._f["log_mean_frequency"], self._f["log_mean_severity"]
         if any(v != v for v in value):
-            raise ModelError("decompose() needs compound arms (revenue per user = "
+            raise ModelError("decompose() needs compound arms whose order value has a "
+                             "closed-form E[log value] (revenue per user = conversion rate x "
+                             "order value of a conjugate compound model); a compound mixture's "
+                             "order value has none" if self.draws else
+                             "decompose() needs compound arms (revenue per user = "
                              "conversion rate x order value)")
         ci = self.arms.index(self.control)
         sgn = 1.0 if self.higher_is_better else -1.0
