@@ -1289,11 +1289,18 @@ static double cv_logfl(const cv_t *C, double l, double d, double *dlog)
         *dlog = 0.0;
         return -INFINITY;
     }
-    double dx = expm1(d), dy = -C->rab * dx;
-    double ly = dy > -0.5 ? log1p(dy) : log(-expm1(l)) - C->lq0;   /* log(y / y0) */
+    double dx = expm1(d), dy = -C->rab * dx, ly, ty;
+    if (dy > -0.5) {
+        double lm = bw_log1pmx(dy);
+        ly = lm + dy;                                               /* log(y / y0) */
+        ty = C->b * lm;
+    } else {
+        ly = log(-expm1(l)) - C->lq0;
+        ty = C->b * (ly - dy);
+    }
     double tx = dx > -0.5 ? C->a * bw_log1pmx(dx) : C->a * (d - dx);
-    double ty = dy > -0.5 ? C->b * bw_log1pmx(dy) : C->b * (ly - dy);
-    *dlog = C->a - (C->b - 1.0) * C->rab * ((1.0 + dx) / exp(ly));  /* x/y = (a/b) x/x0 y0/y */
+    /* x / y = (a/b) (x / x0) (y0 / y) */
+    *dlog = C->a - (C->b - 1.0) * C->rab * ((1.0 + dx) / (dy > -0.5 ? 1.0 + dy : exp(ly)));
     return tx + ty - ly + C->kf;
 }
 
@@ -1560,9 +1567,10 @@ static int cv_tail(cv_t *C, double U, int upper, double out[3])
     two_sum(c, -C->lp0, &c0, &e3);
     double c1 = ((e1 + e2) + e3) - C->lp0_lo, sc = C->sc;
     double va = (c - C->lhi) / sc, vb = (c - C->llo) / sc;
-    /* beyond the panels: F_Y = 1 above the top (lower tail), S_Y = 1 below the bottom */
-    double beyond = upper ? cv_ltail(C, c - sc * C->e[0], 1)
-                          : cv_ltail(C, c - sc * C->e[QE_PANELS], 0);
+    /* beyond the panels: F_Y = 1 above the top (lower tail), S_Y = 1 below the bottom (a
+     * Beta tail, below eps where l is beyond its eps-quantile) */
+    double lb = c - sc * C->e[upper ? 0 : QE_PANELS];
+    double beyond = (upper ? lb > C->lhi : lb < C->llo) ? 0.0 : cv_ltail(C, lb, upper);
     for (int pass = 0; pass < 3; pass++) {
         double sum = 0.0, diff = 0.0, den = 0.0, den1 = 0.0, terr = 0.0, emax = 0.0;
         int k = -1;
