@@ -1412,7 +1412,8 @@ static void cv_panel(const lnm_t *L, double lo, double hi, cv_rule *R, int p)
  * like r^-20 and r^-32 for an analytic integrand, so d^1.6 would do). */
 static double cv_gkerr(double kt, double d)
 {
-    return kt > 0.0 ? kt * pow(fmin(d / kt, 1.0), 1.5) : d;
+    double r = kt > 0.0 ? fmin(d / kt, 1.0) : 1.0;
+    return kt > 0.0 ? kt * (r * sqrt(r)) : d;
 }
 
 /* Both tails of V and its density at v by the nodes [n0, n0 + m) of R, and the error
