@@ -1812,9 +1812,9 @@ static int quantity_mean(const double m[2], double *out)
 
 /* The quantity's variance from its factors': for a product of independent factors
  * E[X^2] E[Y^2] - (E[X] E[Y])^2 = vx vy + vx my^2 + vy mx^2, free of cancellation. */
-static double quantity_variance(const bw_quantity *q, const double m[2], const double v[2])
+static double quantity_variance(int nfactors, const double m[2], const double v[2])
 {
-    if (q->nfactors == 1)
+    if (nfactors == 1)
         return v[0];
     if (isinf(v[0]) || isinf(v[1]))
         return INFINITY;
@@ -1837,7 +1837,7 @@ int bw_variance(const bw_quantity *q, double *out)
         return BW_E_DOMAIN;
     int st = factor_moments(q, m, v);
     if (!st)
-        *out = quantity_variance(q, m, v);
+        *out = quantity_variance(q->nfactors, m, v);
     return st;
 }
 
@@ -1850,7 +1850,15 @@ int bw_moments(const bw_quantity *q, double *mean, double *var)
     if (!st)
         st = quantity_mean(m, mean);
     if (!st)
-        *var = quantity_variance(q, m, v);
+        *var = quantity_variance(q->nfactors, m, v);
+    return st;
+}
+
+int bw_product_moments(const double m[2], const double v[2], double *mean, double *var)
+{
+    int st = quantity_mean(m, mean);
+    if (!st)
+        *var = quantity_variance(2, m, v);
     return st;
 }
 
