@@ -76,6 +76,10 @@ int bw_variance(const bw_quantity *q, double *out);
  * once; a failure of either is reported as such (call them apart to know which). */
 int bw_moments(const bw_quantity *q, double *mean, double *var);
 
+/* bw_moments of a product of two factors from the factors' own (m, v: what bw_moments gives
+ * for each alone), the same numbers without computing them again. */
+int bw_product_moments(const double m[2], const double v[2], double *mean, double *var);
+
 /* P(quantity <= x). */
 int bw_cdf(const bw_quantity *q, double x, double *out);
 

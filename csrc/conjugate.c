@@ -163,16 +163,39 @@ static const char *part_name(const bw_record *post, int i)
     return bw_conj(post)->nparts > 1 ? post->family->parts[i] : "";
 }
 
+/* The one-factor part whose distribution is d, or NULL. */
+static const bw_part *part_of_dist(const bw_conj_post *c, const bw_dist *d)
+{
+    for (int i = 0; i < c->nparts; i++) {
+        const bw_dist *e = &c->part[i].q.f[0];
+        if (c->part[i].q.nfactors == 1 && e->kind == d->kind && e->p[0] == d->p[0] &&
+            e->p[1] == d->p[1] && e->p[2] == d->p[2] && e->p[3] == d->p[3])
+            return &c->part[i];
+    }
+    return NULL;
+}
+
 int bw_conj_summarise(bw_record *post, bw_error *err)
 {
     /* The cached intervals (inverse CDFs, most of a fit's work) wait for their first use:
-     * many small fits never ask for them, and a compound's user often asks for one part. */
+     * many small fits never ask for them, and a compound's user often asks for one part.
+     * One-factor parts first: a product of two of them (a compound's revenue) takes its
+     * moments from theirs. */
     bw_conj_post *c = bw_conj(post);
-    for (int i = 0; i < c->nparts; i++) {
-        bw_part *p = &c->part[i];
-        if (part_moments(p, part_name(post, i), err) != 0)
-            return -1;
-        p->ci_lazy = 1;
+    for (int pass = 1; pass <= 2; pass++) {
+        for (int i = 0; i < c->nparts; i++) {
+            bw_part *p = &c->part[i];
+            if ((p->q.nfactors == 2) != (pass == 2))
+                continue;
+            const bw_part *x = pass == 2 ? part_of_dist(c, &p->q.f[0]) : NULL;
+            const bw_part *y = pass == 2 ? part_of_dist(c, &p->q.f[1]) : NULL;
+            double m[2] = {x ? x->mean : 0.0, y ? y->mean : 0.0};
+            double v[2] = {x ? x->variance : 0.0, y ? y->variance : 0.0};
+            if (!(x && y && bw_product_moments(m, v, &p->mean, &p->variance) == BW_OK) &&
+                part_moments(p, part_name(post, i), err) != 0)
+                return -1;
+            p->ci_lazy = 1;
+        }
     }
     return 0;
 }

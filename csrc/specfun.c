@@ -1264,7 +1264,7 @@ NM_INLINE void nm_exp(nm_vd *out, const nm_vd *in)
 /* Phi(-x) and phi(x) for x = |z| >= 0, in NM_CHAINS vectors at once: the Chebyshev
  * recurrence is a chain of dependent operations, and independent chains side by side keep
  * the vector units busy. */
-#define NM_CHAINS 3
+#define NM_CHAINS 6
 
 NM_INLINE void nm_phi(const nm_vd *xin, nm_vd *tail, nm_vd *pdf)
 {

@@ -19,9 +19,11 @@ the same sums, gives the exact quantile (the step's own error is the square of ~
 It prints, per entry, the old and the new value and their errors, asserts that every new
 value is at least as accurate as the old one, and with --write replaces exactly those
 entries in golden.json (nothing else: the file is rewritten from its own parsed content,
-which reproduces it byte for byte, with only those strings changed).
+which reproduces it byte for byte, with only those strings changed).  --old REV takes the
+old values from golden.json as git revision REV has it (51d438e: before issue 11's
+change), to show the comparison once the file holds the new ones.
 
-    PYTHONPATH=python python tests/golden/check_compound_entries.py [--write]
+    PYTHONPATH=python python tests/golden/check_compound_entries.py [--write] [--old REV]
 """
 
 from __future__ import annotations
@@ -111,11 +113,22 @@ def replay():
     return make_golden.record(bw)
 
 
-def main(write: bool) -> int:
+def _old_golden(rev: str | None, text: str) -> list:
+    if rev is None:
+        return json.loads(text)
+    import subprocess
+    path = os.path.relpath(make_golden.GOLDEN, os.path.join(HERE, "..", ".."))
+    out = subprocess.run(["git", "show", f"{rev}:{path}"], cwd=HERE, check=True,
+                         capture_output=True, text=True).stdout
+    return json.loads(out)
+
+
+def main(write: bool, rev: str | None) -> int:
     with open(make_golden.GOLDEN) as f:
         text = f.read()
-    golden = json.loads(text)
-    assert json.dumps(golden, indent=0) == text, "golden.json is not in json.dump(indent=0) form"
+    current = json.loads(text)
+    assert json.dumps(current, indent=0) == text, "golden.json is not in json.dump(indent=0) form"
+    golden = _old_golden(rev, text)
     new = replay()
     i = next(k for k, r in enumerate(golden) if r["model"] == MODEL)
     # every other number must be bit-identical: only the revenue interval ends may move
@@ -160,12 +173,13 @@ def main(write: bool) -> int:
           f"{len(changed)} entries change, at most {worst_change:.3g} relative")
     if write and changed:
         for key, end, n in changed:
-            golden[i]["post"][key][end] = n
+            current[i]["post"][key][end] = n
         with open(make_golden.GOLDEN, "w") as f:
-            json.dump(golden, f, indent=0)
+            json.dump(current, f, indent=0)
         print(f"wrote {len(changed)} entries into {make_golden.GOLDEN}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main("--write" in sys.argv[1:]))
+    argv = sys.argv[1:]
+    sys.exit(main("--write" in argv, argv[argv.index("--old") + 1] if "--old" in argv else None))
