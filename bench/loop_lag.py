@@ -23,6 +23,32 @@ the workload (a draw submitted, a result dropped, ...).
 
 The targets: max <= 5 ms and p99 <= 1 ms in every run. Timings on a shared machine are
 noisy: compare the trees within one invocation, never across invocations.
+
+What the stalls were (issue 11; traced with perf's sched, syscall, futex and mmap_lock
+events on a 2-core VM, kernel 6.18, PREEMPT_NONE, HZ 250, THP "madvise"): in a stall the
+loop thread was runnable or blocked in a futex, not faulting and not in mmap/munmap.
+
+- It blocked on the completion channel's mutex (5-44 ms): the worker that finished a job
+  wrote the channel's eventfd while holding that mutex; the wake-up let the loop (nice 0)
+  preempt the worker (nice +5) inside its critical section, and the loop's drain then
+  waited until that worker got a core back, behind the other busy worker and other work.
+- It blocked inside pthread_cond_broadcast when submitting (2-8 ms): glibc's condition
+  variable waits for the waiters an earlier signal woke (the idle workers, low priority)
+  to run before it can signal again.
+- It waited for a core behind two workers (up to two 4 ms ticks): the scheduler does not
+  preempt a worker for a waking loop while another queued worker has the earlier
+  deadline.  Long jobs into fresh memory make this common: every first touch of a
+  transparent huge page zeroes 2 MB in the kernel, about 9 ms when the VM's host has
+  taken the page back (0.25 ms when warm), and a worker in that fault reaches no yield
+  point.
+- Not the causes: mmap_lock waits (under 0.1 ms: faults take per-VMA locks), THP
+  compaction (compact_stall stayed 0), page faults on the loop thread (none in a stall),
+  the GIL (no worker takes it).  munmap of a dropped 800 MB array costs the loop 2-3 ms
+  with huge pages (20-90 ms with 4 KB pages).
+
+The fixes are in csrc/pool.c (a lock-free completion inbox, a semaphore fd for idle
+workers, yield points every 250 us of work) and csrc/draw_jobs.c (draw blocks in pieces
+with a yield point between them).
 """
 
 from __future__ import annotations
