@@ -257,6 +257,128 @@ def test_a_posterior_gone_between_check_and_work_is_a_disposed_error(worker):
             run(one(handle.interval(0, 0.3, label="beta-binomial")))
     with pytest.raises(bw.DisposedError, match="evict"):
         handle.bridge.run_sync(one(handle.draws(0, 50_000)))
+    with pytest.raises(bw.DisposedError, match="evict"):
+        handle.interval_here(0, 0.3, "beta-binomial")
+    with pytest.raises(bw.DisposedError, match=r"\(beta-binomial\).*evict"):
+        post.credible_interval(0.95)        # a level not cached yet, computed at once
+
+
+def test_an_interval_computed_at_once_is_the_requests_value_and_maps_its_errors(worker):
+    """credible_interval computes a level not cached yet without a request to drive: the
+    same numbers (bit for bit) and the same errors as the request's two drivers."""
+    post = worker.run_inference_sync("beta-binomial", CONV).posterior
+    twin = worker.run_inference_sync("beta-binomial", CONV).posterior
+    for level in (0.95, 0.9, 0.8, 0.5, 0.999):
+        here = post.credible_interval(level)
+        assert post.credible_interval(level) is here                # then cached
+        assert post.credible_interval(np.float64(level)) is here    # the request's path
+        np.testing.assert_array_equal(here, asyncio.run(twin.credible_interval_async(level)))
+        assert not here.flags.writeable and here.shape == (1, 2)
+    with pytest.raises(bw.DataError, match="level"):
+        post.credible_interval(1.0)
+    # a posterior that has moments but no interval: the core's refusal, as a ModelError
+    # naming the level (the request drivers say the same)
+    bad = worker.run_inference_sync("poisson", [0.0], prior={"alpha": 1e-300,
+                                                             "beta": 1e300}).posterior
+    for ask in (lambda: bad.credible_interval(0.95),
+                lambda: bad._handle.bridge.run_here(one(bad._handle.interval(0, 0.95)))):
+        with pytest.raises(bw.ModelError, match=r"level 0\.95 of the posterior Gamma"):
+            ask()
+
+
+# ======================================================================================== #
+# Instant fits: finished on the calling thread when submitted                              #
+# ======================================================================================== #
+
+def test_an_instant_fit_reports_like_any_job_and_leaves_nothing_in_flight():
+    seen = []
+
+    async def awaited(w):
+        res = await w.run_inference("beta-binomial", CONV, on_progress=seen.append)
+        return res, w.is_running, w._bridge.pending
+
+    with bw.InferenceWorker(threads=2, seed=15) as w:
+        for fit in (lambda: w.run_inference_sync("beta-binomial", CONV,
+                                                 on_progress=seen.append),
+                    lambda: asyncio.run(awaited(w))[0]):
+            seen.clear()
+            post = fit().posterior
+            assert [(p.stage, p.fraction) for p in seen] == [("fitting", 0.0),
+                                                             ("fitting", 1.0)]
+            assert w.progress == seen[-1] == bw.Progress("fitting", 1.0, 1, 1)
+            assert not w.is_running and w.error is None
+        _, running, pending = asyncio.run(awaited(w))
+        assert not running and pending == {}
+        # the latest request's progress wins, whichever path it took
+        post.sample_sync(4 * _core.SAMPLE_BLOCK)
+        assert w.progress.stage == "sampling"
+        w.run_inference_sync("beta-binomial", CONV)
+        assert w.progress.stage == "fitting"
+
+
+def test_an_instant_fit_that_fails_raises_keeps_no_posterior_and_is_the_error():
+    async def awaited(w):
+        return await w.run_inference("beta-binomial", CONV, timeout=0)
+
+    with bw.InferenceWorker(threads=2, seed=16) as w:
+        for fit in (lambda: w.run_inference_sync("beta-binomial", CONV, timeout=0),
+                    lambda: asyncio.run(awaited(w))):
+            with pytest.raises(TimeoutError, match="fitting timed out") as info:
+                fit()
+            assert w.error is info.value and not w.is_running
+            assert posteriors(w) == 0 and w.stats()["live_jobs"] == 0
+        assert w.run_inference_sync("beta-binomial", CONV).posterior.mean().shape == (1,)
+        assert w.error is None
+
+
+def test_an_instant_fit_cancelled_before_it_starts_never_runs():
+    """Cancelled before its first step, a task of an instant fit does no work: no posterior
+    is made and no posterior id is taken (the next fit's draws are a fresh worker's)."""
+    async def go(w):
+        tasks = [asyncio.ensure_future(w.run_inference("beta-binomial", CONV))
+                 for _ in range(3)]
+        for t in tasks:
+            t.cancel()
+        done = await asyncio.gather(*tasks, return_exceptions=True)
+        return [isinstance(d, asyncio.CancelledError) for d in done], posteriors(w)
+
+    with bw.InferenceWorker(threads=2, seed=17) as w, \
+            bw.InferenceWorker(threads=2, seed=17) as fresh:
+        cancelled, held = asyncio.run(go(w))
+        assert cancelled == [True] * 3 and held == 0 and w.error is None
+        got = w.run_inference_sync("beta-binomial", CONV).posterior.sample_sync(50)
+        want = fresh.run_inference_sync("beta-binomial", CONV).posterior.sample_sync(50)
+        np.testing.assert_array_equal(got, want)
+
+
+def test_gathered_instant_fits_are_the_fits_of_the_worker_threads():
+    """500 gathered fits from counts (instant) against the same posteriors from raw 0/1
+    values (reduced and fitted on the workers): the same summaries, bit for bit, each
+    interval computed on its first use; the handles go with their proxies."""
+    rng = np.random.default_rng(18)
+    counts = [(int(s), int(n)) for n, s in
+              zip(*(lambda n: (n, rng.binomial(n, 0.07)))(rng.integers(1, 400, 500)))]
+
+    async def go(w):
+        fast = await asyncio.gather(*(w.run_inference("beta-binomial",
+                                                      {"successes": s, "trials": n})
+                                      for s, n in counts))
+        slow = await asyncio.gather(*(w.run_inference("beta-binomial",
+                                                      np.r_[np.ones(s), np.zeros(n - s)])
+                                      for s, n in counts))
+        return [r.posterior for r in fast], [r.posterior for r in slow], w._bridge.pending
+
+    with bw.InferenceWorker(threads=2, seed=18) as w:
+        fast, slow, pending = asyncio.run(go(w))
+        assert pending == {} and posteriors(w) == 1000
+        for f, s in zip(fast, slow):
+            assert f.mean()[0] == s.mean()[0] and f.variance()[0] == s.variance()[0]
+            for level in (0.8, 0.95, 0.9):
+                np.testing.assert_array_equal(f.credible_interval(level),
+                                              s.credible_interval(level))
+        assert len(w._bridge._handles) == 1000
+        del f, s, fast, slow
+        assert posteriors(w) == 0 and len(w._bridge._handles) == 0
 
 
 # ======================================================================================== #

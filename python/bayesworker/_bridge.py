@@ -531,14 +531,13 @@ class Bridge:
         shows the end (made only when read)."""
         self.error = None
         self._report(call, "started")
+        self._last_instant = call.stage, call.job
         try:
-            value = self._deliver(call)
+            return self._deliver(call)
         except Exception as exc:
             self.error = exc
             call.release()
             raise
-        self._last_instant = call.stage, call.job
-        return value
 
     def _finish_here(self, call: Call) -> Any:
         """A call computed at once on this thread (short: not counted in is_running)."""
