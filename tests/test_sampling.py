@@ -84,9 +84,12 @@ def test_abandoned_async_batches_are_cancelled():
     sends batch 3 ahead, alone, and the generator is closed at once. A cancelled batch 3
     costs a block or so; a batch 3 left to run costs a whole batch. Counted in CPU time of
     this process (not wall time: other processes do not count), against the same run's
-    cost of batches 1 and 2, with a factor of 4 to spare.
+    cost of batches 1 and 2, with a factor of 4 to spare. The batch is large (16M draws) so
+    that the fixed CPU of closing (the polling below, the wake-ups: about 0.03 s under ASan)
+    stays far below a batch's cost on any machine: a cancelled batch costs a constant, one
+    left to run grows with the batch.
     """
-    batch = 4_000_000
+    batch = 16_000_000
 
     async def go():
         async with bw.InferenceWorker(threads=1, seed=10) as w:
