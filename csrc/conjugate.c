@@ -233,7 +233,7 @@ void bw_write_part(bw_writer *w, const char *key, const bw_part *p, uint64_t cur
     w->number(w, "mean", p->mean);
     w->number(w, "variance", p->variance);
     if (p->ci_lazy) {
-        w->none(w, "intervals");        /* computed on first use (Core.cached_intervals) */
+        w->none(w, "intervals");        /* each level on its first use (Core.interval_now) */
     } else {
         w->open(w, "intervals", 1);
         for (int i = 0; i < BW_NCACHED; i++) {

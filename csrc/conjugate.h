@@ -20,7 +20,7 @@ extern const double bw_cached_levels[BW_NCACHED];
 typedef struct {
     bw_quantity q;              /* nfactors 0: the part is a constant (no summaries to draw) */
     double mean, variance;
-    int ci_lazy;                /* 1: ci not computed yet (bw_part_intervals on first use) */
+    int ci_lazy;                /* 1: ci not computed (each level on its first use) */
     double ci[BW_NCACHED][2];   /* at bw_cached_levels */
 } bw_part;
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from ._request import FitRequest
-from ._results import Diagnostics, InferenceResult, filled
+from ._results import Diagnostics, InferenceResult
 from ._table import core_row, prior_tuple
 from .models import family
 
@@ -66,6 +66,5 @@ def fit_result(worker: Any, req: FitRequest, job: Any, info: dict[str, Any]) -> 
     if req.reason is not None:
         details["auto_choice"] = req.model
         details["reason"] = req.reason
-    diagnostics = filled(Diagnostics, converged=converged, iterations=iterations,
-                         runtime=job.runtime, model_type=req.model, details=details)
-    return filled(InferenceResult, posterior=proxy, diagnostics=diagnostics)
+    diagnostics = Diagnostics(converged, iterations, job.runtime, req.model, details)
+    return InferenceResult(proxy, diagnostics)

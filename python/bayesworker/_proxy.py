@@ -40,7 +40,9 @@ INLINE_DRAWS = 2048
 class _cached_attribute:
     """A summary computed on its first read, then an ordinary attribute of the instance
     (functools.cached_property without its lock: a proxy's summaries are made once and
-    are the same whichever thread makes them)."""
+    are the same whichever thread makes them). Stored by setattr, not through
+    ``__dict__``, which would make the instance's attribute dict a real dict: one more
+    object per proxy for the garbage collector."""
 
     def __init__(self, fn: Callable[[Any], Any]) -> None:
         self.fn = fn
@@ -52,7 +54,8 @@ class _cached_attribute:
     def __get__(self, obj: Any, owner: type | None = None) -> Any:
         if obj is None:
             return self
-        value = obj.__dict__[self.name] = self.fn(obj)
+        value = self.fn(obj)
+        setattr(obj, self.name, value)
         return value
 
 
