@@ -530,9 +530,9 @@ class Bridge:
         it; ``on_progress`` hears "started" and the end, as from any job, and ``progress``
         shows the end (made only when read)."""
         self.error = None
-        self._report(call, "started")
         self._last_instant = call.stage, call.job
         try:
+            self._report(call, "started")
             return self._deliver(call)
         except Exception as exc:
             self.error = exc
