@@ -330,6 +330,18 @@ def test_an_instant_fit_that_fails_raises_keeps_no_posterior_and_is_the_error():
         assert w.run_inference_sync("beta-binomial", CONV).posterior.mean().shape == (1,)
         assert w.error is None
 
+        for when in (0.0, 1.0):                 # on_progress raising as it starts, or ends
+            def listener(p, when=when):
+                if p.fraction == when:
+                    raise KeyError(f"listener at {when}")
+            for fit in (lambda: w.run_inference_sync("beta-binomial", CONV,
+                                                     on_progress=listener),
+                        lambda: asyncio.run(w.run_inference("beta-binomial", CONV,
+                                                            on_progress=listener))):
+                with pytest.raises(KeyError, match="listener") as info:
+                    fit()
+                assert w.error is info.value and posteriors(w) == 0
+
 
 def test_an_instant_fit_cancelled_before_it_starts_never_runs():
     """Cancelled before its first step, a task of an instant fit does no work: no posterior

@@ -530,13 +530,14 @@ class Bridge:
         it; ``on_progress`` hears "started" and the end, as from any job, and ``progress``
         shows the end (made only when read)."""
         self.error = None
-        self._report(call, "started")
         self._last_instant = call.stage, call.job
         try:
+            self._report(call, "started")
             return self._deliver(call)
-        except Exception as exc:
+        except Exception as exc:        # the job failed, or on_progress raised
             self.error = exc
-            call.release()
+            call.delivered = False      # its value never reached the request:
+            self._abandon(call)         # a fit's posterior, if made, goes now
             raise
 
     def _finish_here(self, call: Call) -> Any:

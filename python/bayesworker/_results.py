@@ -3,27 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 # Sufficient statistics that count the observations, in the order they are looked for.
 _N_KEYS = ("n", "trials", "users", "exposure")
-
-T = TypeVar("T")
-
-
-def filled(cls: type[T], **values: Any) -> T:
-    """An instance of the frozen dataclass ``cls`` with ``values``, which must give every
-    field, made without the generated ``__init__`` (it sets each field through
-    ``object.__setattr__``, and calls the default factories: twice the time for a
-    ``FitRequest``). The instance's ``__dict__`` is then a real dict, one more object for the
-    garbage collector: for short-lived instances.
-
-    >>> filled(InferenceResult, posterior=None, diagnostics=None).posterior is None
-    True
-    """
-    obj = object.__new__(cls)
-    obj.__dict__.update(values)
-    return obj
 
 
 @dataclass(frozen=True)
