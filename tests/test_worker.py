@@ -236,8 +236,8 @@ def test_close_settles_every_awaited_request_with_runtime_error():
             "sample_predictive": mix.sample_predictive(1_000_000),
         }
         tasks = {k: asyncio.ensure_future(c) for k, c in requests.items()}
-        await asyncio.sleep(0)      # one step: every request is submitted, none delivered
-        assert not [k for k, t in tasks.items() if t.done()]
+        await asyncio.sleep(0)      # one step: every request is submitted
+        assert not [k for k, t in tasks.items() if t.done() and k not in QUICK]
         w.close()
         results = await guarded(asyncio.gather(*tasks.values(), return_exceptions=True),
                                 "the requests awaited when close() ran")
@@ -245,8 +245,16 @@ def test_close_settles_every_awaited_request_with_runtime_error():
 
     results, w = run(go())
     for name, r in results.items():
+        if name in QUICK and not isinstance(r, BaseException):
+            # microseconds of work, which may finish before close() runs: then the value
+            assert np.isfinite(np.asarray(r, dtype=float)).all(), (name, r)
+            continue
         assert isinstance(r, RuntimeError) and "closed" in str(r), (name, r)
     assert w.closed
+
+
+#: Requests of a few microseconds of work: one may legitimately be done before close().
+QUICK = {"credible_interval_async", "mixture credible_interval_async"}
 
 
 def test_close_from_another_thread_releases_async_and_blocking_callers():
