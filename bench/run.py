@@ -219,6 +219,7 @@ def case_many_fits(k: int, repeat: int, levels: tuple[float, ...] = (0.95,),
     at `levels` read from its proxy, against a scipy frozen Beta giving the same numbers."""
     from scipy import stats
 
+    rng = np.random.default_rng(8)
     trials = rng.integers(100, 10_000, k)
     succ = (trials * rng.uniform(0.01, 0.2, k)).astype(int)
 
