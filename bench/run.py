@@ -559,6 +559,19 @@ def _timed(fn) -> float:
     return time.perf_counter() - t0
 
 
+def issue11_cases(q: bool) -> None:
+    """The rows of issue 11 (many small requests, segments, the loop lag), at full or quick
+    sizes: run alone by --issue11 and as part of the whole run."""
+    case_many_fits(1000 if q else 10_000, 1 if q else 3)
+    case_many_fits(1000 if q else 10_000, 1 if q else 3, (0.95, 0.9, 0.8), "info")
+    case_one_fit(300 if q else 2000)
+    case_compound_one(5 if q else 11)
+    case_segment_revenue(100 if q else 1000, 1)
+    case_groups(10**4 if q else 10**5, 10**6 if q else 10**7, 1000 if q else 10**4,
+                1 if q else 3)
+    case_loop_lag(10**7 if q else 10**8, 2 if q else 5)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="smaller sizes, under a minute")
@@ -574,27 +587,13 @@ def main() -> None:
         case_compare(20 if q else 100)
         return print_table()
     if args.issue11:
-        case_many_fits(1000 if q else 10_000, 1 if q else 3)
-        case_many_fits(1000 if q else 10_000, 1 if q else 3, (0.95, 0.9, 0.8), "info")
-        case_one_fit(300 if q else 2000)
-        case_compound_one(5 if q else 11)
-        case_segment_revenue(100 if q else 1000, 1)
-        case_groups(10**4 if q else 10**5, 10**6 if q else 10**7, 1000 if q else 10**4,
-                    1 if q else 3)
-        case_loop_lag(10**7 if q else 10**8, 2 if q else 5)
+        issue11_cases(q)
         return print_table()
     case_draws(10**6 if q else 10**7, 3 if q else 5, threads_all)
     case_scaling((10**6,) if q else (10**6, 10**7), 5 if q else 7, threads_all)
     case_roundtrip(300 if q else 2000)
-    case_loop_lag(10**7 if q else 10**8, 2 if q else 5)
     case_fit(10**6 if q else 10**7, 3 if q else 5)
-    case_many_fits(1000 if q else 10_000, 1 if q else 3)
-    case_many_fits(1000 if q else 10_000, 1 if q else 3, (0.95, 0.9, 0.8), "info")
-    case_one_fit(300 if q else 2000)
-    case_compound_one(5 if q else 11)
-    case_segment_revenue(100 if q else 1000, 1)
-    case_groups(10**4 if q else 10**5, 10**6 if q else 10**7, 1000 if q else 10**4,
-                1 if q else 3)
+    issue11_cases(q)
     case_memory(10**8 if q else 10**9, 10**6, 10**7 if q else 10**8)
     case_compare(20 if q else 100)
     print_table()
